@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The whole test suite: Django 5.2 (Python 3.11) and Django 6.1 (Python 3.12+), each on
+# SQLite, PostgreSQL and MariaDB; then ruff and mypy. Sets up its virtualenvs in .venvs/.
+#
+#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh -k retry        # extra arguments go to every pytest run
+#   MAILER_TEST_DBS=sqlite bash scripts/test.sh    # only some databases
+#   MAILER_TEST_DJANGOS=dj61 bash scripts/test.sh  # only some Django versions
+#
+# Outside CI a database server that does not answer is skipped, and said so; with
+# CI=true it is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_system_packages
+py311=$(find_python 3.11) || { echo "Python 3.11 is needed" >&2; exit 1; }
+py312=$(find_python 3.13 3.12) || { echo "Python 3.12 or 3.13 is needed for Django 6.1" >&2; exit 1; }
+
+djangos=${MAILER_TEST_DJANGOS:-"dj52 dj61"}
+dbs=${MAILER_TEST_DBS:-"sqlite postgres mariadb"}
+
+for env in $djangos; do
+    case $env in
+        dj52) make_env .venvs/dj52 "$py311" "Django>=5.2,<5.3" ;;
+        dj61) make_env .venvs/dj61 "$py312" "Django>=6.1,<6.2" "ruff>=0.6" "mypy>=1.11" "django-stubs>=6.1,<6.2" ;;
+        *) echo "unknown Django environment $env" >&2; exit 2 ;;
+    esac
+done
+# django-mailer 2.3.2 in its own virtualenv, for the upgrade test (tests/test_upgrade.py).
+if [ ! -x .venvs/django-mailer/bin/python ]; then
+    "$py311" -m venv .venvs/django-mailer
+fi
+.venvs/django-mailer/bin/python -m pip install -q --disable-pip-version-check \
+    "django-mailer==2.3.2" "Django>=5.2,<5.3" "psycopg[binary]" 2>&1 | grep -v "^WARNING: Location" || true
+export MAILER_DJANGO_MAILER_PYTHON="$PWD/.venvs/django-mailer/bin/python"
+
+port_for() { case $1 in postgres) echo 5432 ;; mariadb) echo 3306 ;; *) echo "" ;; esac; }
+answers() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+failed=()
+summary=()
+for env in $djangos; do
+    for db in $dbs; do
+        port=$(port_for "$db")
+        if [ -n "$port" ] && ! answers "$port"; then
+            if [ "${CI:-}" = "true" ]; then
+                echo "FAIL: $db does not answer on 127.0.0.1:$port" >&2
+                failed+=("$env/$db (server down)")
+            else
+                echo "SKIP: $db does not answer on 127.0.0.1:$port; its tests are not run" >&2
+                summary+=("$env/$db: skipped, server down")
+            fi
+            continue
+        fi
+        warnings=()
+        if [ "$env" = dj61 ]; then
+            warnings=(-W error)  # with MAILERS configured, nothing may warn
+        fi
+        echo "=== $env / $db ==="
+        start=$(date +%s)
+        if MAILER_TEST_DB=$db ".venvs/$env/bin/python" "${warnings[@]}" -m pytest -q -p no:cacheprovider "$@"; then
+            summary+=("$env/$db: passed in $(( $(date +%s) - start ))s")
+        else
+            failed+=("$env/$db")
+            summary+=("$env/$db: FAILED")
+        fi
+    done
+done
+
+if [[ " $djangos " == *" dj61 "* ]]; then
+    echo "=== ruff, mypy ==="
+    .venvs/dj61/bin/ruff check . && .venvs/dj61/bin/ruff format --check . \
+        || failed+=("ruff")
+    .venvs/dj61/bin/mypy || failed+=("mypy")
+fi
+
+printf '%s\n' "${summary[@]}"
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "all passed"

@@ -1,0 +1,356 @@
+"""The one place that reads ``MAILER_*`` settings.
+
+Values are read from ``django.conf.settings`` on every access, so
+``override_settings`` works in tests, and validated on the way out: a wrong
+type raises :class:`~mailer.exceptions.MailerConfigurationError` naming the
+setting. ``mailer.checks`` runs the same validators at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast, overload
+
+from django.conf import settings as django_settings
+
+from .exceptions import MailerConfigurationError
+
+T = TypeVar("T")
+
+DEFAULT_DELIVERY_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+DEFAULT_ERROR_HANDLER = "mailer.engine.handle_delivery_exception"
+QUEUEING_BACKEND = "mailer.backend.DbBackend"
+
+
+class _Missing:
+    pass
+
+
+MISSING = _Missing()
+
+
+def _optional_int(minimum: int) -> Callable[[str, Any], int | None]:
+    def check(name: str, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise MailerConfigurationError(
+                f"{name} must be None or an integer >= {minimum}, not {value!r}."
+            )
+        return value
+
+    return check
+
+
+def _int(minimum: int) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise MailerConfigurationError(
+                f"{name} must be an integer >= {minimum}, not {value!r}."
+            )
+        return value
+
+    return check
+
+
+def _number(minimum: float, *, optional: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> float | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            kind = "None or a number" if optional else "a number"
+            raise MailerConfigurationError(f"{name} must be {kind} >= {minimum}, not {value!r}.")
+        return float(value)
+
+    return check
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise MailerConfigurationError(f"{name} must be True or False, not {value!r}.")
+    return value
+
+
+def _dotted_path(name: str, value: Any) -> str:
+    if not isinstance(value, str) or "." not in value:
+        raise MailerConfigurationError(f"{name} must be a dotted import path, not {value!r}.")
+    return value
+
+
+def _optional_dotted_path(name: str, value: Any) -> str | None:
+    return None if value is None else _dotted_path(name, value)
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str | os.PathLike):
+        raise MailerConfigurationError(f"{name} must be None or a path, not {value!r}.")
+    return None if value is None else os.fspath(value)
+
+
+def _str_list(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise MailerConfigurationError(f"{name} must be a list of strings, not {value!r}.")
+    if not all(isinstance(item, str) for item in value):
+        raise MailerConfigurationError(f"{name} must contain only strings, not {value!r}.")
+    return tuple(value)
+
+
+def _priority(name: str, value: Any) -> int:
+    from .priorities import parse_priority
+
+    try:
+        return parse_priority(value)
+    except ValueError as error:
+        raise MailerConfigurationError(f"{name}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """A ``MAILER_*`` setting: its default and the validator that types it."""
+
+    name: str
+    default: Any
+    validate: Callable[[str, Any], T]
+    doc: str
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Setting[T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type) -> Setting[T] | T:
+        if instance is None:
+            return self
+        return self.validate(self.name, self.raw())
+
+    def raw(self) -> Any:
+        return getattr(django_settings, self.name, self.default)
+
+    def is_set(self) -> bool:
+        return hasattr(django_settings, self.name)
+
+
+class MailerSettings:
+    """Typed, validated access to every ``MAILER_*`` setting."""
+
+    # -- Contract settings (django-mailer's documented names) ----------------
+    EMAIL_BACKEND: Setting[str] = Setting(
+        "MAILER_EMAIL_BACKEND",
+        DEFAULT_DELIVERY_BACKEND,
+        _dotted_path,
+        "Backend that really delivers queued mail when MAILERS is not used.",
+    )
+    EMAIL_MAX_BATCH: Setting[int | None] = Setting(
+        "MAILER_EMAIL_MAX_BATCH",
+        None,
+        _optional_int(1),
+        "Stop a send_mail run after this many messages were sent.",
+    )
+    EMAIL_MAX_DEFERRED: Setting[int | None] = Setting(
+        "MAILER_EMAIL_MAX_DEFERRED",
+        None,
+        _optional_int(1),
+        "Stop a send_mail run after this many messages were deferred or failed.",
+    )
+    EMAIL_THROTTLE: Setting[float] = Setting(
+        "MAILER_EMAIL_THROTTLE",
+        0,
+        _number(0),
+        "Seconds to sleep after each message in a run.",
+    )
+    PAUSE_SEND: Setting[bool] = Setting(
+        "MAILER_PAUSE_SEND", False, _bool, "When True, send_mail and runmailer deliver nothing."
+    )
+    EMAIL_MAX_RETRIES: Setting[int | None] = Setting(
+        "MAILER_EMAIL_MAX_RETRIES",
+        None,
+        _optional_int(0),
+        "Retries after the first attempt before a message is failed (None: bounded by age).",
+    )
+    EMAIL_LOG_MESSAGE_DATA: Setting[bool] = Setting(
+        "MAILER_EMAIL_LOG_MESSAGE_DATA",
+        True,
+        _bool,
+        "Keep the whole message in MessageLog rows (False keeps headers only).",
+    )
+    LOCK_PATH: Setting[str | None] = Setting(
+        "MAILER_LOCK_PATH",
+        None,
+        _optional_str,
+        "Path of the send_mail lock; '.lock' is appended. None: a file in the temp dir.",
+    )
+    USE_FILE_LOCK: Setting[bool] = Setting(
+        "MAILER_USE_FILE_LOCK", True, _bool, "Serialise send_mail runs on this host."
+    )
+    LOCK_WAIT_TIMEOUT: Setting[float] = Setting(
+        "MAILER_LOCK_WAIT_TIMEOUT",
+        -1,
+        _number(-1),
+        "Seconds send_mail waits for the lock; negative: do not wait.",
+    )
+    ERROR_HANDLER: Setting[str] = Setting(
+        "MAILER_ERROR_HANDLER",
+        DEFAULT_ERROR_HANDLER,
+        _dotted_path,
+        "Dotted path of handler(connection, message, exc) -> (connection, action).",
+    )
+    MESSAGES_BATCH_SIZE: Setting[int | None] = Setting(
+        "MAILER_MESSAGES_BATCH_SIZE",
+        None,
+        _optional_int(1),
+        "Rows per INSERT when DbBackend queues many messages (None: as many as the DB allows).",
+    )
+    EMPTY_QUEUE_SLEEP: Setting[float] = Setting(
+        "MAILER_EMPTY_QUEUE_SLEEP",
+        30,
+        _number(0),
+        "Longest sleep of runmailer between polls of an empty queue, in seconds.",
+    )
+
+    # -- Our own settings -----------------------------------------------------
+    ASSIGN_MESSAGE_ID: Setting[bool] = Setting(
+        "MAILER_ASSIGN_MESSAGE_ID",
+        True,
+        _bool,
+        "Give every message a Message-ID when it is queued, kept across retries.",
+    )
+    MAX_MESSAGE_SIZE: Setting[int | None] = Setting(
+        "MAILER_MAX_MESSAGE_SIZE",
+        10_240_000,
+        _optional_int(1),
+        "Largest stored message in bytes; larger ones are refused at enqueue. None: no limit.",
+    )
+    MESSAGE_CLASSES: Setting[tuple[str, ...]] = Setting(
+        "MAILER_MESSAGE_CLASSES",
+        ("anymail.message.AnymailMessage",),
+        _str_list,
+        "EmailMessage subclasses (besides Django's) that stored messages may be rebuilt as.",
+    )
+    DEFAULT_PRIORITY: Setting[int] = Setting(
+        "MAILER_DEFAULT_PRIORITY",
+        2,
+        _priority,
+        "Priority of mail queued without one.",
+    )
+    CLAIM_BATCH_SIZE: Setting[int] = Setting(
+        "MAILER_CLAIM_BATCH_SIZE",
+        100,
+        _int(1),
+        "Messages a worker claims in one transaction.",
+    )
+    LEASE_SECONDS: Setting[float] = Setting(
+        "MAILER_LEASE_SECONDS",
+        60,
+        _number(1),
+        "How long a claim lasts unless renewed; a dead worker's mail waits at most this long.",
+    )
+    RETRY_BACKOFF: Setting[float] = Setting(
+        "MAILER_RETRY_BACKOFF",
+        60,
+        _number(0),
+        "Delay before the first automatic retry, in seconds; doubles each attempt.",
+    )
+    RETRY_BACKOFF_MAX: Setting[float] = Setting(
+        "MAILER_RETRY_BACKOFF_MAX",
+        3600,
+        _number(0),
+        "Longest delay between two automatic retries, in seconds.",
+    )
+    MAX_MESSAGE_AGE: Setting[float | None] = Setting(
+        "MAILER_MAX_MESSAGE_AGE",
+        5 * 24 * 3600,
+        _number(0, optional=True),
+        "Seconds after queueing when a message still not delivered is failed. None: no limit.",
+    )
+    SMTP_TIMEOUT: Setting[float | None] = Setting(
+        "MAILER_SMTP_TIMEOUT",
+        30,
+        _number(0, optional=True),
+        "Socket timeout for delivery connections that set none themselves. None: no timeout.",
+    )
+    CONCURRENCY: Setting[int] = Setting(
+        "MAILER_CONCURRENCY",
+        1,
+        _int(1),
+        "Delivery connections runmailer uses in parallel.",
+    )
+    RATE_LIMIT: Setting[float | None] = Setting(
+        "MAILER_RATE_LIMIT",
+        None,
+        _number(0, optional=True),
+        "Messages per second for all workers together, enforced through the database.",
+    )
+    POLL_INTERVAL: Setting[float] = Setting(
+        "MAILER_POLL_INTERVAL",
+        0.1,
+        _number(0.01),
+        "Shortest sleep of runmailer between polls; it grows up to MAILER_EMPTY_QUEUE_SLEEP.",
+    )
+    NOTIFY: Setting[bool] = Setting(
+        "MAILER_NOTIFY",
+        True,
+        _bool,
+        "On PostgreSQL, NOTIFY listening workers when mail is queued.",
+    )
+    ERROR_CLASSIFIERS: Setting[tuple[str, ...]] = Setting(
+        "MAILER_ERROR_CLASSIFIERS",
+        (),
+        _str_list,
+        "Dotted paths of functions that classify a delivery exception.",
+    )
+    TASKS_ENQUEUE_ON_COMMIT: Setting[bool] = Setting(
+        "MAILER_TASKS_ENQUEUE_ON_COMMIT",
+        False,
+        _bool,
+        "Enqueue the send-queued-mail Django task whenever mail is queued.",
+    )
+    WORKERS: Setting[int] = Setting(
+        "MAILER_WORKERS",
+        1,
+        _int(1),
+        "How many worker processes the deployment runs (used by system checks).",
+    )
+
+    @classmethod
+    def all_settings(cls) -> list[Setting[Any]]:
+        return [value for value in vars(cls).values() if isinstance(value, Setting)]
+
+    # -- Derived values ---------------------------------------------------------
+
+    @property
+    def lock_file(self) -> str:
+        """Absolute path of the send_mail lock file (MAILER_LOCK_PATH + '.lock')."""
+        base = self.LOCK_PATH
+        if base is None:
+            from django.db import connection
+
+            # One lock per database: two projects on a host must not block each other.
+            db = f"{connection.vendor}:{connection.settings_dict.get('NAME')}"
+            digest = hashlib.sha1(db.encode(), usedforsecurity=False).hexdigest()[:12]
+            base = os.path.join(tempfile.gettempdir(), f"django-mailer-{digest}")
+        return base + ".lock"
+
+
+settings = MailerSettings()
+
+
+def mailers_configured() -> bool:
+    """True when the project uses Django 6.1's MAILERS setting."""
+    return hasattr(django_settings, "MAILERS")
+
+
+def mailers_setting() -> dict[str, dict[str, Any]]:
+    return cast(dict[str, dict[str, Any]], getattr(django_settings, "MAILERS", {}))
+
+
+def project_email_backend() -> str | None:
+    """The legacy EMAIL_BACKEND setting, read without tripping MAILERS errors."""
+    if mailers_configured():
+        return None
+    # DJANGO_COMPAT(<6.1): EMAIL_BACKEND is deprecated from 6.1 on; read it only here.
+    return cast(str, getattr(django_settings, "EMAIL_BACKEND", None))

@@ -1,0 +1,420 @@
+"""The delivery engine: claim due mail, deliver it, record what happened.
+
+A run repeats three steps until nothing is due (or a limit is reached):
+
+1. claim a batch in one short transaction (``Message.objects.claim``);
+2. deliver each message with no transaction open, over connections opened
+   once per run and reused (``Transport``);
+3. record the results of the batch in one short transaction
+   (``Message.objects.record``) -- at least once a second, so a worker that
+   dies leaves little sent-but-unrecorded mail behind.
+
+One message's failure -- at decode, render or send -- is recorded on that
+message and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from django.core.mail import EmailMessage
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from . import storage
+from .classify import breaks_connection, classify
+from .conf import DEFAULT_ERROR_HANDLER, settings
+from .exceptions import MailerError
+from .models import DontSendEntry, Message, MessageQuerySet
+from .outcome import Outcome, RecipientResult, Reply, Verdict
+from .transport import Transport
+
+logger = logging.getLogger("mailer.engine")
+
+RECORD_EVERY_SECONDS = 1.0
+
+
+class SendCounts(NamedTuple):
+    """What a run did: messages sent, deferred (to be retried) and failed."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    def __add__(self, other: object) -> SendCounts:
+        if not isinstance(other, SendCounts):
+            return NotImplemented
+        return SendCounts(*(a + b for a, b in zip(self, other, strict=True)))
+
+
+def handle_delivery_exception(
+    connection: Any, message: Message, exc: BaseException
+) -> tuple[Any, str]:
+    """The default ``MAILER_ERROR_HANDLER``: classify ``exc``; write nothing.
+
+    Returns the connection to keep using (None after a broken connection, so
+    a new one is opened) and ``"deferred"`` (try again later) or ``"failed"``.
+    The engine records the attempt.
+    """
+    outcome = classify(exc)
+    message._mailer_outcome = outcome  # type: ignore[attr-defined]
+    action = "deferred" if outcome.verdict is Verdict.TRANSIENT else "failed"
+    return (None if breaks_connection(exc) else connection), action
+
+
+# The name django-mailer's documentation uses for the default handler.
+handle_backend_exception = handle_delivery_exception
+
+
+class ConnectionDown(MailerError):
+    """The delivery connection could not be opened: stop this run."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(str(outcome.reply))
+        self.outcome = outcome
+
+
+class Engine:
+    """Drains the queue for one claim owner (a worker's delivery slot)."""
+
+    def __init__(
+        self,
+        owner: str,
+        *,
+        queryset: MessageQuerySet | None = None,
+        stop: threading.Event | None = None,
+        before_send: Callable[[], None] | None = None,
+        on_result: Callable[[SendCounts], None] | None = None,
+        max_batch: int | None = None,
+    ) -> None:
+        self.owner = owner
+        self.queue: MessageQuerySet = queryset if queryset is not None else Message.objects.all()
+        self.using = self.queue.db
+        self.stop = stop or threading.Event()
+        self.before_send = before_send
+        self.on_result = on_result
+        self.max_batch = max_batch if max_batch is not None else settings.EMAIL_MAX_BATCH
+        self.max_deferred = settings.EMAIL_MAX_DEFERRED
+        self.throttle = settings.EMAIL_THROTTLE
+        self.handler_path = settings.ERROR_HANDLER
+        self.handler: Callable[..., tuple[Any, str]] = import_string(self.handler_path)
+        self.custom_handler = self.handler is not handle_delivery_exception
+        self.transports: dict[str, Transport] = {}
+        self.counts = SendCounts()
+        self._pending: list[tuple[Message, Outcome]] = []
+        self._last_record = time.monotonic()
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> SendCounts:
+        """Deliver due mail until none is left, a limit is reached or ``stop`` is set."""
+        claimed: list[Message] = []
+        try:
+            while not self.stop.is_set() and not self._limit_reached():
+                claimed = self.queue.claim(
+                    self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
+                )
+                if not claimed:
+                    break
+                self._deliver_batch(claimed)
+                claimed = []
+                self._record()
+        except ConnectionDown as down:
+            logger.error("cannot connect to deliver mail, stopping this run: %s", down)
+        finally:
+            try:
+                self._record(force=True)
+            finally:
+                self._release_unfinished(claimed)
+                self.close()
+        return self.counts
+
+    def close(self) -> None:
+        for transport in self.transports.values():
+            transport.close()
+        self.transports.clear()
+
+    def _claim_size(self) -> int:
+        size = settings.CLAIM_BATCH_SIZE
+        if self.max_batch is not None:
+            size = min(size, max(self.max_batch - self.counts.sent, 1))
+        return size
+
+    def _limit_reached(self) -> bool:
+        if self.max_batch is not None and self.counts.sent >= self.max_batch:
+            logger.info(
+                "MAILER_EMAIL_MAX_BATCH (%s) reached; the rest waits for the next run",
+                self.max_batch,
+            )
+            return True
+        if (
+            self.max_deferred is not None
+            and self.counts.deferred + self.counts.failed >= self.max_deferred
+        ):
+            logger.warning(
+                "MAILER_EMAIL_MAX_DEFERRED (%s) reached; stopping this run", self.max_deferred
+            )
+            return True
+        return False
+
+    def _deliver_batch(self, batch: list[Message]) -> None:
+        blocked = self._blocked_recipients(batch)
+        for index, message in enumerate(batch):
+            if self.stop.is_set() or self._limit_reached():
+                self._release_unfinished(batch[index:])
+                return
+            try:
+                outcome = self._attempt(message, blocked)
+            except ConnectionDown as down:
+                self._add(message, down.outcome)
+                self._release_unfinished(batch[index + 1 :])
+                raise
+            self._add(message, outcome)
+            if self.throttle:
+                time.sleep(self.throttle)
+            self._record()
+
+    def _release_unfinished(self, messages: list[Message]) -> None:
+        done = {m.pk for m, _ in self._pending}
+        ids = [m.pk for m in messages if m.pk not in done and m.status == "claimed"]
+        if ids:
+            try:
+                self.queue.model.objects.using(self.using).release(self.owner, ids)
+            except DatabaseError as error:
+                logger.warning(
+                    "could not release %d claims (their lease will expire): %s", len(ids), error
+                )
+
+    def _add(self, message: Message, outcome: Outcome) -> None:
+        self._pending.append((message, outcome))
+        verdict = outcome.verdict
+        sent, deferred, failed = self.counts
+        if verdict in (Verdict.SENT, Verdict.SKIPPED):
+            sent += verdict is Verdict.SENT
+        elif verdict is Verdict.TRANSIENT and not _will_fail(message):
+            deferred += 1
+        else:
+            failed += 1
+        self.counts = SendCounts(sent, deferred, failed)
+        level = logging.INFO if verdict is Verdict.SENT else logging.WARNING
+        logger.log(
+            level,
+            "%s message %s (%s) to %s: %s",
+            verdict.value,
+            message.pk,
+            outcome.message_id or "",
+            ", ".join(outcome.attempted),
+            outcome.reply,
+        )
+        if self.on_result is not None:
+            self.on_result(self.counts)
+
+    def _record(self, *, force: bool = False) -> None:
+        if not self._pending:
+            return
+        due = len(self._pending) >= settings.CLAIM_BATCH_SIZE or (
+            time.monotonic() - self._last_record >= RECORD_EVERY_SECONDS
+        )
+        if not (due or force):
+            return
+        delay = 0.5
+        for attempt in range(8):
+            try:
+                self.queue.model.objects.using(self.using).record(self._pending, worker=self.owner)
+                break
+            except DatabaseError as error:
+                if attempt == 7:
+                    raise
+                logger.warning("recording results failed (%s); retrying in %.1f s", error, delay)
+                close_old_connections()
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+        self._pending = []
+        self._last_record = time.monotonic()
+
+    # -- one message -----------------------------------------------------------------
+
+    def _blocked_recipients(self, batch: list[Message]) -> set[str]:
+        addresses: list[str] = []
+        for message in batch:
+            summary = message.summary
+            for field in ("to", "cc", "bcc"):
+                addresses.extend(summary.get(field, ()))
+        return DontSendEntry.objects.using(self.using).blocked(addresses)
+
+    def _attempt(self, message: Message, blocked: set[str]) -> Outcome:
+        now = timezone.now()
+        if message.expires_at is not None and message.expires_at <= now:
+            when = message.expires_at.isoformat(timespec="seconds")
+            reply = Reply(None, f"expired at {when} before it could be sent")
+            return Outcome(Verdict.PERMANENT, reply, "", [], message.stored_message_id)
+        try:
+            email = storage.decode(message.message_data)
+        except Exception as error:
+            outcome = classify(error)
+            outcome.verdict = Verdict.PERMANENT
+            return outcome
+        msgid = storage.message_id(email)
+        recipients, skipped = _pending_recipients(email, message.recipient_results, blocked)
+        if not recipients:
+            verdict = Verdict.SKIPPED if skipped else Verdict.SENT
+            reply = Reply(
+                None,
+                "every remaining recipient is on the don't-send list"
+                if skipped
+                else "nothing left to send",
+            )
+            return Outcome(verdict, reply, "", skipped, msgid)
+        outcome = self._send(message, email, recipients)
+        outcome.message_id = msgid
+        outcome.recipients.extend(skipped)
+        return outcome
+
+    def _send(self, message: Message, email: EmailMessage, recipients: list[str]) -> Outcome:
+        transport = self.transports.get(message.mailer)
+        if transport is None:
+            transport = self.transports[message.mailer] = Transport(message.mailer)
+        try:
+            transport.connect()
+        except Exception as error:
+            transport.close()
+            outcome = classify(error, recipients)
+            if outcome.verdict is Verdict.PERMANENT:
+                outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
+            raise ConnectionDown(outcome) from error
+        if self.before_send is not None:
+            self.before_send()
+        try:
+            outcome = transport.send(email, recipients)
+        except Exception as error:
+            return self._handle(transport, message, error, recipients)
+        if outcome.verdict is not Verdict.SENT and self.custom_handler:
+            return self._handle(transport, message, _as_exception(outcome), recipients, outcome)
+        return outcome
+
+    def _handle(
+        self,
+        transport: Transport,
+        message: Message,
+        error: BaseException,
+        recipients: list[str],
+        outcome: Outcome | None = None,
+    ) -> Outcome:
+        """Ask ``MAILER_ERROR_HANDLER`` about ``error``; never let it stop the run."""
+        try:
+            connection, action = self.handler(transport.backend, message, error)
+        except Exception as handler_error:
+            logger.exception("MAILER_ERROR_HANDLER %s raised", self.handler_path)
+            transport.close()
+            found = outcome or classify(error, recipients)
+            if found.verdict is Verdict.PERMANENT and not isinstance(
+                error, smtplib.SMTPException | ValueError
+            ):
+                found.verdict = Verdict.TRANSIENT
+            found.reply = Reply(
+                found.reply.code, f"{found.reply.text} (error handler raised {handler_error!r})"
+            )
+            return found
+        transport.replace(connection)
+        found = getattr(message, "_mailer_outcome", None) or outcome or classify(error, recipients)
+        if not found.recipients:
+            found.recipients = [RecipientResult(a, found.verdict, found.reply) for a in recipients]
+        if action == "sent":
+            found.verdict = Verdict.SENT
+        elif action == "failed":
+            found.verdict = Verdict.PERMANENT
+        elif found.verdict is not Verdict.TRANSIENT:
+            found.verdict = Verdict.TRANSIENT  # the handler chose to retry
+        return found
+
+
+def _will_fail(message: Message) -> bool:
+    from . import retry
+
+    return bool(retry.exhausted(message.retry_count + 1, message.when_added, timezone.now()))
+
+
+def _pending_recipients(
+    email: EmailMessage, done: dict[str, Any], blocked: set[str]
+) -> tuple[list[str], list[RecipientResult]]:
+    """Recipients still to send to (each once), and those skipped by the don't-send list."""
+    from .models import _addr_key
+
+    seen: set[str] = {_addr_key(a) for a in (done or {})}
+    pending: list[str] = []
+    skipped: list[RecipientResult] = []
+    for address in email.recipients():
+        key = _addr_key(address)
+        if key in seen:
+            continue
+        seen.add(key)
+        if key in blocked:
+            skipped.append(
+                RecipientResult(address, Verdict.SKIPPED, Reply(None, "on the don't-send list"))
+            )
+        else:
+            pending.append(address)
+    return pending, skipped
+
+
+def _as_exception(outcome: Outcome) -> BaseException:
+    """An smtplib exception describing ``outcome``, for error handlers written for django-mailer."""
+    refused = {
+        r.address: (r.reply.code or 0, r.reply.text.encode())
+        for r in outcome.recipients
+        if r.verdict in (Verdict.TRANSIENT, Verdict.PERMANENT)
+    }
+    if refused:
+        return smtplib.SMTPRecipientsRefused(refused)
+    return smtplib.SMTPDataError(outcome.reply.code or 0, outcome.reply.text)
+
+
+def send_all(
+    queryset: MessageQuerySet | None = None,
+    *,
+    on_result: Callable[[SendCounts], None] | None = None,
+    max_batch: int | None = None,
+) -> SendCounts:
+    """Deliver all due mail once, the way ``manage.py send_mail`` does; return the counts.
+
+    Safe to call from Celery beat, cron wrappers or tests. Takes the send_mail
+    lock when ``MAILER_USE_FILE_LOCK`` is on; if another run holds it, returns
+    at once with zero counts.
+    """
+    from .leases import LeaseKeeper, current, reclaim_dead
+    from .locking import LockHeld, send_lock
+
+    if settings.PAUSE_SEND:
+        logger.info("MAILER_PAUSE_SEND is on: nothing sent")
+        return SendCounts()
+    queue = queryset if queryset is not None else Message.objects.all()
+    try:
+        with send_lock():
+            identity = current()
+            model = queue.model.objects.using(queue.db)
+            model.reclaim_expired()
+            reclaim_dead(queue.db)
+            with LeaseKeeper(identity.id, using=queue.db):
+                engine = Engine(
+                    identity.slot(0), queryset=queue, on_result=on_result, max_batch=max_batch
+                )
+                return engine.run()
+    except LockHeld as held:
+        logger.info("%s; not sending", held)
+        return SendCounts()
+
+
+__all__ = [
+    "DEFAULT_ERROR_HANDLER",
+    "Engine",
+    "SendCounts",
+    "handle_backend_exception",
+    "handle_delivery_exception",
+    "send_all",
+]

@@ -1,0 +1,67 @@
+"""Every exception the mailer raises.
+
+All derive from :class:`MailerError`, and each also derives from the type a
+Django developer would naturally catch (``ValueError`` for bad input,
+``ImproperlyConfigured`` for bad settings), so existing ``except`` clauses
+keep working.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class MailerError(Exception):
+    """Base class of all mailer exceptions."""
+
+
+# -- Enqueue time: the caller gave us something we cannot queue --------------
+
+
+class InvalidMessage(MailerError, ValueError):
+    """The message cannot be queued as given; nothing was written."""
+
+
+class InvalidHeader(InvalidMessage):
+    """A header (subject included) contains a line break or is malformed."""
+
+
+class InvalidAddress(InvalidMessage):
+    """An address is missing, malformed, or contains a line break."""
+
+
+class InvalidRecipientList(InvalidMessage, TypeError):
+    """A recipient list is a plain string (or another non-list) instead of a list."""
+
+
+class MessageTooLarge(InvalidMessage):
+    """The stored message would exceed ``MAILER_MAX_MESSAGE_SIZE``."""
+
+
+class InvalidPriority(MailerError, ValueError):
+    """A priority that is neither a ``PRIORITY_*`` constant nor one of their names."""
+
+
+# -- Storage: data that cannot be turned back into an email ------------------
+
+
+class UndecodableMessage(MailerError, ValueError):
+    """Stored message data is corrupt, of an unknown format version, or not ours."""
+
+
+# -- Configuration -----------------------------------------------------------
+
+
+class MailerConfigurationError(MailerError, ImproperlyConfigured):
+    """A ``MAILER_*`` setting, or the delivery backend it names, is wrong."""
+
+
+class DeliveryBackendLoop(MailerConfigurationError):
+    """The backend that should deliver queued mail is the queueing backend itself."""
+
+
+# -- Warnings ----------------------------------------------------------------
+
+
+class MailerWarning(UserWarning):
+    """Something about a queued message could not be kept exactly as given."""

@@ -1,0 +1,138 @@
+"""Which backend really delivers queued mail, in both configuration styles.
+
+* ``EMAIL_BACKEND = "mailer.backend.DbBackend"`` (any supported Django): mail
+  is delivered through ``MAILER_EMAIL_BACKEND``. Queued rows have an empty
+  ``mailer`` field.
+* Django 6.1 ``MAILERS``: a ``DbBackend`` entry names, in its ``OPTIONS``,
+  the alias that delivers (``"mailer": "smtp"``). Each queued row remembers
+  that alias and is delivered through ``django.core.mail.mailers[alias]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.mail.backends.base import BaseEmailBackend
+from django.utils.module_loading import import_string
+
+from .conf import (
+    QUEUEING_BACKEND,
+    mailers_configured,
+    mailers_setting,
+    project_email_backend,
+    settings,
+)
+from .exceptions import DeliveryBackendLoop, MailerConfigurationError
+
+DEFAULT_ALIAS = "default"
+
+
+def is_queueing_backend(path: str | None) -> bool:
+    """Is ``path`` our DbBackend (or a subclass of it)?"""
+    if not path:
+        return False
+    if path == QUEUEING_BACKEND:
+        return True
+    try:
+        cls = import_string(path)
+    except ImportError:
+        return False
+    from .backend import DbBackend
+
+    return isinstance(cls, type) and issubclass(cls, DbBackend)
+
+
+def alias_config(alias: str) -> dict[str, Any]:
+    try:
+        return mailers_setting()[alias]
+    except KeyError:
+        raise MailerConfigurationError(
+            f"MAILERS has no alias {alias!r}, which queued mail is to be delivered through."
+        ) from None
+
+
+def delivery_alias_of(alias: str) -> str:
+    """The alias that delivers mail queued through MAILERS alias ``alias``.
+
+    For a DbBackend alias that is its ``OPTIONS["mailer"]``; any other alias
+    delivers its own mail.
+    """
+    config = alias_config(alias)
+    if not is_queueing_backend(config.get("BACKEND")):
+        return alias
+    target = (config.get("OPTIONS") or {}).get("mailer")
+    if not target:
+        raise MailerConfigurationError(
+            f"MAILERS[{alias!r}] uses {QUEUEING_BACKEND}; its OPTIONS must name the "
+            "alias that delivers queued mail, for example {'mailer': 'smtp'}."
+        )
+    check_delivery_alias(str(target), queued_through=alias)
+    return str(target)
+
+
+def check_delivery_alias(target: str, *, queued_through: str) -> None:
+    config = alias_config(target)
+    if is_queueing_backend(config.get("BACKEND")):
+        raise DeliveryBackendLoop(
+            f"MAILERS[{queued_through!r}]['OPTIONS']['mailer'] is {target!r}, whose BACKEND is "
+            f"{QUEUEING_BACKEND} too: queued mail would be queued again forever. Point it at "
+            "an alias that really sends mail."
+        )
+
+
+def default_delivery_alias(using: str | None = None) -> str:
+    """The ``mailer`` value to store for mail queued through the public API.
+
+    Empty in the EMAIL_BACKEND style (MAILER_EMAIL_BACKEND delivers); in the
+    MAILERS style, the alias that delivers for ``using`` (default: "default").
+    """
+    if not mailers_configured():
+        if using is not None:
+            raise MailerConfigurationError(
+                f"using={using!r} needs Django's MAILERS setting, which is not configured."
+            )
+        check_legacy_backend()
+        return ""
+    return delivery_alias_of(using or DEFAULT_ALIAS)
+
+
+def check_legacy_backend() -> str:
+    """The MAILER_EMAIL_BACKEND path, refusing one that would queue mail again."""
+    path = settings.EMAIL_BACKEND
+    if is_queueing_backend(path):
+        raise DeliveryBackendLoop(
+            f"MAILER_EMAIL_BACKEND is {path!r} (EMAIL_BACKEND is "
+            f"{project_email_backend()!r}): queued mail would be queued again forever. "
+            "Set MAILER_EMAIL_BACKEND to the backend that really sends mail, such as "
+            "'django.core.mail.backends.smtp.EmailBackend'."
+        )
+    return path
+
+
+def open_backend(alias: str) -> BaseEmailBackend:
+    """A new, unopened delivery backend for rows whose ``mailer`` field is ``alias``.
+
+    An empty alias means MAILER_EMAIL_BACKEND, or with MAILERS the alias that
+    delivers for "default" (rows queued before the project moved to MAILERS).
+    """
+    if not alias and mailers_configured():
+        alias = delivery_alias_of(DEFAULT_ALIAS)
+    if alias:
+        if not mailers_configured():
+            raise MailerConfigurationError(
+                f"Queued mail names the mailer {alias!r}, but MAILERS is not configured."
+            )
+        check_delivery_alias(alias, queued_through=alias)
+        from django.core.mail import mailers  # DJANGO_COMPAT(<6.1): only 6.1 has it
+
+        backend: BaseEmailBackend = mailers[alias]
+        return backend
+    path = check_legacy_backend()
+    try:
+        cls = import_string(path)
+    except ImportError as error:
+        raise MailerConfigurationError(
+            f"MAILER_EMAIL_BACKEND {path!r} cannot be imported: {error}"
+        ) from error
+    instance: BaseEmailBackend = cls()
+    return instance

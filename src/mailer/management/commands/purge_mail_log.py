@@ -1,0 +1,34 @@
+"""``manage.py purge_mail_log DAYS [-r success|failure|all]``: delete old log rows."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from ...models import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, MessageLog
+from ..base import MailerCommand
+
+RESULTS = {
+    "success": [RESULT_SUCCESS],
+    "failure": [RESULT_FAILURE],
+    "all": [RESULT_SUCCESS, RESULT_DONT_SEND, RESULT_FAILURE],
+}
+
+
+class Command(MailerCommand):
+    help = "Delete log entries older than DAYS days: successful ones, or as -r says."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("days", type=int)
+        parser.add_argument(
+            "-r",
+            "--result",
+            choices=sorted(RESULTS),
+            default="success",
+            help="Which entries to delete (default: success).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        count = MessageLog.objects.purge_old_entries(options["days"], RESULTS[options["result"]])
+        self.say(f"{count} log entries deleted")

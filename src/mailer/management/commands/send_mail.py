@@ -1,0 +1,50 @@
+"""``manage.py send_mail``: deliver everything that is due, once, and exit."""
+
+from __future__ import annotations
+
+import time
+from argparse import ArgumentParser
+from typing import Any
+
+from ...conf import settings
+from ...engine import SendCounts, send_all
+from ...models import Message
+from ..base import MailerCommand
+from ..progress import ProgressBar
+
+
+class Command(MailerCommand):
+    help = "Deliver all queued mail that is due, then exit. Safe to run from cron every minute."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--max",
+            type=int,
+            default=None,
+            help="Send at most this many messages (default: MAILER_EMAIL_MAX_BATCH).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PAUSE_SEND:
+            self.say("MAILER_PAUSE_SEND is on: nothing sent.")
+            return
+        from ...mailers import default_delivery_alias
+
+        default_delivery_alias()  # a misconfigured backend fails here, before any claim
+        started = time.monotonic()
+        bar = None
+        if self.interactive():
+            due = Message.objects.due().count()
+            if due >= ProgressBar.THRESHOLD:
+                bar = ProgressBar(due, self.stdout)
+        counts = send_all(on_result=bar.update if bar else None, max_batch=options["max"])
+        if bar:
+            bar.finish()
+        self.say(summary(counts, time.monotonic() - started))
+
+
+def summary(counts: SendCounts, seconds: float) -> str:
+    return (
+        f"sent {counts.sent}, deferred {counts.deferred}, failed {counts.failed} in {seconds:.2f} s"
+    )

@@ -1,0 +1,875 @@
+"""The queue: messages waiting to be delivered, the log of every attempt, the don't-send list.
+
+The queue's vocabulary lives on :class:`MessageQuerySet` (``due()``,
+``claim()``, ``record()``, ``deferred()``...), and so does every line of
+locking SQL. A message's life (see ``docs/guarantees``)::
+
+    queued (due now, or scheduled for later) -> claimed -> sent (row deleted, logged)
+                                                        -> deferred (next attempt later)
+                                                        -> failed (kept, with the reply)
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.db import connections, models, transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from . import retry, storage
+from .conf import settings
+from .exceptions import MessageTooLarge
+from .outcome import Outcome, Verdict
+from .priorities import (
+    PRIORITIES,
+    PRIORITY_DEFERRED,
+    PRIORITY_HIGH,
+    PRIORITY_LOW,
+    PRIORITY_MAPPING,
+    PRIORITY_MEDIUM,
+    parse_priority,
+)
+from .validation import validate
+
+__all__ = [
+    "PRIORITIES",
+    "PRIORITY_DEFERRED",
+    "PRIORITY_HIGH",
+    "PRIORITY_LOW",
+    "PRIORITY_MAPPING",
+    "PRIORITY_MEDIUM",
+    "RESULT_CODES",
+    "RESULT_DONT_SEND",
+    "RESULT_FAILURE",
+    "RESULT_SUCCESS",
+    "DontSendEntry",
+    "Message",
+    "MessageLog",
+    "Status",
+]
+
+logger = logging.getLogger("mailer.queue")
+
+RESULT_SUCCESS = "1"
+RESULT_DONT_SEND = "2"
+RESULT_FAILURE = "3"
+RESULT_CODES = [
+    (RESULT_SUCCESS, _("success")),
+    (RESULT_DONT_SEND, _("don't send")),
+    (RESULT_FAILURE, _("failure")),
+]
+
+# Headers a caller may set on mail sent through Django to steer the queue;
+# they are removed before the message is stored.
+PRIORITY_HEADER = "X-Mailer-Priority"
+SEND_AT_HEADER = "X-Mailer-Send-At"
+EXPIRES_AT_HEADER = "X-Mailer-Expires-At"
+CONTROL_HEADERS = {h.lower() for h in (PRIORITY_HEADER, SEND_AT_HEADER, EXPIRES_AT_HEADER)}
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    CLAIMED = "claimed", _("sending")
+    DEFERRED = "deferred", _("deferred")
+    FAILED = "failed", _("failed")
+
+
+DUE_STATUSES = (Status.QUEUED, Status.DEFERRED)
+
+
+# -- Messages --------------------------------------------------------------------
+
+
+class MessageQuerySet(models.QuerySet["Message"]):
+    """Queue vocabulary. The engine speaks only these words; none of it is SQL there."""
+
+    # The contract's names (django-mailer's MessageManager).
+
+    def high_priority(self) -> MessageQuerySet:
+        """Messages waiting to be sent at high priority."""
+        return self.non_deferred().filter(priority=PRIORITY_HIGH)
+
+    def medium_priority(self) -> MessageQuerySet:
+        return self.non_deferred().filter(priority=PRIORITY_MEDIUM)
+
+    def low_priority(self) -> MessageQuerySet:
+        return self.non_deferred().filter(priority=PRIORITY_LOW)
+
+    def non_deferred(self) -> MessageQuerySet:
+        """Messages that will be sent without anyone retrying them: queued or being sent."""
+        return self.filter(status__in=(Status.QUEUED, Status.CLAIMED))
+
+    def deferred(self) -> MessageQuerySet:
+        """Messages that could not be delivered yet and wait for a retry."""
+        return self.filter(status=Status.DEFERRED)
+
+    def retry_deferred(
+        self,
+        new_priority: int | str | None = None,
+        *,
+        max_age: datetime.timedelta | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Make deferred messages due now; return how many were requeued.
+
+        Keeps each message's priority unless ``new_priority`` is given.
+        Messages that have used up ``MAILER_EMAIL_MAX_RETRIES`` are failed
+        instead of requeued. ``max_age`` leaves out messages queued longer
+        ago; ``limit`` requeues at most that many, oldest first.
+        """
+        now = timezone.now()
+        candidates = self.deferred()
+        if max_age is not None:
+            candidates = candidates.filter(when_added__gte=now - max_age)
+        max_retries = settings.EMAIL_MAX_RETRIES
+        if max_retries is not None:
+            spent = candidates.filter(retry_count__gt=max_retries)
+            spent.update(
+                status=Status.FAILED,
+                due_at=None,
+                last_reply=f"gave up after MAILER_EMAIL_MAX_RETRIES={max_retries} retries",
+            )
+            candidates = candidates.filter(retry_count__lte=max_retries)
+        if limit is not None:
+            ids = list(candidates.order_by("when_added", "pk").values_list("pk", flat=True)[:limit])
+            candidates = self.model.objects.filter(pk__in=ids)
+        changes: dict[str, Any] = {"status": Status.QUEUED, "due_at": now}
+        if new_priority is not None:
+            priority = parse_priority(new_priority)
+            if priority != PRIORITY_DEFERRED:
+                changes["priority"] = priority
+        return candidates.update(**changes)
+
+    # Queue states beyond the contract.
+
+    def queued(self) -> MessageQuerySet:
+        return self.filter(status=Status.QUEUED)
+
+    def scheduled(self, now: datetime.datetime | None = None) -> MessageQuerySet:
+        """Queued messages whose time has not come (``send_at`` in the future)."""
+        return self.queued().filter(due_at__gt=now or timezone.now())
+
+    def claimed(self) -> MessageQuerySet:
+        return self.filter(status=Status.CLAIMED)
+
+    def failed(self) -> MessageQuerySet:
+        return self.filter(status=Status.FAILED)
+
+    def held(self) -> MessageQuerySet:
+        """Deferred messages with no next attempt: they wait for ``retry_deferred``."""
+        return self.deferred().filter(due_at__isnull=True)
+
+    def due(self, now: datetime.datetime | None = None) -> MessageQuerySet:
+        """Messages a worker may claim now: queued or deferred, and their time has come.
+
+        Only those two states carry a ``due_at``; the status test is a safeguard.
+        """
+        return self.filter(due_at__lte=now or timezone.now(), status__in=DUE_STATUSES)
+
+    def in_send_order(self) -> MessageQuerySet:
+        """Priority first, then the time they became due, then queue order."""
+        return self.order_by("priority", "due_at", "pk")
+
+    def owned_by(self, owner: str) -> MessageQuerySet:
+        """Claims held by ``owner`` (a worker id, or one of its delivery slots)."""
+        return self.claimed().filter(Q(claimed_by=owner) | Q(claimed_by__startswith=owner + "/"))
+
+    # Claims and leases. Each is one short statement or transaction.
+
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        *,
+        lease: float,
+        now: datetime.datetime | None = None,
+    ) -> list[Message]:
+        """Take up to ``limit`` due messages for ``owner``, in send order; return them.
+
+        PostgreSQL and MariaDB pick rows with ``SELECT ... FOR UPDATE SKIP
+        LOCKED`` so concurrent workers never wait for each other; SQLite claims
+        with a single UPDATE, which its write lock makes atomic. Either way the
+        claim is committed before this returns, so no transaction is open while
+        the messages are delivered.
+        """
+        now = now or timezone.now()
+        claim = {
+            "status": Status.CLAIMED,
+            "claimed_by": owner,
+            "lease_expires_at": now + datetime.timedelta(seconds=lease),
+            "due_at": None,
+        }
+        connection = connections[self.db]
+        due = self.due(now).in_send_order()
+        if connection.features.has_select_for_update:
+            skip = connection.features.has_select_for_update_skip_locked
+            with transaction.atomic(using=self.db):
+                rows = list(due.select_for_update(skip_locked=skip)[:limit])
+                if rows:
+                    self.model.objects.using(self.db).filter(pk__in=[r.pk for r in rows]).update(
+                        **claim
+                    )
+            for row in rows:
+                for name, value in claim.items():
+                    setattr(row, name, value)
+            return rows
+        # SQLite: one UPDATE takes the write lock for its whole duration.
+        picked = due.values("pk")[:limit]
+        count = (
+            self.model.objects.using(self.db)
+            .filter(pk__in=models.Subquery(picked), status__in=DUE_STATUSES)
+            .update(**claim)
+        )
+        if not count:
+            return []
+        return list(
+            self.model.objects.using(self.db).filter(claimed_by=owner).claimed().in_send_order()
+        )
+
+    def renew_leases(self, owner: str, lease: float) -> int:
+        """Extend every claim ``owner`` holds; return how many it still holds."""
+        until = timezone.now() + datetime.timedelta(seconds=lease)
+        return self.owned_by(owner).update(lease_expires_at=until)
+
+    def release(self, owner: str, ids: Iterable[int] | None = None) -> int:
+        """Give back claims ``owner`` holds (all, or those in ``ids``) without an attempt."""
+        claims = self.owned_by(owner)
+        if ids is not None:
+            claims = claims.filter(pk__in=list(ids))
+        return claims.update(
+            status=Status.QUEUED, claimed_by="", lease_expires_at=None, due_at=timezone.now()
+        )
+
+    def expired_claims(self, now: datetime.datetime | None = None) -> MessageQuerySet:
+        return self.claimed().filter(lease_expires_at__lt=now or timezone.now())
+
+    def reclaim_expired(self, now: datetime.datetime | None = None) -> int:
+        """Return claims whose lease ran out (their worker died or hung) to the queue."""
+        now = now or timezone.now()
+        return self.expired_claims(now).update(
+            status=Status.QUEUED, claimed_by="", lease_expires_at=None, due_at=now
+        )
+
+    def claim_owners(self, host: str) -> set[str]:
+        """Worker ids on ``host`` that hold claims (used to take back a dead process's)."""
+        owners = self.claimed().filter(claimed_by__startswith=host + ":")
+        return {o.split("/", 1)[0] for o in owners.values_list("claimed_by", flat=True).distinct()}
+
+    # Results.
+
+    def record(self, results: Sequence[tuple[Message, Outcome]], *, worker: str = "") -> None:
+        """Write the outcome of a batch of attempts in one short transaction.
+
+        Sent (and don't-send) messages are deleted and logged; transient
+        failures are deferred to their next attempt, or failed when retries or
+        age are exhausted; permanent failures are failed. One DELETE, one
+        UPDATE and one INSERT for the whole batch.
+        """
+        if not results:
+            return
+        now = timezone.now()
+        log_data = settings.EMAIL_LOG_MESSAGE_DATA
+        done: list[int] = []
+        changed: list[Message] = []
+        logs: list[MessageLog] = []
+        for message, outcome in results:
+            attempt = message.retry_count + 1
+            if getattr(message, "_deferred_by_handler", False):
+                # A django-mailer style error handler called message.defer(): saved already.
+                attempt = message.retry_count
+                final = "deferred" if message.status == Status.DEFERRED else "failed"
+            else:
+                final = _apply_outcome(message, outcome, now)
+                if final == "done":
+                    done.append(message.pk)
+                else:
+                    changed.append(message)
+            result = {
+                Verdict.SENT: RESULT_SUCCESS,
+                Verdict.SKIPPED: RESULT_DONT_SEND,
+            }.get(outcome.verdict, RESULT_FAILURE)
+            if getattr(message, "_logged_attempt", False):
+                continue  # a custom error handler already logged this attempt
+            logs.append(
+                MessageLog(
+                    message_data=message.message_data
+                    if (log_data and final != "deferred")
+                    else None,
+                    message_id=outcome.message_id or message.stored_message_id,
+                    when_added=message.when_added,
+                    priority=message.priority,
+                    when_attempted=now,
+                    result=result,
+                    log_message=_log_text(outcome, final, message),
+                    queue_id=message.pk,
+                    attempt=attempt,
+                    recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
+                    exception=outcome.exception,
+                    smtp_code=outcome.reply.code,
+                    smtp_reply=outcome.reply.text,
+                    mailer=message.mailer,
+                    worker=worker,
+                )
+            )
+        db = self.db
+        with transaction.atomic(using=db):
+            if done:
+                self.model.objects.using(db).filter(pk__in=done).delete()
+            if changed:
+                self.model.objects.using(db).bulk_update(
+                    changed,
+                    [
+                        "status",
+                        "due_at",
+                        "retry_count",
+                        "last_code",
+                        "last_reply",
+                        "recipient_results",
+                        "claimed_by",
+                        "lease_expires_at",
+                    ],
+                )
+            if logs:
+                MessageLog.objects.using(db).bulk_create(logs)
+
+    # Enqueueing.
+
+    def enqueue(
+        self,
+        emails: Sequence[EmailMessage],
+        *,
+        priority: int | str | None = None,
+        mailer: str = "",
+        send_at: datetime.datetime | None = None,
+        expires_at: datetime.datetime | None = None,
+    ) -> list[Message]:
+        """Validate, filter and store ``emails``; return the rows queued.
+
+        Every message is checked before anything is written, so one bad
+        message queues none of them. Recipients on the don't-send list are
+        removed (one query for the whole batch); a message left without
+        recipients is logged as "don't send" and not queued. All rows go in
+        with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``, inside the caller's
+        transaction.
+        """
+        now = timezone.now()
+        default_priority = (
+            settings.DEFAULT_PRIORITY if priority is None else parse_priority(priority)
+        )
+        prepared: list[tuple[EmailMessage, dict[str, Any], list[str]]] = []
+        for email in emails:
+            recipients = validate(email)
+            doc = storage.to_document(email)
+            prepared.append((email, doc, recipients))
+
+        blocked = DontSendEntry.objects.using(self.db).blocked(
+            address for _, _, recipients in prepared for address in recipients
+        )
+        assign_id = settings.ASSIGN_MESSAGE_ID
+        max_size = settings.MAX_MESSAGE_SIZE
+        rows: list[Message] = []
+        skipped: list[MessageLog] = []
+        for _email, doc, recipients in prepared:
+            controls = _pop_control_headers(doc)
+            row_priority = parse_priority(controls.get("priority"), default_priority)
+            row_send_at = controls.get("send_at") or send_at
+            row_expires = controls.get("expires_at") or expires_at
+            if assign_id:
+                storage.assign_message_id(doc)
+            if blocked:
+                for field in ("to", "cc", "bcc"):
+                    doc[field] = [a for a in doc[field] if _addr_key(a) not in blocked]
+                if not (doc["to"] or doc["cc"] or doc["bcc"]):
+                    skipped.append(_dont_send_log(doc, now, row_priority, recipients))
+                    continue
+            elif not recipients:
+                continue
+            data = storage.dumps(doc)
+            _check_size(data, max_size)
+            held = row_priority == PRIORITY_DEFERRED
+            rows.append(
+                self.model(
+                    message_data=data,
+                    when_added=now,
+                    priority=PRIORITY_MEDIUM if held else row_priority,
+                    status=Status.DEFERRED if held else Status.QUEUED,
+                    due_at=None if held else (row_send_at or now),
+                    expires_at=row_expires,
+                    mailer=mailer,
+                )
+            )
+        if rows:
+            self.bulk_create(rows, batch_size=settings.MESSAGES_BATCH_SIZE)
+            from .postgres import notify_queued
+
+            notify_queued(self.db)
+        if skipped:
+            MessageLog.objects.using(self.db).bulk_create(skipped)
+        return rows
+
+
+def _apply_outcome(message: Message, outcome: Outcome, now: datetime.datetime) -> str:
+    """Update ``message`` in memory for ``outcome``; return "done", "deferred" or "failed"."""
+    results = dict(message.recipient_results or {})
+    for r in outcome.recipients:
+        if r.verdict is not Verdict.TRANSIENT:
+            results[r.address] = r.as_json()
+    message.recipient_results = results
+    message.claimed_by = ""
+    message.lease_expires_at = None
+    message.last_code = outcome.reply.code
+    message.last_reply = outcome.reply.text[:2000]
+    if outcome.verdict in (Verdict.SENT, Verdict.SKIPPED):
+        return "done"
+    message.retry_count += 1
+    if outcome.verdict is Verdict.PERMANENT:
+        message.status = Status.FAILED
+        message.due_at = None
+        return "failed"
+    reason = retry.exhausted(message.retry_count, message.when_added, now)
+    if reason:
+        message.status = Status.FAILED
+        message.due_at = None
+        message.last_reply = f"{message.last_reply} ({reason})"[:2000]
+        return "failed"
+    message.status = Status.DEFERRED
+    message.due_at = retry.next_attempt_at(message.retry_count, now)
+    return "deferred"
+
+
+def _log_text(outcome: Outcome, final: str, message: Message) -> str:
+    """The contract's free-text ``log_message`` for an attempt."""
+    if outcome.verdict is Verdict.SENT:
+        refused = [r for r in outcome.recipients if r.verdict is Verdict.PERMANENT]
+        return "; ".join(f"refused {r.address}: {r.reply}" for r in refused)
+    if outcome.verdict is Verdict.SKIPPED:
+        return "every recipient is on the don't-send list"
+    if final == "deferred" and message.due_at is not None:
+        return f"deferred until {message.due_at.isoformat(timespec='seconds')}: {outcome.reply}"
+    return message.last_reply if final == "failed" else str(outcome.reply)
+
+
+def _pop_control_headers(doc: dict[str, Any]) -> dict[str, Any]:
+    headers: dict[str, Any] = doc["headers"]
+    found = [name for name in headers if name.lower() in CONTROL_HEADERS]
+    controls: dict[str, Any] = {}
+    for name in found:
+        value = headers.pop(name)
+        key = name.lower()
+        if key == PRIORITY_HEADER.lower():
+            controls["priority"] = value
+        else:
+            controls["send_at" if key == SEND_AT_HEADER.lower() else "expires_at"] = _parse_when(
+                name, value
+            )
+    return controls
+
+
+def _parse_when(name: str, value: Any) -> datetime.datetime:
+    from .exceptions import InvalidHeader
+
+    if isinstance(value, dict) and "$datetime" in value:
+        value = value["$datetime"]
+    try:
+        when = (
+            value
+            if isinstance(value, datetime.datetime)
+            else datetime.datetime.fromisoformat(value)
+        )
+    except (TypeError, ValueError):
+        raise InvalidHeader(f"{name} must be an ISO 8601 date and time, not {value!r}.") from None
+    if timezone.is_naive(when):
+        when = timezone.make_aware(when)
+    return when
+
+
+def _check_size(data: str, limit: int | None) -> None:
+    if limit is None or len(data) * 4 <= limit:
+        return
+    size = len(data.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise MessageTooLarge(
+            f"The message is {size} bytes once stored, over MAILER_MAX_MESSAGE_SIZE ({limit})."
+        )
+
+
+def _addr_key(address: str) -> str:
+    """The lowercased addr-spec of ``address`` ("Name <A@B>" -> "a@b")."""
+    if "<" in address:
+        from email.utils import parseaddr
+
+        address = parseaddr(address)[1] or address
+    return address.strip().lower()
+
+
+def _dont_send_log(
+    doc: dict[str, Any], now: datetime.datetime, priority: int, recipients: list[str]
+) -> MessageLog:
+    msgid = next((v for k, v in doc["headers"].items() if k.lower() == "message-id"), None)
+    return MessageLog(
+        message_data=None,
+        message_id=msgid,
+        when_added=now,
+        priority=priority,
+        when_attempted=now,
+        result=RESULT_DONT_SEND,
+        log_message="every recipient is on the don't-send list",
+        recipients=[[a, "skipped", None, "on the don't-send list"] for a in recipients],
+    )
+
+
+class Message(models.Model):
+    """An email waiting in the queue, being sent, deferred, or failed.
+
+    Sent messages leave the queue: their record is the ``MessageLog``.
+    """
+
+    id = models.BigAutoField(
+        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+    )
+    message_data = models.TextField(_("message data"))
+    when_added = models.DateTimeField(_("queued at"), default=timezone.now)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=PRIORITIES, default=PRIORITY_MEDIUM
+    )
+    retry_count = models.IntegerField(_("failed attempts"), default=0)
+
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
+    due_at = models.DateTimeField(
+        _("next attempt"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Not sent before this time. Empty for a held message: retry_deferred frees it."
+        ),
+    )
+    expires_at = models.DateTimeField(
+        _("expires at"),
+        null=True,
+        blank=True,
+        help_text=_("Failed rather than sent after this time."),
+    )
+    claimed_by = models.CharField(_("claimed by"), max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
+    last_code = models.PositiveSmallIntegerField(_("last SMTP code"), null=True, blank=True)
+    last_reply = models.TextField(_("last reply"), blank=True, default="")
+    mailer = models.CharField(
+        _("mailer"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_(
+            "MAILERS alias that delivers this message; empty: the default delivery backend."
+        ),
+    )
+    recipient_results = models.JSONField(
+        _("recipient results"),
+        default=dict,
+        blank=True,
+        help_text=_("Final result per recipient so far: accepted ones are never sent again."),
+    )
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        indexes = [
+            # "What is next": claims scan this in send order.
+            models.Index(fields=["priority", "due_at", "id"], name="mailer_msg_next_idx"),
+            # Counts by state, expired leases, the admin's filters.
+            models.Index(fields=["status", "due_at"], name="mailer_msg_status_idx"),
+        ]
+        permissions = [
+            ("view_message_body", _("Can view the bodies of queued and logged mail")),
+            ("send_message", _("Can retry, requeue and cancel mail")),
+        ]
+
+    def __str__(self) -> str:
+        summary = storage.document_summary(self.message_data)
+        if not summary:
+            return f"Message #{self.pk}"
+        return f'"{summary["subject"]}" to {", ".join(summary["to"])}'
+
+    # The contract's properties and methods.
+
+    @property
+    def email(self) -> EmailMessage | None:
+        """The ``EmailMessage`` this row stores (None if its data cannot be decoded)."""
+        try:
+            return storage.decode(self.message_data)
+        except ValueError:
+            return None
+
+    @email.setter
+    def email(self, value: EmailMessage) -> None:
+        doc = storage.to_document(value)
+        if settings.ASSIGN_MESSAGE_ID:
+            storage.assign_message_id(doc)
+        self.message_data = storage.dumps(doc)
+
+    @property
+    def to_addresses(self) -> list[str]:
+        return list(storage.document_summary(self.message_data).get("to", []))
+
+    @property
+    def subject(self) -> str:
+        return str(storage.document_summary(self.message_data).get("subject", ""))
+
+    def defer(self, reply: str = "") -> None:
+        """Count a failed attempt and schedule the next one (or fail, if retries are spent).
+
+        Error handlers written for django-mailer call this; it saves at once.
+        """
+        now = timezone.now()
+        self.retry_count += 1
+        self.claimed_by = ""
+        self.lease_expires_at = None
+        if reply:
+            self.last_reply = reply
+        reason = retry.exhausted(self.retry_count, self.when_added, now)
+        if reason:
+            self.status = Status.FAILED
+            self.due_at = None
+            self.last_reply = f"{self.last_reply} ({reason})".strip()
+        else:
+            self.status = Status.DEFERRED
+            self.due_at = retry.next_attempt_at(self.retry_count, now)
+        self._deferred_by_handler = True
+        if self.pk is not None:
+            self.save(
+                update_fields=[
+                    "status",
+                    "due_at",
+                    "retry_count",
+                    "claimed_by",
+                    "lease_expires_at",
+                    "last_reply",
+                ]
+            )
+
+    # Our own.
+
+    @property
+    def state(self) -> str:
+        """queued, scheduled, sending, deferred, held or failed."""
+        if self.status == Status.QUEUED and self.due_at and self.due_at > timezone.now():
+            return "scheduled"
+        if self.status == Status.DEFERRED and self.due_at is None:
+            return "held"
+        return str(Status(self.status).label)
+
+    @property
+    def attempts(self) -> int:
+        """Attempts made so far (all of them failed, or the message would be gone)."""
+        return self.retry_count
+
+    @property
+    def stored_message_id(self) -> str | None:
+        return storage.document_summary(self.message_data).get("message_id")
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return storage.document_summary(self.message_data)
+
+
+# -- The log --------------------------------------------------------------------
+
+
+class MessageLogQuerySet(models.QuerySet["MessageLog"]):
+    def log(
+        self, message: Message, result_code: str, log_message: str = "", **fields: Any
+    ) -> MessageLog:
+        """Record an attempt at ``message`` (the contract's signature)."""
+        keep_data = settings.EMAIL_LOG_MESSAGE_DATA
+        entry = self.create(
+            message_data=message.message_data if keep_data else None,
+            message_id=message.stored_message_id,
+            when_added=message.when_added,
+            priority=message.priority,
+            result=result_code,
+            log_message=log_message,
+            queue_id=message.pk,
+            attempt=message.retry_count
+            + (0 if getattr(message, "_deferred_by_handler", False) else 1),
+            mailer=message.mailer,
+            **fields,
+        )
+        message._logged_attempt = True  # type: ignore[attr-defined]
+        return entry
+
+    def purge_old_entries(
+        self, days: int, result_codes: Sequence[str] | None = None, *, batch_size: int = 5000
+    ) -> int:
+        """Delete log rows older than ``days`` days with the given results, in batches.
+
+        Returns the number deleted. Defaults to successful deliveries only.
+        """
+        if result_codes is None:
+            result_codes = [RESULT_SUCCESS]
+        limit = timezone.now() - datetime.timedelta(days=days)
+        old = self.filter(result__in=list(result_codes), when_attempted__lt=limit)
+        total = 0
+        while True:
+            ids = list(old.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return total
+            total += self.model.objects.using(self.db).filter(pk__in=ids)._raw_delete(self.db)
+
+    def for_message(self, message: Message) -> MessageLogQuerySet:
+        return self.filter(queue_id=message.pk).order_by("when_attempted", "pk")
+
+
+class MessageLog(models.Model):
+    """One attempt to deliver a message (or a decision not to)."""
+
+    id = models.BigAutoField(
+        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+    )
+    # NULL-able text, as in django-mailer's schema: NULL means "not kept".
+    message_data = models.TextField(_("message data"), null=True)  # noqa: DJ001
+    message_id = models.TextField(_("Message-ID"), editable=False, null=True)  # noqa: DJ001
+    when_added = models.DateTimeField(_("queued at"))
+    priority = models.PositiveSmallIntegerField(_("priority"), choices=PRIORITIES)
+    when_attempted = models.DateTimeField(_("attempted at"), default=timezone.now)
+    result = models.CharField(_("result"), max_length=1, choices=RESULT_CODES)
+    log_message = models.TextField(_("log message"))
+
+    queue_id = models.BigIntegerField(_("queue id"), null=True, blank=True, db_index=True)
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
+    recipients = models.JSONField(
+        _("recipients"),
+        default=list,
+        blank=True,
+        help_text=_(
+            "[address, result, SMTP code, reply] for each recipient this attempt concerned."
+        ),
+    )
+    exception = models.CharField(_("exception"), max_length=200, blank=True, default="")
+    smtp_code = models.PositiveSmallIntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("reply"), blank=True, default="")
+    mailer = models.CharField(_("mailer"), max_length=100, blank=True, default="")
+    worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
+
+    objects = MessageLogQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("message log")
+        verbose_name_plural = _("message logs")
+        indexes = [
+            models.Index(fields=["result", "when_attempted"], name="mailer_log_purge_idx"),
+            models.Index(fields=["when_attempted"], name="mailer_log_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        subject = self.subject
+        when = f"{self.when_attempted:%Y-%m-%d %H:%M}"
+        if subject is not None:
+            return f'On {when}, "{subject}" to {", ".join(self.to_addresses or [])}'
+        return f'On {when}, "{self.message_id}"'
+
+    @property
+    def email(self) -> EmailMessage | None:
+        if not self.message_data:
+            return None
+        try:
+            return storage.decode(self.message_data)
+        except ValueError:
+            return None
+
+    @property
+    def to_addresses(self) -> list[str] | None:
+        summary = storage.document_summary(self.message_data)
+        return list(summary["to"]) if summary else None
+
+    @property
+    def subject(self) -> str | None:
+        summary = storage.document_summary(self.message_data)
+        return str(summary["subject"]) if summary else None
+
+
+# -- The don't-send list ---------------------------------------------------------
+
+
+class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
+    def has_address(self, address: str) -> bool:
+        """Is ``address`` on the don't-send list (case-insensitively)?"""
+        return self.filter(to_address__iexact=_addr_key(address)).exists()
+
+    def blocked(self, addresses: Iterable[str]) -> set[str]:
+        """The lowercased addresses among ``addresses`` that are on the list: one query."""
+        wanted = {_addr_key(a) for a in addresses if a}
+        if not wanted:
+            return set()
+        found = (
+            self.annotate(address_lower=Lower("to_address"))
+            .filter(address_lower__in=wanted)
+            .values_list("address_lower", flat=True)
+        )
+        return set(found)
+
+
+class DontSendEntry(models.Model):
+    """An address no mail is sent to."""
+
+    id = models.BigAutoField(
+        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+    )
+    to_address = models.EmailField(_("address"), max_length=254)
+    when_added = models.DateTimeField(_("added at"), default=timezone.now)
+
+    objects = DontSendEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("don't send entry")
+        verbose_name_plural = _("don't send entries")
+
+    def __str__(self) -> str:
+        return self.to_address
+
+
+# -- Workers ---------------------------------------------------------------------
+
+
+class Worker(models.Model):
+    """A running delivery process, as it last reported itself."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    hostname = models.CharField(_("host"), max_length=200)
+    pid = models.PositiveIntegerField(_("pid"))
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), default=timezone.now)
+    concurrency = models.PositiveSmallIntegerField(_("connections"), default=1)
+    sent = models.PositiveBigIntegerField(_("sent"), default=0)
+    deferred = models.PositiveBigIntegerField(_("deferred"), default=0)
+    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+
+    class Meta:
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RateLimit(models.Model):
+    """A token bucket shared by every worker: the global messages-per-second limit."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    tokens = models.FloatField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("rate limit")
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,269 @@
+"""One delivery connection, opened once and reused for every message of a run.
+
+For Django's SMTP backend (and subclasses) the SMTP conversation is held
+here, recipient by recipient, so that each recipient's reply is kept: when
+the server refuses some RCPT TO and accepts others, the message goes to the
+accepted ones and the refused ones are recorded. Django's own ``_send``
+discards those replies. Other backends (console, locmem, ESP APIs) get
+``send_messages([message])`` and are judged by what it raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+
+from . import compat, mailers
+from .classify import breaks_connection, classify, verdict_for_code
+from .conf import settings
+from .outcome import Outcome, RecipientResult, Reply, Verdict
+
+logger = logging.getLogger("mailer.transport")
+
+
+class Transport:
+    """The delivery connection for one mailer alias ("" is MAILER_EMAIL_BACKEND)."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.backend: BaseEmailBackend | None = None
+        self.opened = 0  # connections opened, for statistics and tests
+
+    # -- connection ---------------------------------------------------------------
+
+    def connect(self) -> BaseEmailBackend:
+        """The open backend, opening (or reopening) it if needed. May raise."""
+        if self.backend is None:
+            backend = mailers.open_backend(self.alias)
+            if isinstance(backend, SMTPBackend) and backend.timeout is None:
+                backend.timeout = settings.SMTP_TIMEOUT
+            self.backend = backend
+        if isinstance(self.backend, SMTPBackend):
+            if self.backend.connection is None:
+                self.backend.open()
+                self.opened += 1
+                if self.backend.connection is None:  # fail_silently swallowed an error
+                    raise smtplib.SMTPConnectError(421, b"the backend could not connect")
+        elif not getattr(self, "_open_called", False):
+            self.backend.open()
+            self._open_called = True
+            self.opened += 1
+        return self.backend
+
+    def close(self) -> None:
+        """Close the connection, ignoring errors: the connection is finished either way."""
+        backend, self.backend = self.backend, None
+        self._open_called = False
+        if backend is None:
+            return
+        try:
+            backend.close()
+        except Exception as error:
+            logger.debug("closing the %r connection failed: %s", self.alias, error)
+            connection = getattr(backend, "connection", None)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+                backend.connection = None  # type: ignore[attr-defined]
+
+    def replace(self, connection: Any) -> None:
+        """Adopt the connection an error handler returned (None: reconnect next time)."""
+        if connection is None:
+            self.close()
+        elif connection is not self.backend:
+            self.close()
+            self.backend = connection
+
+    # -- sending --------------------------------------------------------------------
+
+    def send(self, message: EmailMessage, recipients: list[str]) -> Outcome:
+        """Deliver ``message`` to ``recipients``; return the outcome, or raise.
+
+        Raises what the backend raised for anything that is not a reply to a
+        command (connection failures, timeouts, bad data); after a broken
+        connection the transport reconnects on its next message.
+        """
+        try:
+            backend = self.connect()
+            if isinstance(backend, SMTPBackend):
+                return self._send_smtp(backend, message, recipients)
+            return self._send_other(backend, message, recipients)
+        except BaseException as error:
+            if breaks_connection(error):
+                self.close()
+            raise
+
+    def _send_other(
+        self, backend: BaseEmailBackend, message: EmailMessage, recipients: list[str]
+    ) -> Outcome:
+        if sorted(recipients) != sorted(message.recipients()):
+            _restrict(message, recipients)
+        sent = backend.send_messages([message])
+        if sent == 0:
+            reply = Reply(None, "the backend sent nothing (did it fail silently?)")
+            return Outcome(Verdict.TRANSIENT, reply, "", _all(recipients, Verdict.TRANSIENT, reply))
+        status = getattr(message, "anymail_status", None)
+        per_recipient = getattr(status, "recipients", None) or {}
+        results = []
+        for address in recipients:
+            info = per_recipient.get(address)
+            state = getattr(info, "status", None)
+            verdict = (
+                Verdict.PERMANENT if state in ("rejected", "invalid", "failed") else Verdict.SENT
+            )
+            results.append(RecipientResult(address, verdict, Reply(None, str(state or "sent"))))
+        if results and all(r.verdict is Verdict.PERMANENT for r in results):
+            return Outcome(Verdict.PERMANENT, results[0].reply, "", results)
+        msgid = getattr(status, "message_id", None)
+        return Outcome(
+            Verdict.SENT, Reply(None, f"accepted {msgid}" if msgid else "accepted"), "", results
+        )
+
+    def _send_smtp(
+        self, backend: SMTPBackend, message: EmailMessage, recipients: list[str]
+    ) -> Outcome:
+        connection = backend.connection
+        assert connection is not None
+        addresses = [message.from_email, *recipients]
+        utf8 = not all(str(a).isascii() for a in addresses)
+        if utf8:
+            connection.ehlo_or_helo_if_needed()
+            if not connection.has_extn("smtputf8"):
+                reply = Reply(
+                    None,
+                    "an address has a non-ASCII local part and the server does not offer SMTPUTF8",
+                )
+                return Outcome(
+                    Verdict.PERMANENT, reply, "", _all(recipients, Verdict.PERMANENT, reply)
+                )
+        encoding = compat.default_charset(message)
+        sender = compat.envelope_address(backend, message.from_email, encoding, utf8=utf8)
+        envelope = [
+            (address, compat.envelope_address(backend, address, encoding, utf8=utf8))
+            for address in recipients
+        ]
+        data = compat.render(message, utf8=utf8)
+        return _converse(connection, sender, envelope, data, utf8)
+
+
+def _converse(
+    connection: smtplib.SMTP,
+    sender: str,
+    envelope: list[tuple[str, str]],
+    data: bytes,
+    utf8: bool,
+) -> Outcome:
+    """MAIL FROM, one RCPT TO per recipient, DATA: every reply kept."""
+    connection.ehlo_or_helo_if_needed()
+    options: list[str] = []
+    if connection.does_esmtp:
+        if connection.has_extn("size"):
+            options.append(f"SIZE={len(data)}")
+        if utf8:
+            options += ["SMTPUTF8", "BODY=8BITMIME"]
+    code, text = connection.mail(sender, options)
+    if code != 250:
+        _reset_after(connection, code)
+        reply = Reply(code, _text(text))
+        verdict = _failure(code)
+        return Outcome(
+            verdict, reply, "", [RecipientResult(a, verdict, reply) for a, _ in envelope]
+        )
+
+    accepted: list[str] = []
+    results: dict[str, RecipientResult] = {}
+    for address, envelope_address in envelope:
+        code, text = connection.rcpt(envelope_address)
+        if code in (250, 251):
+            accepted.append(address)
+        else:
+            reply = Reply(code, _text(text))
+            results[address] = RecipientResult(address, _failure(code), reply)
+            if code == 421:  # the server is closing: nobody gets this message now
+                connection.close()
+                return Outcome(
+                    Verdict.TRANSIENT,
+                    reply,
+                    "",
+                    [
+                        results.get(a) or RecipientResult(a, Verdict.TRANSIENT, reply)
+                        for a, _ in envelope
+                    ],
+                )
+    if not accepted:
+        if connection.sock is not None:
+            connection.rset()
+        ordered = [results[a] for a, _ in envelope]
+        verdict = (
+            Verdict.TRANSIENT
+            if any(r.verdict is Verdict.TRANSIENT for r in ordered)
+            else Verdict.PERMANENT
+        )
+        return Outcome(verdict, ordered[0].reply, "", ordered)
+
+    code, text = connection.data(data)
+    reply = Reply(code, _text(text))
+    if code != 250:
+        _reset_after(connection, code)
+        for address in accepted:
+            results[address] = RecipientResult(address, _failure(code), reply)
+    else:
+        for address in accepted:
+            results[address] = RecipientResult(address, Verdict.SENT, reply)
+    ordered = [results[a] for a, _ in envelope]
+    if any(r.verdict is Verdict.SENT for r in ordered):
+        # Sent to everyone who accepted it; anyone refused is recorded, and a
+        # transient refusal makes the caller retry for that recipient alone.
+        transient = [r for r in ordered if r.verdict is Verdict.TRANSIENT]
+        return Outcome(
+            Verdict.TRANSIENT if transient else Verdict.SENT,
+            transient[0].reply if transient else reply,
+            "",
+            ordered,
+        )
+    verdict = (
+        Verdict.TRANSIENT
+        if any(r.verdict is Verdict.TRANSIENT for r in ordered)
+        else Verdict.PERMANENT
+    )
+    return Outcome(verdict, reply, "", ordered)
+
+
+def _failure(code: int) -> Verdict:
+    verdict = verdict_for_code(code)
+    return Verdict.TRANSIENT if verdict is Verdict.SENT else verdict
+
+
+def _reset_after(connection: smtplib.SMTP, code: int) -> None:
+    if code == 421 or connection.sock is None:
+        connection.close()
+        return
+    try:
+        connection.rset()
+    except smtplib.SMTPServerDisconnected:
+        connection.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _all(recipients: list[str], verdict: Verdict, reply: Reply) -> list[RecipientResult]:
+    return [RecipientResult(address, verdict, reply) for address in recipients]
+
+
+def _restrict(message: EmailMessage, recipients: list[str]) -> None:
+    """Keep only ``recipients`` (for a retry through a backend without per-recipient replies)."""
+    keep = {r.lower() for r in recipients}
+    message.to = [a for a in message.to if a.lower() in keep]
+    message.cc = [a for a in message.cc if a.lower() in keep]
+    message.bcc = [a for a in message.bcc if a.lower() in keep]
+
+
+__all__ = ["Transport", "classify"]

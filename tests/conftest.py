@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+
+from .smtp import SMTPServer
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import django
+
+    database = os.environ.get("MAILER_TEST_DB", "sqlite")
+    return [f"mailer: Django {django.get_version()}, {database}, style {django_settings.STYLE}"]
+
+
+@pytest.fixture(autouse=True)
+def queue_config(settings: Any) -> None:
+    """Undo Django's test set-up, which swaps every email backend for locmem."""
+    if django_settings.STYLE == "mailers":
+        settings.MAILERS = django_settings.TEST_MAILERS
+    else:
+        settings.EMAIL_BACKEND = "mailer.backend.DbBackend"
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SMTPServer]:
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+def point_at(settings: Any, port: int, host: str = "127.0.0.1", **options: Any) -> None:
+    """Aim the delivery backend of either configuration style at host:port."""
+    if hasattr(django_settings, "MAILERS"):
+        mailers = {alias: {**config} for alias, config in django_settings.MAILERS.items()}
+        mailers["smtp"] = {
+            **mailers["smtp"],
+            "OPTIONS": {
+                **mailers["smtp"].get("OPTIONS", {}),
+                "host": host,
+                "port": port,
+                **options,
+            },
+        }
+        settings.MAILERS = mailers
+    else:
+        settings.EMAIL_HOST = host
+        settings.EMAIL_PORT = port
+        for name, value in options.items():
+            setattr(settings, f"EMAIL_{name.upper()}", value)
+
+
+@pytest.fixture
+def smtp(smtp_server: SMTPServer, settings: Any) -> Iterator[SMTPServer]:
+    """The test SMTP server, emptied, with delivery pointed at it."""
+    smtp_server.reset()
+    point_at(settings, smtp_server.port)
+    yield smtp_server
+    smtp_server.reset()
+
+
+@pytest.fixture
+def legacy_style(settings: Any) -> Iterator[None]:
+    """EMAIL_BACKEND + MAILER_EMAIL_BACKEND, whatever the default style of this run."""
+    import warnings
+
+    if hasattr(django_settings, "MAILERS"):
+        del settings.MAILERS
+    settings.EMAIL_BACKEND = "mailer.backend.DbBackend"
+    settings.MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = 25
+    settings.EMAIL_TIMEOUT = 10
+    with warnings.catch_warnings():
+        # DJANGO_COMPAT(<6.1): on 6.1 the legacy settings are deprecated; that is the point here.
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        yield

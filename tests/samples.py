@@ -1,0 +1,78 @@
+"""Named sample messages. Each carries a unique token in its subject and body,
+so the SMTP server can say which message arrived, and how many times."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from email.mime.image import MIMEImage
+
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+
+_counter = itertools.count(1)
+GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00"
+    b"\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+
+def token() -> str:
+    return f"tok-{uuid.uuid4().hex[:12]}-{next(_counter)}"
+
+
+def plain(to: list[str] | None = None, **kwargs: object) -> EmailMessage:
+    """A one-line text message to alice."""
+    tok = token()
+    return EmailMessage(
+        f"Hello {tok}",
+        f"Plain body {tok}\n",
+        "sender@example.com",
+        to or ["alice@example.com"],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def html(to: list[str] | None = None) -> EmailMultiAlternatives:
+    """Text and HTML alternatives."""
+    tok = token()
+    message = EmailMultiAlternatives(
+        f"Newsletter {tok}", f"Text part {tok}", "news@example.com", to or ["bob@example.com"]
+    )
+    message.attach_alternative(f"<p>HTML part <b>{tok}</b></p>", "text/html")
+    return message
+
+
+def with_attachments(to: list[str] | None = None) -> EmailMultiAlternatives:
+    """HTML with a PDF, a non-ASCII file name, a text file and an inline image."""
+    message = html(to)
+    message.subject = message.subject.replace("Newsletter", "Invoice")
+    message.attach("invoice.pdf", b"%PDF-1.4 binary \x00\x01\x02\xff", "application/pdf")
+    message.attach("Übersicht – März.txt", "Grüße aus Köln\n", "text/plain")
+    image = MIMEImage(GIF, "gif")
+    image.add_header("Content-ID", "<logo>")
+    image.add_header("Content-Disposition", "inline", filename="logo.gif")
+    message.attach(image)
+    return message
+
+
+def non_ascii(to: list[str] | None = None) -> EmailMessage:
+    """Non-ASCII subject, body, display names and reply-to."""
+    tok = token()
+    return EmailMessage(
+        f"Grüße, Ωμέγα, 日本 {tok}",
+        f"Schöne Grüße — {tok}\n",
+        "Jürgen Müller <juergen@example.com>",
+        to or ["Zoë Åberg <zoe@example.com>"],
+        cc=["cc@example.com"],
+        bcc=["hidden@example.com"],
+        reply_to=["Réponse <reply@example.com>"],
+        headers={"X-Campaign": "spring-été"},
+    )
+
+
+def batch(count: int, to: list[str] | None = None) -> list[EmailMessage]:
+    return [plain(to) for _ in range(count)]
+
+
+def token_of(message: EmailMessage) -> str:
+    return str(message.subject).rsplit(" ", 1)[-1]

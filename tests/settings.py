@@ -1,0 +1,108 @@
+"""Settings for the test suite. ``MAILER_TEST_DB`` picks the database: sqlite, postgres, mariadb."""
+
+import os
+import tempfile
+
+import django
+
+SECRET_KEY = "tests-only"
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "mailer",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DB = os.environ.get("MAILER_TEST_DB", "sqlite")
+if DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "test",
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+            "TEST": {"NAME": f"test_mailer_{os.getpid()}"},
+        }
+    }
+elif DB == "mariadb":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "test",
+            "USER": "root",
+            "PASSWORD": "",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"NAME": f"test_mailer_{os.getpid()}", "CHARSET": "utf8mb4"},
+        }
+    }
+else:
+    # A file, not :memory:, so that worker processes in the tests share it.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}.sqlite3"),
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
+            "TEST": {
+                "NAME": os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}.sqlite3")
+            },
+        }
+    }
+
+DEFAULT_FROM_EMAIL = "site@example.com"
+SERVER_EMAIL = "server@example.com"
+ADMINS = [("Ada", "ada@example.com"), ("Bob", "bob@example.com")]
+MANAGERS = ["carol@example.com"]
+
+# Configuration style: "mailers" (Django 6.1's MAILERS) or "legacy" (EMAIL_BACKEND
+# plus MAILER_EMAIL_BACKEND). The SMTP server the tests start listens on a port
+# chosen at run time; the smtp fixture points these settings at it.
+STYLE = os.environ.get("MAILER_TEST_STYLE") or ("mailers" if django.VERSION >= (6, 1) else "legacy")
+# Django's test set-up replaces every backend with locmem; tests/conftest.py puts
+# these back (TEST_MAILERS) before each test.
+TEST_MAILERS = {
+    "default": {"BACKEND": "mailer.backend.DbBackend", "OPTIONS": {"mailer": "smtp"}},
+    "smtp": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {"host": "127.0.0.1", "port": 25, "timeout": 10},
+    },
+}
+if STYLE == "mailers":
+    MAILERS = TEST_MAILERS
+else:
+    # DJANGO_COMPAT(<6.1): the only style before MAILERS.
+    EMAIL_BACKEND = "mailer.backend.DbBackend"
+    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = 25
+    EMAIL_TIMEOUT = 10
+MAILER_LOCK_PATH = os.path.join(tempfile.gettempdir(), f"mailer-tests-lock-{os.getpid()}")
+MAILER_RETRY_BACKOFF = 60
+
+LOGGING_CONFIG = None
+DJANGO_VERSION = django.VERSION

@@ -1,0 +1,226 @@
+"""A real SMTP server for the tests (aiosmtpd on 127.0.0.1), with faults on demand.
+
+``SMTPServer`` records every message it accepts, in order, and can be told
+to misbehave: refuse the first K attempts with a 4xx code, refuse chosen
+recipients or messages with any code, drop the connection after DATA, answer
+slowly, or add latency to every message. ``SilentServer`` accepts TCP
+connections and never says a word.
+
+Messages carry a unique token (see ``tests.samples``), so a test can say
+"delivered exactly once" about each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage as ParsedMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+TOKEN = re.compile(rb"tok-[0-9a-f]{8,}(?:-\d+)?")
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> ParsedMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+
+    @property
+    def token(self) -> str | None:
+        found = TOKEN.search(self.data)
+        return found.group().decode() if found else None
+
+
+@dataclass
+class Faults:
+    """What the server does wrong. Matching is on the message's bytes (for tokens) or address."""
+
+    # First K DATA attempts of messages matching `match` (b"" = all) get `code text`.
+    transient_first: int = 0
+    transient_code: str = "451 4.3.0 Try again later"
+    transient_match: bytes = b""
+    # Address -> reply for RCPT TO (e.g. "550 5.1.1 No such user").
+    refuse_rcpt: dict[str, str] = field(default_factory=dict)
+    # Messages containing a key get the reply at end of DATA.
+    refuse_data: dict[bytes, str] = field(default_factory=dict)
+    # Reply to MAIL FROM, if set.
+    refuse_mail: str | None = None
+    # Close the connection instead of answering the end of DATA, this many times.
+    drop_after_data: int = 0
+    drop_match: bytes = b""
+    # Seconds to wait before answering the end of DATA.
+    data_delay: float = 0.0
+    # Seconds to wait before answering RCPT TO.
+    rcpt_delay: float = 0.0
+
+
+class _Handler:
+    def __init__(self, server: SMTPServer) -> None:
+        self.server = server
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        faults = self.server.faults
+        self.server.commands.append(("MAIL", address))
+        if faults.refuse_mail:
+            return faults.refuse_mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        faults = self.server.faults
+        self.server.commands.append(("RCPT", address))
+        if faults.rcpt_delay:
+            await asyncio.sleep(faults.rcpt_delay)
+        reply = faults.refuse_rcpt.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        faults = self.server.faults
+        data: bytes = envelope.original_content or envelope.content
+        with self.server.lock:
+            self.server.data_attempts += 1
+        if faults.data_delay:
+            await asyncio.sleep(faults.data_delay)
+        if faults.drop_after_data and (not faults.drop_match or faults.drop_match in data):
+            with self.server.lock:
+                faults.drop_after_data -= 1
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the connection is gone
+        if faults.transient_first and (
+            not faults.transient_match or faults.transient_match in data
+        ):
+            with self.server.lock:
+                faults.transient_first -= 1
+            return faults.transient_code
+        for key, reply in faults.refuse_data.items():
+            if key in data:
+                return reply
+        with self.server.lock:
+            self.server.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data))
+            number = len(self.server.received)
+        return f"250 2.0.0 Ok: queued as Q{number:06d}"
+
+
+class SMTPServer:
+    """aiosmtpd in a thread; ``received`` lists what it accepted."""
+
+    def __init__(self, *, smtputf8: bool = True) -> None:
+        self.lock = threading.Lock()
+        self.received: list[Received] = []
+        self.commands: list[tuple[str, str]] = []
+        self.data_attempts = 0
+        self.faults = Faults()
+        self.connections = 0
+        self.controller = Controller(
+            _Handler(self),
+            hostname="127.0.0.1",
+            port=_free_port(),
+            enable_SMTPUTF8=smtputf8,
+            ready_timeout=10,
+            data_size_limit=64 * 1024 * 1024,
+        )
+        self.controller.factory = self._counting(self.controller.factory)  # type: ignore[method-assign]
+
+    def _counting(self, factory: Any) -> Any:
+        def make() -> Any:
+            with self.lock:
+                self.connections += 1
+            return factory()
+
+        return make
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    def start(self) -> SMTPServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.received.clear()
+            self.commands.clear()
+            self.data_attempts = 0
+            self.connections = 0
+            self.faults = Faults()
+
+    # -- what arrived -------------------------------------------------------------
+
+    def tokens(self) -> list[str]:
+        with self.lock:
+            return [r.token for r in self.received if r.token]
+
+    def by_token(self, token: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.token == token]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.01)
+        with self.lock:
+            return list(self.received)
+
+
+class SilentServer:
+    """Accepts connections and never answers: the server that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(50)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
