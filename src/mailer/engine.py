@@ -93,6 +93,11 @@ class Engine:
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
     ) -> None:
+        """``owner`` is the claim owner (see ``mailer.leases``).
+
+        An Engine may ``run()`` many times; its delivery connections stay open
+        between runs until ``close()``.
+        """
         self.owner = owner
         self.queue: MessageQuerySet = queryset if queryset is not None else Message.objects.all()
         self.using = self.queue.db
@@ -109,11 +114,17 @@ class Engine:
         self.counts = SendCounts()
         self._pending: list[tuple[Message, Outcome]] = []
         self._last_record = time.monotonic()
+        self._seconds_per_message: float | None = None
 
     # -- the run ---------------------------------------------------------------------
 
     def run(self) -> SendCounts:
-        """Deliver due mail until none is left, a limit is reached or ``stop`` is set."""
+        """Deliver due mail until none is left, a limit is reached or ``stop`` is set.
+
+        Returns what this run did. Delivery connections are left open for the
+        next run; call ``close()`` when done.
+        """
+        self.counts = SendCounts()
         claimed: list[Message] = []
         try:
             while not self.stop.is_set() and not self._limit_reached():
@@ -132,7 +143,6 @@ class Engine:
                 self._record(force=True)
             finally:
                 self._release_unfinished(claimed)
-                self.close()
         return self.counts
 
     def close(self) -> None:
@@ -141,7 +151,11 @@ class Engine:
         self.transports.clear()
 
     def _claim_size(self) -> int:
+        """About one second of work (so leases stay short and parallel slots share out
+        the queue), at most MAILER_CLAIM_BATCH_SIZE."""
         size = settings.CLAIM_BATCH_SIZE
+        if self._seconds_per_message is not None:
+            size = max(1, min(size, int(1.0 / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
             size = min(size, max(self.max_batch - self.counts.sent, 1))
         return size
@@ -169,6 +183,7 @@ class Engine:
             if self.stop.is_set() or self._limit_reached():
                 self._release_unfinished(batch[index:])
                 return
+            started = time.monotonic()
             try:
                 outcome = self._attempt(message, blocked)
             except ConnectionDown as down:
@@ -176,9 +191,14 @@ class Engine:
                 self._release_unfinished(batch[index + 1 :])
                 raise
             self._add(message, outcome)
+            self._measure(time.monotonic() - started)
             if self.throttle:
                 time.sleep(self.throttle)
             self._record()
+
+    def _measure(self, seconds: float) -> None:
+        previous = self._seconds_per_message
+        self._seconds_per_message = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
     def _release_unfinished(self, messages: list[Message]) -> None:
         done = {m.pk for m, _ in self._pending}
@@ -404,7 +424,10 @@ def send_all(
                 engine = Engine(
                     identity.slot(0), queryset=queue, on_result=on_result, max_batch=max_batch
                 )
-                return engine.run()
+                try:
+                    return engine.run()
+                finally:
+                    engine.close()
     except LockHeld as held:
         logger.info("%s; not sending", held)
         return SendCounts()

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.mail import EmailMessage
-from django.db import connections, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -172,6 +172,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
         Only those two states carry a ``due_at``; the status test is a safeguard.
         """
         return self.filter(due_at__lte=now or timezone.now(), status__in=DUE_STATUSES)
+
+    def next_due_at(self, now: datetime.datetime | None = None) -> datetime.datetime | None:
+        """When the next scheduled or deferred message falls due (None: nothing waiting)."""
+        later = self.filter(status__in=DUE_STATUSES, due_at__gt=now or timezone.now())
+        found = later.order_by("due_at").values_list("due_at", flat=True).first()
+        return found
 
     def in_send_order(self) -> MessageQuerySet:
         """Priority first, then the time they became due, then queue order."""
@@ -840,6 +846,28 @@ class DontSendEntry(models.Model):
 # -- Workers ---------------------------------------------------------------------
 
 
+class WorkerQuerySet(models.QuerySet["Worker"]):
+    def beat(
+        self, name: str, hostname: str, pid: int, *, concurrency: int, counts: Sequence[int]
+    ) -> None:
+        """Record that worker ``name`` is alive, with what it has done so far."""
+        sent, deferred, failed = counts
+        values = {
+            "heartbeat_at": timezone.now(),
+            "concurrency": concurrency,
+            "sent": sent,
+            "deferred": deferred,
+            "failed": failed,
+        }
+        if not self.filter(name=name).update(**values):
+            self.create(name=name, hostname=hostname, pid=pid, **values)
+
+    def alive(self, within: float | None = None) -> WorkerQuerySet:
+        """Workers that reported within ``within`` seconds (default: one lease)."""
+        seconds = within if within is not None else settings.LEASE_SECONDS
+        return self.filter(heartbeat_at__gte=timezone.now() - datetime.timedelta(seconds=seconds))
+
+
 class Worker(models.Model):
     """A running delivery process, as it last reported itself."""
 
@@ -853,6 +881,8 @@ class Worker(models.Model):
     deferred = models.PositiveBigIntegerField(_("deferred"), default=0)
     failed = models.PositiveBigIntegerField(_("failed"), default=0)
 
+    objects = WorkerQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("worker")
         verbose_name_plural = _("workers")
@@ -861,12 +891,46 @@ class Worker(models.Model):
         return self.name
 
 
+class RateLimitQuerySet(models.QuerySet["RateLimit"]):
+    def take(self, name: str, rate: float, want: int) -> tuple[int, float]:
+        """Take up to ``want`` tokens from the shared bucket ``name`` refilled at ``rate``/s.
+
+        Returns how many were granted and, if none, seconds until one is
+        available. One short transaction; the bucket holds at most one
+        second's worth of tokens.
+        """
+        burst = max(rate, 1.0)
+        for _attempt in range(3):
+            now = timezone.now()
+            with transaction.atomic(using=self.db):
+                # Write first: SQLite takes its write lock here; the others lock the row.
+                if self.filter(name=name).update(name=name):
+                    bucket = self.get(name=name)
+                    elapsed = max((now - bucket.updated_at).total_seconds(), 0.0)
+                    tokens = min(burst, bucket.tokens + elapsed * rate)
+                else:
+                    bucket, tokens = self.model(name=name), burst
+                granted = min(want, int(tokens))
+                bucket.tokens = tokens - granted
+                bucket.updated_at = now
+                try:
+                    with transaction.atomic(using=self.db):
+                        bucket.save(using=self.db)
+                except IntegrityError:
+                    continue  # another worker created the bucket first: read it
+            wait = 0.0 if granted else (1.0 - bucket.tokens) / rate
+            return granted, wait
+        return 0, 1.0 / rate
+
+
 class RateLimit(models.Model):
     """A token bucket shared by every worker: the global messages-per-second limit."""
 
     name = models.CharField(max_length=50, primary_key=True)
     tokens = models.FloatField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = RateLimitQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("rate limit")

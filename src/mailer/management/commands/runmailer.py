@@ -1,0 +1,56 @@
+"""``manage.py runmailer``: a long-running delivery worker."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from ...worker import run_worker
+from ..base import MailerCommand
+
+
+class Command(MailerCommand):
+    help = (
+        "Deliver queued mail continuously until SIGTERM/SIGINT. Several workers, on any "
+        "hosts, may run together (and with send_mail)."
+    )
+    listen: bool | None = None
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=None,
+            help="Delivery connections used in parallel (default: MAILER_CONCURRENCY).",
+        )
+        parser.add_argument(
+            "--database", default="default", help="Database alias holding the queue."
+        )
+        parser.add_argument(
+            "--exit-when-idle",
+            action="store_true",
+            help="Stop once nothing is due (for batch jobs and tests).",
+        )
+        parser.add_argument("--debug", action="store_true", help="Log at DEBUG level.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["debug"]:
+            import logging
+
+            logging.getLogger("mailer").setLevel(logging.DEBUG)
+        concurrency = options["concurrency"]
+        if concurrency is not None and concurrency < 1:
+            from django.core.management.base import CommandError
+
+            raise CommandError("--concurrency must be 1 or more")
+        from ...mailers import default_delivery_alias
+
+        default_delivery_alias()  # a misconfigured backend fails here, loudly
+        counts = run_worker(
+            concurrency=concurrency,
+            using=options["database"],
+            listen=self.listen,
+            exit_when_idle=options["exit_when_idle"],
+        )
+        self.say(f"sent {counts.sent}, deferred {counts.deferred}, failed {counts.failed}")

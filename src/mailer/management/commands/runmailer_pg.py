@@ -1,0 +1,21 @@
+"""``manage.py runmailer_pg``: runmailer woken by PostgreSQL NOTIFY (the contract's name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.db import connections
+
+from .runmailer import Command as RunMailer
+
+
+class Command(RunMailer):
+    help = "Like runmailer, woken instantly by PostgreSQL LISTEN/NOTIFY when mail is queued."
+    listen = True
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        vendor = connections[options["database"]].vendor
+        if vendor != "postgresql":
+            raise CommandError(f"runmailer_pg needs PostgreSQL; this database is {vendor}.")
+        super().handle(*args, **options)

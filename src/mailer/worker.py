@@ -1,0 +1,302 @@
+"""The long-running worker behind ``manage.py runmailer``: the one place a worker lives.
+
+A worker runs N delivery slots (``--concurrency``), each a thread with its
+own database connection and its own delivery connections, reused across
+messages. Slots claim due mail through the same queue vocabulary as
+``send_mail``, so any number of workers, on any number of hosts, and cron's
+``send_mail`` can run together.
+
+Idle slots sleep until woken: by PostgreSQL ``NOTIFY`` when mail is queued,
+by a poll that finds due mail (the interval adapts from
+``MAILER_POLL_INTERVAL`` up to ``MAILER_EMPTY_QUEUE_SLEEP``), or when
+scheduled or deferred mail falls due. On SIGTERM/SIGINT the worker stops
+claiming, finishes the messages in hand, gives back what it had not started,
+and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
+
+from . import leases
+from .conf import settings
+from .engine import Engine, SendCounts
+from .models import Message, RateLimit
+from .models import Worker as WorkerRow
+from .postgres import Listener, can_listen
+
+logger = logging.getLogger("mailer.worker")
+
+RATE_BUCKET = "global"
+
+
+class Waker:
+    """Where idle slots wait; anyone may wake them all."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    def wake(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if woken."""
+        with self._condition:
+            start = self._generation
+            return self._condition.wait_for(lambda: self._generation != start, timeout)
+
+
+class RateLimiter:
+    """The global messages-per-second limit, drawn from the shared bucket in small chunks."""
+
+    def __init__(self, rate: float, stop: threading.Event, using: str = "default") -> None:
+        self.rate = rate
+        self.stop = stop
+        self.using = using
+        self._tokens = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        chunk = max(1, int(self.rate / 10))  # a tenth of a second's worth at a time
+        while not self.stop.is_set():
+            with self._lock:
+                if self._tokens > 0:
+                    self._tokens -= 1
+                    return
+                granted, wait = RateLimit.objects.using(self.using).take(
+                    RATE_BUCKET, self.rate, chunk
+                )
+                if granted:
+                    self._tokens = granted - 1
+                    return
+            self.stop.wait(min(max(wait, 0.001), 1.0))
+
+
+class MailWorker:
+    """Delivers mail until stopped. ``run()`` returns the total counts."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int | None = None,
+        using: str = "default",
+        listen: bool | None = None,
+        stop: threading.Event | None = None,
+        exit_when_idle: bool = False,
+    ) -> None:
+        self.concurrency = concurrency or settings.CONCURRENCY
+        self.using = using
+        self.listen = can_listen(using) if listen is None else listen
+        self.stop = stop or threading.Event()
+        self.exit_when_idle = exit_when_idle
+        self.identity = leases.current()
+        self.waker = Waker()
+        self.counts = SendCounts()
+        self._counts_lock = threading.Lock()
+        self._idle = 0
+        self._idle_lock = threading.Lock()
+        rate = settings.RATE_LIMIT
+        self.limiter = RateLimiter(rate, self.stop, using) if rate else None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def run(self) -> SendCounts:
+        logger.info(
+            "worker %s starting with %d connection(s)%s",
+            self.identity.id,
+            self.concurrency,
+            ", woken by NOTIFY" if self.listen else "",
+        )
+        self._register()
+        background: list[threading.Thread] = []
+        if self.listen:
+            listener = Listener(self.using, self.waker.wake, self.stop)
+            listener.start()
+            background.append(listener)
+        poller = threading.Thread(target=self._poll, name="mailer-poll", daemon=True)
+        poller.start()
+        background.append(poller)
+        slots = [
+            threading.Thread(target=self._slot, args=(n,), name=f"mailer-slot-{n}", daemon=True)
+            for n in range(self.concurrency)
+        ]
+        with leases.LeaseKeeper(self.identity.id, using=self.using):
+            for slot in slots:
+                slot.start()
+            try:
+                while any(s.is_alive() for s in slots):
+                    for slot in slots:
+                        slot.join(timeout=0.2)
+            finally:
+                self.stop.set()
+                self.waker.wake()
+                for slot in slots:
+                    slot.join()
+        for thread in background:
+            thread.join(timeout=5)
+        self._unregister()
+        logger.info("worker %s stopped: %s", self.identity.id, self.counts)
+        return self.counts
+
+    def request_stop(self, *_: Any) -> None:
+        """Stop claiming; finish what is in hand (signal handler friendly)."""
+        if not self.stop.is_set():
+            logger.info("worker %s stopping", self.identity.id)
+        self.stop.set()
+        self.waker.wake()
+
+    # -- slots -----------------------------------------------------------------------
+
+    def _slot(self, number: int) -> None:
+        owner = self.identity.slot(number)
+        engine: Engine | None = None
+        failures = 0
+        try:
+            while not self.stop.is_set():
+                if settings.PAUSE_SEND:
+                    self.waker.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
+                    continue
+                try:
+                    if engine is None:
+                        engine = Engine(
+                            owner,
+                            queryset=Message.objects.using(self.using).all(),
+                            stop=self.stop,
+                            before_send=self.limiter.acquire if self.limiter else None,
+                        )
+                    counts = engine.run()
+                    failures = 0
+                except DatabaseError as error:
+                    failures += 1
+                    delay = min(0.5 * 2**failures, 30.0)
+                    logger.warning(
+                        "slot %s: database error (%s); retrying in %.1f s", owner, error, delay
+                    )
+                    close_old_connections()
+                    self.stop.wait(delay)
+                    continue
+                except Exception:
+                    failures += 1
+                    delay = min(0.5 * 2**failures, 30.0)
+                    logger.exception("slot %s failed; retrying in %.1f s", owner, delay)
+                    self.stop.wait(delay)
+                    continue
+                self._add(counts)
+                if sum(counts):
+                    continue  # there may be more: claim again at once
+                if self.exit_when_idle and self._all_idle():
+                    self.stop.set()
+                    self.waker.wake()
+                    break
+                with self._idle_lock:
+                    self._idle += 1
+                self.waker.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
+                with self._idle_lock:
+                    self._idle -= 1
+        finally:
+            if engine is not None:
+                engine.close()
+            connections.close_all()
+
+    def _all_idle(self) -> bool:
+        with self._idle_lock:
+            return (
+                self._idle == self.concurrency - 1
+                and not Message.objects.using(self.using).due().exists()
+            )
+
+    def _add(self, counts: SendCounts) -> None:
+        with self._counts_lock:
+            self.counts = self.counts + counts
+
+    # -- waking ----------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        """Wake the slots when mail is due: now, or when scheduled or deferred mail falls due."""
+        interval = settings.POLL_INTERVAL
+        longest = settings.EMPTY_QUEUE_SLEEP
+        last_beat = 0.0
+        try:
+            while not self.stop.wait(interval):
+                try:
+                    now = timezone.now()
+                    queue = Message.objects.using(self.using)
+                    if queue.due(now).exists():
+                        self.waker.wake()
+                        interval = settings.POLL_INTERVAL
+                    else:
+                        interval = min(interval * 1.5, longest)
+                        upcoming = queue.next_due_at(now)
+                        if upcoming is not None:
+                            interval = max(min(interval, (upcoming - now).total_seconds()), 0.01)
+                    if time.monotonic() - last_beat >= settings.LEASE_SECONDS / 3:
+                        self._beat()
+                        queue.reclaim_expired(now)
+                        leases.reclaim_dead(self.using)
+                        last_beat = time.monotonic()
+                except DatabaseError as error:
+                    logger.warning("polling the queue failed (%s); retrying", error)
+                    close_old_connections()
+                    interval = min(max(interval, 1.0) * 2, 30.0)
+        finally:
+            connections.close_all()
+
+    # -- the workers table ---------------------------------------------------------------
+
+    def _register(self) -> None:
+        try:
+            queue = Message.objects.using(self.using)
+            queue.reclaim_expired()
+            leases.reclaim_dead(self.using)
+            self._beat()
+        except DatabaseError as error:
+            logger.warning("could not register worker %s: %s", self.identity.id, error)
+
+    def _beat(self) -> None:
+        WorkerRow.objects.using(self.using).beat(
+            self.identity.id,
+            self.identity.host,
+            self.identity.pid,
+            concurrency=self.concurrency,
+            counts=self.counts,
+        )
+
+    def _unregister(self) -> None:
+        try:
+            WorkerRow.objects.using(self.using).filter(name=self.identity.id).delete()
+        except DatabaseError as error:
+            logger.warning("could not unregister worker %s: %s", self.identity.id, error)
+        finally:
+            connections.close_all()
+
+
+@contextmanager
+def stop_on_signals(worker: MailWorker) -> Iterator[None]:
+    """Route SIGTERM and SIGINT to ``worker.request_stop`` while the block runs."""
+    previous = {
+        sig: signal.signal(sig, worker.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_worker(**options: Any) -> SendCounts:
+    """Run a worker in this process until SIGTERM/SIGINT; return what it did."""
+    worker = MailWorker(**options)
+    with stop_on_signals(worker):
+        return worker.run()
