@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from email.message import MIMEPart
 from email.mime.image import MIMEImage
 
+import django
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 _counter = itertools.count(1)
@@ -48,11 +50,24 @@ def with_attachments(to: list[str] | None = None) -> EmailMultiAlternatives:
     message.subject = message.subject.replace("Newsletter", "Invoice")
     message.attach("invoice.pdf", b"%PDF-1.4 binary \x00\x01\x02\xff", "application/pdf")
     message.attach("Übersicht – März.txt", "Grüße aus Köln\n", "text/plain")
+    message.attach(inline_image())
+    return message
+
+
+def inline_image() -> object:
+    """A GIF with Content-ID <logo>, as the MIME part type this Django version expects."""
+    if django.VERSION >= (6, 0):
+        part = MIMEPart()
+        part.set_content(
+            GIF, maintype="image", subtype="gif", disposition="inline", filename="logo.gif"
+        )
+        part["Content-ID"] = "<logo>"
+        return part
+    # DJANGO_COMPAT(<6.0): legacy email.mime parts.
     image = MIMEImage(GIF, "gif")
     image.add_header("Content-ID", "<logo>")
     image.add_header("Content-Disposition", "inline", filename="logo.gif")
-    message.attach(image)
-    return message
+    return image
 
 
 def non_ascii(to: list[str] | None = None) -> EmailMessage:

@@ -1,5 +1,6 @@
 """Settings for the test suite. ``MAILER_TEST_DB`` picks the database: sqlite, postgres, mariadb."""
 
+import json
 import os
 import tempfile
 
@@ -37,11 +38,14 @@ TEMPLATES = [
 ]
 
 DB = os.environ.get("MAILER_TEST_DB", "sqlite")
+# Worker processes started by the tests connect to the test database itself.
+FORCED_NAME = os.environ.get("MAILER_TEST_DB_NAME")
+SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "25"))
 if DB == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "test",
+            "NAME": FORCED_NAME or "test",
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": "127.0.0.1",
             "PORT": "5432",
@@ -52,7 +56,7 @@ elif DB == "mariadb":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": "test",
+            "NAME": FORCED_NAME or "test",
             "USER": "root",
             "PASSWORD": "",
             "HOST": "127.0.0.1",
@@ -66,7 +70,8 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}.sqlite3"),
+            "NAME": FORCED_NAME
+            or os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}.sqlite3"),
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
             "TEST": {
                 "NAME": os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}.sqlite3")
@@ -89,7 +94,7 @@ TEST_MAILERS = {
     "default": {"BACKEND": "mailer.backend.DbBackend", "OPTIONS": {"mailer": "smtp"}},
     "smtp": {
         "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "OPTIONS": {"host": "127.0.0.1", "port": 25, "timeout": 10},
+        "OPTIONS": {"host": "127.0.0.1", "port": SMTP_PORT, "timeout": 10},
     },
 }
 if STYLE == "mailers":
@@ -99,10 +104,15 @@ else:
     EMAIL_BACKEND = "mailer.backend.DbBackend"
     MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = "127.0.0.1"
-    EMAIL_PORT = 25
+    EMAIL_PORT = SMTP_PORT
     EMAIL_TIMEOUT = 10
-MAILER_LOCK_PATH = os.path.join(tempfile.gettempdir(), f"mailer-tests-lock-{os.getpid()}")
+MAILER_LOCK_PATH = os.environ.get("MAILER_TEST_LOCK_PATH") or os.path.join(
+    tempfile.gettempdir(), f"mailer-tests-lock-{os.getpid()}"
+)
 MAILER_RETRY_BACKOFF = 60
 
 LOGGING_CONFIG = None
+
+# Worker processes started by the tests get extra settings as JSON.
+globals().update(json.loads(os.environ.get("MAILER_TEST_SETTINGS", "{}")))
 DJANGO_VERSION = django.VERSION

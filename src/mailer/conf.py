@@ -207,9 +207,9 @@ class MailerSettings:
     )
     EMPTY_QUEUE_SLEEP: Setting[float] = Setting(
         "MAILER_EMPTY_QUEUE_SLEEP",
-        30,
-        _number(0),
-        "Longest sleep of runmailer between polls of an empty queue, in seconds.",
+        0.25,
+        _number(0.01),
+        "Longest wait of runmailer between two looks at an empty queue, in seconds.",
     )
 
     # -- Our own settings -----------------------------------------------------
@@ -287,9 +287,9 @@ class MailerSettings:
     )
     POLL_INTERVAL: Setting[float] = Setting(
         "MAILER_POLL_INTERVAL",
-        0.1,
+        0.05,
         _number(0.01),
-        "Shortest sleep of runmailer between polls; it grows up to MAILER_EMPTY_QUEUE_SLEEP.",
+        "Shortest wait of runmailer between polls; it grows up to MAILER_EMPTY_QUEUE_SLEEP.",
     )
     NOTIFY: Setting[bool] = Setting(
         "MAILER_NOTIFY",

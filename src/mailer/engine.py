@@ -92,8 +92,10 @@ class Engine:
         before_send: Callable[[], None] | None = None,
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
+        share: int = 1,
     ) -> None:
-        """``owner`` is the claim owner (see ``mailer.leases``).
+        """``owner`` is the claim owner (see ``mailer.leases``); ``share`` is how many
+        engines of one worker drain the queue together.
 
         An Engine may ``run()`` many times; its delivery connections stay open
         between runs until ``close()``.
@@ -115,6 +117,8 @@ class Engine:
         self._pending: list[tuple[Message, Outcome]] = []
         self._last_record = time.monotonic()
         self._seconds_per_message: float | None = None
+        self._check_dont_send = True
+        self.share = max(share, 1)
 
     # -- the run ---------------------------------------------------------------------
 
@@ -125,6 +129,7 @@ class Engine:
         next run; call ``close()`` when done.
         """
         self.counts = SendCounts()
+        self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
         claimed: list[Message] = []
         try:
             while not self.stop.is_set() and not self._limit_reached():
@@ -154,7 +159,9 @@ class Engine:
         """About one second of work (so leases stay short and parallel slots share out
         the queue), at most MAILER_CLAIM_BATCH_SIZE."""
         size = settings.CLAIM_BATCH_SIZE
-        if self._seconds_per_message is not None:
+        if self._seconds_per_message is None:
+            size = max(1, size // self.share)  # until the speed is known, share out the batch
+        else:
             size = max(1, min(size, int(1.0 / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
             size = min(size, max(self.max_batch - self.counts.sent, 1))
@@ -261,6 +268,9 @@ class Engine:
     # -- one message -----------------------------------------------------------------
 
     def _blocked_recipients(self, batch: list[Message]) -> set[str]:
+        """Recipients of ``batch`` on the don't-send list: one query, none if the list is empty."""
+        if not self._check_dont_send:
+            return set()
         addresses: list[str] = []
         for message in batch:
             summary = message.summary
@@ -315,7 +325,8 @@ class Engine:
         except Exception as error:
             return self._handle(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
-            return self._handle(transport, message, _as_exception(outcome), recipients, outcome)
+            refusal = _as_exception(outcome, email.from_email)
+            return self._handle(transport, message, refusal, recipients, outcome)
         return outcome
 
     def _handle(
@@ -383,16 +394,22 @@ def _pending_recipients(
     return pending, skipped
 
 
-def _as_exception(outcome: Outcome) -> BaseException:
-    """An smtplib exception describing ``outcome``, for error handlers written for django-mailer."""
-    refused = {
-        r.address: (r.reply.code or 0, r.reply.text.encode())
-        for r in outcome.recipients
-        if r.verdict in (Verdict.TRANSIENT, Verdict.PERMANENT)
-    }
-    if refused:
+def _as_exception(outcome: Outcome, sender: str) -> BaseException:
+    """The smtplib exception Django's backend would have raised for ``outcome``.
+
+    Error handlers written for django-mailer expect these.
+    """
+    code, text = outcome.reply.code or 0, outcome.reply.text.encode()
+    if outcome.stage == "mail":
+        return smtplib.SMTPSenderRefused(code, text, sender)
+    if outcome.stage == "rcpt":
+        refused = {
+            r.address: (r.reply.code or 0, r.reply.text.encode())
+            for r in outcome.recipients
+            if r.verdict in (Verdict.TRANSIENT, Verdict.PERMANENT)
+        }
         return smtplib.SMTPRecipientsRefused(refused)
-    return smtplib.SMTPDataError(outcome.reply.code or 0, outcome.reply.text)
+    return smtplib.SMTPDataError(code, text)
 
 
 def send_all(

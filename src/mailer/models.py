@@ -167,10 +167,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         return self.deferred().filter(due_at__isnull=True)
 
     def due(self, now: datetime.datetime | None = None) -> MessageQuerySet:
-        """Messages a worker may claim now: queued or deferred, and their time has come.
-
-        Only those two states carry a ``due_at``; the status test is a safeguard.
-        """
+        """Messages a worker may claim now: queued or deferred, and their time has come."""
         return self.filter(due_at__lte=now or timezone.now(), status__in=DUE_STATUSES)
 
     def next_due_at(self, now: datetime.datetime | None = None) -> datetime.datetime | None:
@@ -199,45 +196,60 @@ class MessageQuerySet(models.QuerySet["Message"]):
     ) -> list[Message]:
         """Take up to ``limit`` due messages for ``owner``, in send order; return them.
 
-        PostgreSQL and MariaDB pick rows with ``SELECT ... FOR UPDATE SKIP
-        LOCKED`` so concurrent workers never wait for each other; SQLite claims
-        with a single UPDATE, which its write lock makes atomic. Either way the
-        claim is committed before this returns, so no transaction is open while
-        the messages are delivered.
+        Concurrent workers never wait for each other and never get the same
+        row: PostgreSQL claims with one ``UPDATE ... WHERE id IN (SELECT ...
+        FOR UPDATE SKIP LOCKED) RETURNING id``; MariaDB picks rows with
+        ``SELECT ... FOR UPDATE SKIP LOCKED`` and marks them in the same short
+        transaction; SQLite claims with a single UPDATE, which its write lock
+        makes atomic. The claim is committed before this returns, so no
+        transaction is open while the messages are delivered.
         """
         now = now or timezone.now()
         claim = {
             "status": Status.CLAIMED,
             "claimed_by": owner,
             "lease_expires_at": now + datetime.timedelta(seconds=lease),
-            "due_at": None,
         }
         connection = connections[self.db]
         due = self.due(now).in_send_order()
+        mine = self.model.objects.using(self.db)
+        if connection.vendor == "postgresql":
+            ids = self._claim_returning(due, limit, claim)
+            return list(mine.filter(pk__in=ids).in_send_order()) if ids else []
         if connection.features.has_select_for_update:
             skip = connection.features.has_select_for_update_skip_locked
             with transaction.atomic(using=self.db):
                 rows = list(due.select_for_update(skip_locked=skip)[:limit])
                 if rows:
-                    self.model.objects.using(self.db).filter(pk__in=[r.pk for r in rows]).update(
-                        **claim
-                    )
+                    mine.filter(pk__in=[r.pk for r in rows]).update(**claim)
             for row in rows:
                 for name, value in claim.items():
                     setattr(row, name, value)
             return rows
-        # SQLite: one UPDATE takes the write lock for its whole duration.
-        picked = due.values("pk")[:limit]
-        count = (
-            self.model.objects.using(self.db)
-            .filter(pk__in=models.Subquery(picked), status__in=DUE_STATUSES)
-            .update(**claim)
-        )
-        if not count:
+        # SQLite: one UPDATE holds the write lock for its whole duration.
+        picked = models.Subquery(due.values("pk")[:limit])
+        if not mine.filter(pk__in=picked, status__in=DUE_STATUSES).update(**claim):
             return []
-        return list(
-            self.model.objects.using(self.db).filter(claimed_by=owner).claimed().in_send_order()
+        return list(mine.filter(claimed_by=owner).claimed().in_send_order())
+
+    def _claim_returning(
+        self, due: MessageQuerySet, limit: int, claim: dict[str, Any]
+    ) -> list[int]:
+        """PostgreSQL: claim in one statement, skipping rows other workers hold."""
+        connection = connections[self.db]
+        quote = connection.ops.quote_name
+        meta = self.model._meta
+        picked_sql, picked_params = due.values("pk")[:limit].query.get_compiler(self.db).as_sql()
+        columns = {field.name: str(field.column) for field in meta.concrete_fields}
+        assignments = ", ".join(f"{quote(columns[name])} = %s" for name in claim)
+        pk = quote(columns["id"])
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {assignments} "
+            f"WHERE {pk} IN ({picked_sql} FOR UPDATE SKIP LOCKED) RETURNING {pk}"
         )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*claim.values(), *picked_params])
+            return [row[0] for row in cursor.fetchall()]
 
     def renew_leases(self, owner: str, lease: float) -> int:
         """Extend every claim ``owner`` holds; return how many it still holds."""
@@ -249,18 +261,15 @@ class MessageQuerySet(models.QuerySet["Message"]):
         claims = self.owned_by(owner)
         if ids is not None:
             claims = claims.filter(pk__in=list(ids))
-        return claims.update(
-            status=Status.QUEUED, claimed_by="", lease_expires_at=None, due_at=timezone.now()
-        )
+        return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
 
     def expired_claims(self, now: datetime.datetime | None = None) -> MessageQuerySet:
         return self.claimed().filter(lease_expires_at__lt=now or timezone.now())
 
     def reclaim_expired(self, now: datetime.datetime | None = None) -> int:
         """Return claims whose lease ran out (their worker died or hung) to the queue."""
-        now = now or timezone.now()
         return self.expired_claims(now).update(
-            status=Status.QUEUED, claimed_by="", lease_expires_at=None, due_at=now
+            status=Status.QUEUED, claimed_by="", lease_expires_at=None
         )
 
     def claim_owners(self, host: str) -> set[str]:

@@ -50,6 +50,7 @@ class Outcome:
     exception: str = ""  # dotted class name of the exception, if one was raised
     recipients: list[RecipientResult] = field(default_factory=list)
     message_id: str | None = None
+    stage: str = ""  # where an SMTP conversation stopped: "mail", "rcpt" or "data"
 
     @property
     def attempted(self) -> list[str]:

@@ -205,7 +205,7 @@ def _converse(
             if any(r.verdict is Verdict.TRANSIENT for r in ordered)
             else Verdict.PERMANENT
         )
-        return Outcome(verdict, ordered[0].reply, "", ordered)
+        return Outcome(verdict, ordered[0].reply, "", ordered, stage="rcpt")
 
     code, text = connection.data(data)
     reply = Reply(code, _text(text))

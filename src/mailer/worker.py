@@ -40,9 +40,10 @@ RATE_BUCKET = "global"
 
 
 class Waker:
-    """Where idle slots wait; anyone may wake them all."""
+    """Where idle slots wait; anyone may wake them all, and stopping wakes them for good."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
         self._condition = threading.Condition()
         self._generation = 0
 
@@ -55,7 +56,9 @@ class Waker:
         """Sleep up to ``timeout`` seconds; True if woken."""
         with self._condition:
             start = self._generation
-            return self._condition.wait_for(lambda: self._generation != start, timeout)
+            return self._condition.wait_for(
+                lambda: self._generation != start or self._stop.is_set(), timeout
+            )
 
 
 class RateLimiter:
@@ -102,7 +105,8 @@ class MailWorker:
         self.stop = stop or threading.Event()
         self.exit_when_idle = exit_when_idle
         self.identity = leases.current()
-        self.waker = Waker()
+        self.waker = Waker(self.stop)
+        self._look = threading.Event()  # makes the poller look at the queue now
         self.counts = SendCounts()
         self._counts_lock = threading.Lock()
         self._idle = 0
@@ -122,7 +126,7 @@ class MailWorker:
         self._register()
         background: list[threading.Thread] = []
         if self.listen:
-            listener = Listener(self.using, self.waker.wake, self.stop)
+            listener = Listener(self.using, self._notified, self.stop)
             listener.start()
             background.append(listener)
         poller = threading.Thread(target=self._poll, name="mailer-poll", daemon=True)
@@ -140,8 +144,7 @@ class MailWorker:
                     for slot in slots:
                         slot.join(timeout=0.2)
             finally:
-                self.stop.set()
-                self.waker.wake()
+                self.request_stop()
                 for slot in slots:
                     slot.join()
         for thread in background:
@@ -150,12 +153,18 @@ class MailWorker:
         logger.info("worker %s stopped: %s", self.identity.id, self.counts)
         return self.counts
 
+    def _notified(self) -> None:
+        """New mail was queued: wake the slots, and have the poller look again."""
+        self.waker.wake()
+        self._look.set()
+
     def request_stop(self, *_: Any) -> None:
         """Stop claiming; finish what is in hand (signal handler friendly)."""
         if not self.stop.is_set():
             logger.info("worker %s stopping", self.identity.id)
         self.stop.set()
         self.waker.wake()
+        self._look.set()
 
     # -- slots -----------------------------------------------------------------------
 
@@ -166,7 +175,7 @@ class MailWorker:
         try:
             while not self.stop.is_set():
                 if settings.PAUSE_SEND:
-                    self.waker.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
+                    self.stop.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
                     continue
                 try:
                     if engine is None:
@@ -175,6 +184,7 @@ class MailWorker:
                             queryset=Message.objects.using(self.using).all(),
                             stop=self.stop,
                             before_send=self.limiter.acquire if self.limiter else None,
+                            share=self.concurrency,
                         )
                     counts = engine.run()
                     failures = 0
@@ -197,12 +207,13 @@ class MailWorker:
                 if sum(counts):
                     continue  # there may be more: claim again at once
                 if self.exit_when_idle and self._all_idle():
-                    self.stop.set()
-                    self.waker.wake()
+                    self.request_stop()
                     break
                 with self._idle_lock:
                     self._idle += 1
-                self.waker.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
+                self._look.set()
+                # The poller and LISTEN wake idle slots; the timeout is only a safety net.
+                self.waker.wait(timeout=60)
                 with self._idle_lock:
                     self._idle -= 1
         finally:
@@ -224,34 +235,53 @@ class MailWorker:
     # -- waking ----------------------------------------------------------------------
 
     def _poll(self) -> None:
-        """Wake the slots when mail is due: now, or when scheduled or deferred mail falls due."""
+        """Wake the slots when mail is due: now, or when scheduled or deferred mail falls due.
+
+        Checks at once, then after an interval that grows from
+        MAILER_POLL_INTERVAL to MAILER_EMPTY_QUEUE_SLEEP while nothing is due,
+        never sleeping past the next scheduled due time. A NOTIFY (or any
+        wake-up) makes it look again, since new mail may be due later.
+        """
         interval = settings.POLL_INTERVAL
-        longest = settings.EMPTY_QUEUE_SLEEP
         last_beat = 0.0
         try:
-            while not self.stop.wait(interval):
+            while not self.stop.is_set():
                 try:
-                    now = timezone.now()
-                    queue = Message.objects.using(self.using)
-                    if queue.due(now).exists():
-                        self.waker.wake()
-                        interval = settings.POLL_INTERVAL
-                    else:
-                        interval = min(interval * 1.5, longest)
-                        upcoming = queue.next_due_at(now)
-                        if upcoming is not None:
-                            interval = max(min(interval, (upcoming - now).total_seconds()), 0.01)
+                    interval = self._check_queue(interval)
                     if time.monotonic() - last_beat >= settings.LEASE_SECONDS / 3:
-                        self._beat()
-                        queue.reclaim_expired(now)
-                        leases.reclaim_dead(self.using)
+                        self._housekeeping()
                         last_beat = time.monotonic()
                 except DatabaseError as error:
                     logger.warning("polling the queue failed (%s); retrying", error)
                     close_old_connections()
                     interval = min(max(interval, 1.0) * 2, 30.0)
+                self._look.wait(timeout=interval)
+                self._look.clear()
         finally:
             connections.close_all()
+
+    def _check_queue(self, interval: float) -> float:
+        """Wake the slots if mail is due; return how long to wait before looking again."""
+        with self._idle_lock:
+            if self._idle == 0:
+                return settings.POLL_INTERVAL  # every slot is busy and claims again by itself
+        now = timezone.now()
+        queue = Message.objects.using(self.using)
+        if queue.due(now).exists():
+            self.waker.wake()
+            return settings.POLL_INTERVAL
+        interval = min(interval * 1.5, settings.EMPTY_QUEUE_SLEEP)
+        upcoming = queue.next_due_at(now)
+        if upcoming is not None:
+            interval = min(interval, max((upcoming - now).total_seconds(), 0.01))
+        return interval
+
+    def _housekeeping(self) -> None:
+        """Heartbeat, and taking back claims of workers that died."""
+        self._beat()
+        queue = Message.objects.using(self.using)
+        queue.reclaim_expired()
+        leases.reclaim_dead(self.using)
 
     # -- the workers table ---------------------------------------------------------------
 
