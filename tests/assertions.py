@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.mail import EmailMessage
+from django.test.utils import CaptureQueriesContext
 
 from mailer.models import Message, MessageLog, Status
 
@@ -33,6 +34,29 @@ class MailAssertions:
         doubled = sorted({t for t in arrived if arrived.count(t) > 1})
         assert not missing, f"{len(missing)} never arrived, e.g. {missing[:3]}"
         assert not doubled, f"{len(doubled)} arrived more than once, e.g. {doubled[:3]}"
+
+    def assert_queued_as(
+        self,
+        message: EmailMessage | str,
+        *,
+        priority: int | None = None,
+        mailer: str | None = None,
+        status: str | None = None,
+    ) -> Message:
+        """The one queued row holding ``message``, checked for what is given."""
+        token = message if isinstance(message, str) else token_of(message)
+        row = find(token)
+        if priority is not None:
+            assert row.priority == priority, f"{token} queued at {row.priority}, not {priority}"
+        if mailer is not None:
+            assert row.mailer == mailer, f"{token} queued for mailer {row.mailer!r}, not {mailer!r}"
+        if status is not None:
+            assert row.status == status, f"{token} is {row.status}, expected {status}"
+        return row
+
+    def assert_nothing_queued(self) -> None:
+        left = Message.objects.count()
+        assert left == 0, f"{left} messages queued, expected none"
 
     def assert_queued(self, count: int) -> None:
         waiting = Message.objects.filter(status__in=[Status.QUEUED, Status.CLAIMED]).count()
@@ -88,3 +112,15 @@ def find(token: str) -> Message:
 
 def _ids_for(token: str) -> set[str]:
     return {m.stored_message_id or "" for m in Message.objects.all() if token in m.message_data}
+
+
+def statements(
+    queries: CaptureQueriesContext, verb: str, table: str = "mailer_message"
+) -> list[str]:
+    """The captured SQL statements that start with ``verb`` and concern ``table``."""
+    found = []
+    for query in queries.captured_queries:
+        sql = query["sql"].lstrip().upper()
+        if sql.startswith(verb.upper()) and table.upper() in sql.replace('"', "").replace("`", ""):
+            found.append(query["sql"])
+    return found
