@@ -357,4 +357,3 @@ def mailers_defined() -> bool:
 
 def mailers_setting() -> dict[str, dict[str, Any]]:
     return cast(dict[str, dict[str, Any]], getattr(django_settings, "MAILERS", {}))
-
