@@ -103,6 +103,8 @@ def _str_list(name: str, value: Any) -> tuple[str, ...]:
 def _priority(name: str, value: Any) -> int:
     from .priorities import parse_priority
 
+    if value is None:  # parse_priority would read None as "the default"
+        raise MailerConfigurationError(f"{name} must be a priority, not None.")
     try:
         return parse_priority(value)
     except ValueError as error:
