@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.mail import EmailMessage
 from django.test.utils import CaptureQueriesContext
 
@@ -117,10 +119,11 @@ def _ids_for(token: str) -> set[str]:
 def statements(
     queries: CaptureQueriesContext, verb: str, table: str = "mailer_message"
 ) -> list[str]:
-    """The captured SQL statements that start with ``verb`` and concern ``table``."""
+    """The captured SQL statements that start with ``verb`` and name the table ``table``."""
+    name = re.compile(rf"\b{re.escape(table)}\b", re.IGNORECASE)
     found = []
     for query in queries.captured_queries:
-        sql = query["sql"].lstrip().upper()
-        if sql.startswith(verb.upper()) and table.upper() in sql.replace('"', "").replace("`", ""):
+        sql = query["sql"].replace('"', "").replace("`", "").lstrip()
+        if sql.upper().startswith(verb.upper()) and name.search(sql):
             found.append(query["sql"])
     return found
