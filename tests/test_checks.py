@@ -160,6 +160,14 @@ class TestUnimportableBackend:
         assert error.obj == "MAILERS['smtp']"
         assert "anymail.backends.nope.Backend" in error.msg
 
+    def test_a_backend_whose_module_fails_on_import(
+        self, legacy_style: None, settings: Any, tmp_path: Path, monkeypatch: Any
+    ) -> None:
+        (tmp_path / "broken_mail_backend.py").write_text("raise RuntimeError('no API key')\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        settings.MAILER_EMAIL_BACKEND = "broken_mail_backend.EmailBackend"
+        assert "RuntimeError: no API key" in the_one("mailer.E003").msg
+
 
 class TestQueueingAliasOptions:
     """mailer.E004: a DbBackend entry of MAILERS has bad OPTIONS."""

@@ -35,7 +35,7 @@ def is_queueing_backend(path: str | None) -> bool:
         return True
     try:
         cls = import_string(path)
-    except ImportError:
+    except Exception:  # cannot be imported, so not ours; mailer.E003 reports it
         return False
     from .backend import DbBackend
 
