@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.mail import EmailMessage
+from django.test.utils import CaptureQueriesContext
 
 from mailer.models import Message, MessageLog, Status
 
@@ -33,6 +36,29 @@ class MailAssertions:
         doubled = sorted({t for t in arrived if arrived.count(t) > 1})
         assert not missing, f"{len(missing)} never arrived, e.g. {missing[:3]}"
         assert not doubled, f"{len(doubled)} arrived more than once, e.g. {doubled[:3]}"
+
+    def assert_queued_as(
+        self,
+        message: EmailMessage | str,
+        *,
+        priority: int | None = None,
+        mailer: str | None = None,
+        status: str | None = None,
+    ) -> Message:
+        """The one queued row holding ``message``, checked for what is given."""
+        token = message if isinstance(message, str) else token_of(message)
+        row = find(token)
+        if priority is not None:
+            assert row.priority == priority, f"{token} queued at {row.priority}, not {priority}"
+        if mailer is not None:
+            assert row.mailer == mailer, f"{token} queued for mailer {row.mailer!r}, not {mailer!r}"
+        if status is not None:
+            assert row.status == status, f"{token} is {row.status}, expected {status}"
+        return row
+
+    def assert_nothing_queued(self) -> None:
+        left = Message.objects.count()
+        assert left == 0, f"{left} messages queued, expected none"
 
     def assert_queued(self, count: int) -> None:
         waiting = Message.objects.filter(status__in=[Status.QUEUED, Status.CLAIMED]).count()
@@ -88,3 +114,16 @@ def find(token: str) -> Message:
 
 def _ids_for(token: str) -> set[str]:
     return {m.stored_message_id or "" for m in Message.objects.all() if token in m.message_data}
+
+
+def statements(
+    queries: CaptureQueriesContext, verb: str, table: str = "mailer_message"
+) -> list[str]:
+    """The captured SQL statements that start with ``verb`` and name the table ``table``."""
+    name = re.compile(rf"\b{re.escape(table)}\b", re.IGNORECASE)
+    found = []
+    for query in queries.captured_queries:
+        sql = query["sql"].replace('"', "").replace("`", "").lstrip()
+        if sql.upper().startswith(verb.upper()) and name.search(sql):
+            found.append(query["sql"])
+    return found

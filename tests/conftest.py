@@ -66,24 +66,66 @@ def smtp(smtp_server: SMTPServer, settings: Any) -> Iterator[SMTPServer]:
 @pytest.fixture
 def legacy_style(settings: Any) -> Iterator[None]:
     """EMAIL_BACKEND + MAILER_EMAIL_BACKEND, whatever the default style of this run."""
-    if hasattr(django_settings, "MAILERS"):
-        del settings.MAILERS
-    settings.EMAIL_BACKEND = "mailer.backend.DbBackend"
-    settings.MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = 25
-    settings.EMAIL_TIMEOUT = 10
-    yield
+    import warnings
+
+    with warnings.catch_warnings():
+        # DJANGO_COMPAT(<6.1): on 6.1 the legacy settings are deprecated: setting, reading
+        # and restoring them warns. That is the point here.
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        if hasattr(django_settings, "MAILERS"):
+            del settings.MAILERS
+        settings.EMAIL_BACKEND = "mailer.backend.DbBackend"
+        settings.MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = 25
+        settings.EMAIL_TIMEOUT = 10
+        yield
+        # Undo every change made through the settings fixture (the test's too) while the
+        # warnings are still silenced; the fixture's own teardown then has nothing left.
+        settings._finalize()
+
+
+@pytest.fixture(scope="session")
+def second_smtp_server() -> Iterator[SMTPServer]:
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailers_style(settings: Any) -> dict[str, dict[str, Any]]:
+    """Django 6.1's MAILERS style, whatever the default style of this run; a copy to extend.
+
+    Tests that use it are skipped on Django versions without MAILERS.
+    """
+    from mailer.compat import HAS_MAILERS
+
+    if not HAS_MAILERS:  # DJANGO_COMPAT(<6.1)
+        pytest.skip("MAILERS needs Django 6.1")
+    if not hasattr(django_settings, "MAILERS"):
+        for name in ("EMAIL_BACKEND", "MAILER_EMAIL_BACKEND"):
+            if hasattr(django_settings, name):
+                delattr(settings, name)
+    mailers = {alias: {**config} for alias, config in django_settings.TEST_MAILERS.items()}
+    settings.MAILERS = mailers
+    return mailers
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out tests for another database; let legacy-style tests meet 6.1's warnings."""
+    """Leave out tests about another database or a Django without MAILERS.
+
+    They are deselected (and counted so), not skipped; and legacy-style tests may
+    meet Django 6.1's deprecation warnings for that style.
+    """
+    from mailer.compat import HAS_MAILERS
+
     postgres = os.environ.get("MAILER_TEST_DB", "sqlite") == "postgres"
     elsewhere = [
         item
         for item in items
         if (item.get_closest_marker("postgres_only") and not postgres)
         or (item.get_closest_marker("not_postgres") and postgres)
+        or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)
     ]
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)

@@ -2,6 +2,17 @@
 
 The functions here mirror ``django.core.mail``'s and put the message on the
 queue instead of sending it. Each returns the number of messages queued.
+
+Positional arguments follow both Django's and django-mailer's orders, which
+differ after the recipient list:
+
+* ``send_mail(subject, message, from_email, recipient_list, priority,
+  fail_silently, auth_user, auth_password)`` is django-mailer's order;
+  a ``bool`` in fifth place means Django's order, ``fail_silently,
+  auth_user, auth_password, connection, html_message``.
+* ``mail_admins(subject, message, fail_silently, connection, X)``: ``X`` is
+  django-mailer's priority when it is a priority (a ``PRIORITY_*`` constant
+  or its name), otherwise Django's ``html_message``.
 """
 
 from __future__ import annotations
@@ -20,37 +31,9 @@ __all__ = [
     "send_mass_mail",
 ]
 
-
-def _queue(
-    messages: Sequence[Any],
-    *,
-    priority: Any,
-    using: str | None,
-    connection: Any = None,
-    send_at: datetime.datetime | None = None,
-    expires_at: datetime.datetime | None = None,
-) -> int:
-    from .backend import DbBackend
-    from .mailers import default_delivery_alias
-    from .models import Message
-
-    if isinstance(connection, DbBackend):
-        mailer = connection.delivery_alias
-        if priority is None:
-            priority = connection.priority
-    else:
-        mailer = default_delivery_alias(using)
-    rows = Message.objects.enqueue(
-        messages, priority=priority, mailer=mailer, send_at=send_at, expires_at=expires_at
-    )
-    return len(rows)
-
-
-def _split_priority(priority: Any, fail_silently: bool) -> tuple[Any, bool]:
-    """Accept Django-style calls whose fifth positional argument is ``fail_silently``."""
-    if isinstance(priority, bool):
-        return None, priority
-    return priority, fail_silently
+# Positional parameters after ``recipient_list``, in each library's order.
+_DJANGO_MAILER_ORDER = ("priority", "fail_silently", "auth_user", "auth_password")
+_DJANGO_ORDER = ("fail_silently", "auth_user", "auth_password", "connection", "html_message")
 
 
 def send_mail(
@@ -58,11 +41,11 @@ def send_mail(
     message: str,
     from_email: str | None,
     recipient_list: Sequence[str],
+    *args: Any,
     priority: int | str | None = None,
     fail_silently: bool = False,
     auth_user: str | None = None,
     auth_password: str | None = None,
-    *,
     connection: Any = None,
     html_message: str | None = None,
     using: str | None = None,
@@ -70,28 +53,46 @@ def send_mail(
     expires_at: datetime.datetime | None = None,
     headers: dict[str, str] | None = None,
 ) -> int:
-    """Queue one message to ``recipient_list``; Django's ``send_mail`` plus ``priority``.
+    """Queue one message to ``recipient_list``: Django's ``send_mail`` plus ``priority``.
 
-    ``send_at`` delays delivery until that time; ``expires_at`` fails the
-    message instead of sending it after that time. ``fail_silently``,
-    ``auth_user`` and ``auth_password`` are accepted for compatibility and
-    ignored: queueing never talks to a mail server, and credentials are not
-    stored.
+    ``priority`` is a ``PRIORITY_*`` constant or its name ("high", "medium",
+    "low", "deferred"); default ``MAILER_DEFAULT_PRIORITY``, or the
+    ``priority`` option of the DbBackend that ``connection`` or ``using``
+    names. ``using`` (Django 6.1 MAILERS) names the alias whose delivery
+    backend sends the message. ``connection``: a DbBackend's priority and
+    delivery alias apply; any other backend is not used, since queued mail is
+    delivered by the configured delivery backend. ``send_at`` delays delivery
+    until that time; ``expires_at`` fails the message instead of sending it
+    after that time. ``fail_silently``, ``auth_user`` and ``auth_password``
+    are accepted and ignored: queueing never talks to a mail server, and
+    credentials are not stored.
     """
     from django.core.mail import EmailMultiAlternatives
 
-    priority, _ = _split_priority(priority, fail_silently)
+    given = _positionals(
+        "send_mail",
+        args,
+        _DJANGO_ORDER if args and isinstance(args[0], bool) else _DJANGO_MAILER_ORDER,
+        {
+            "priority": priority,
+            "fail_silently": fail_silently,
+            "auth_user": auth_user,
+            "auth_password": auth_password,
+            "connection": connection,
+            "html_message": html_message,
+        },
+    )
     _check_recipient_list(recipient_list)
     email = EmailMultiAlternatives(
         subject, message, from_email, list(recipient_list), headers=headers
     )
-    if html_message:
-        email.attach_alternative(html_message, "text/html")
+    if given["html_message"]:
+        email.attach_alternative(given["html_message"], "text/html")
     return _queue(
         [email],
-        priority=priority,
+        priority=given["priority"],
         using=using,
-        connection=connection,
+        connection=given["connection"],
         send_at=send_at,
         expires_at=expires_at,
     )
@@ -114,14 +115,13 @@ def send_html_mail(
     send_at: datetime.datetime | None = None,
     expires_at: datetime.datetime | None = None,
 ) -> int:
-    """Queue a message with a plain-text body and an HTML alternative."""
+    """Queue a message with a plain-text body and an HTML alternative (django-mailer's order)."""
     return send_mail(
         subject,
         message,
         from_email,
         recipient_list,
-        priority,
-        fail_silently,
+        priority=priority,
         connection=connection,
         html_message=message_html,
         using=using,
@@ -140,11 +140,13 @@ def send_mass_mail(
     *,
     priority: int | str | None = None,
     using: str | None = None,
+    send_at: datetime.datetime | None = None,
+    expires_at: datetime.datetime | None = None,
 ) -> int:
     """Queue one message per ``(subject, message, from_email, recipient_list)`` tuple.
 
-    All of them go in together (one INSERT per batch), or, if any is invalid,
-    none of them.
+    All of them go in together, with one INSERT (per ``MAILER_MESSAGES_BATCH_SIZE``
+    rows), or, if any is invalid, none of them.
     """
     from django.core.mail import EmailMessage
 
@@ -152,7 +154,14 @@ def send_mass_mail(
     for subject, body, sender, recipients in datatuple:
         _check_recipient_list(recipients)
         emails.append(EmailMessage(subject, body, sender, list(recipients)))
-    return _queue(emails, priority=priority, using=using, connection=connection)
+    return _queue(
+        emails,
+        priority=priority,
+        using=using,
+        connection=connection,
+        send_at=send_at,
+        expires_at=expires_at,
+    )
 
 
 def mail_admins(
@@ -160,13 +169,26 @@ def mail_admins(
     message: str,
     fail_silently: bool = False,
     connection: Any = None,
+    *args: Any,
     html_message: str | None = None,
     priority: int | str | None = None,
-    *,
     using: str | None = None,
 ) -> int:
-    """Queue a message to the ``ADMINS`` setting (nothing, if it is empty)."""
-    return _mail_staff("ADMINS", subject, message, connection, html_message, priority, using)
+    """Queue a message to the ``ADMINS`` setting; queue nothing if it is empty.
+
+    ``ADMINS`` may list addresses (Django 6) or ``(name, address)`` pairs.
+    """
+    return _mail_staff(
+        "ADMINS",
+        "mail_admins",
+        subject,
+        message,
+        connection,
+        args,
+        html_message=html_message,
+        priority=priority,
+        using=using,
+    )
 
 
 def mail_managers(
@@ -174,50 +196,186 @@ def mail_managers(
     message: str,
     fail_silently: bool = False,
     connection: Any = None,
+    *args: Any,
     html_message: str | None = None,
     priority: int | str | None = None,
-    *,
     using: str | None = None,
 ) -> int:
-    """Queue a message to the ``MANAGERS`` setting (nothing, if it is empty)."""
-    return _mail_staff("MANAGERS", subject, message, connection, html_message, priority, using)
+    """Queue a message to the ``MANAGERS`` setting; queue nothing if it is empty.
+
+    ``MANAGERS`` may list addresses (Django 6) or ``(name, address)`` pairs.
+    """
+    return _mail_staff(
+        "MANAGERS",
+        "mail_managers",
+        subject,
+        message,
+        connection,
+        args,
+        html_message=html_message,
+        priority=priority,
+        using=using,
+    )
 
 
 def _mail_staff(
     setting: str,
+    function: str,
     subject: str,
     message: str,
     connection: Any,
+    args: tuple[Any, ...],
+    *,
     html_message: str | None,
-    priority: Any,
+    priority: int | str | None,
     using: str | None,
 ) -> int:
     from django.conf import settings
     from django.core.mail import EmailMultiAlternatives
 
+    from .priorities import parse_priority
+
+    given = _positionals(
+        function,
+        args,
+        ("priority",) if args and _is_priority(args[0]) else ("html_message",),
+        {"priority": priority, "html_message": html_message},
+        already=4,
+    )
+    if given["priority"] is not None:
+        parse_priority(given["priority"])  # bad input raises even when nobody is listed
     recipients = _staff_addresses(setting, getattr(settings, setting))
     if not recipients:
         return 0
     email = EmailMultiAlternatives(
         f"{settings.EMAIL_SUBJECT_PREFIX}{subject}", message, settings.SERVER_EMAIL, recipients
     )
-    if html_message:
-        email.attach_alternative(html_message, "text/html")
-    return _queue([email], priority=priority, using=using, connection=connection)
+    if given["html_message"]:
+        email.attach_alternative(given["html_message"], "text/html")
+    return _queue([email], priority=given["priority"], using=using, connection=connection)
+
+
+def _queue(
+    messages: Sequence[Any],
+    *,
+    priority: Any,
+    using: str | None,
+    connection: Any = None,
+    send_at: datetime.datetime | None = None,
+    expires_at: datetime.datetime | None = None,
+) -> int:
+    from .backend import DbBackend
+    from .conf import mailers_configured
+    from .mailers import DEFAULT_ALIAS, default_delivery_alias, default_priority_of
+    from .models import Message
+    from .priorities import parse_priority
+
+    if priority is not None:
+        priority = parse_priority(priority)
+    if using is not None and connection is not None:
+        raise TypeError("'connection' is not compatible with 'using'.")
+    if isinstance(connection, DbBackend):
+        mailer = connection.delivery_alias
+        if priority is None:
+            priority = connection.priority
+    else:
+        mailer = default_delivery_alias(using)
+        if priority is None and mailers_configured():
+            priority = default_priority_of(using or DEFAULT_ALIAS)
+    send_at, expires_at = _schedule(send_at, expires_at)
+    rows = Message.objects.enqueue(
+        messages, priority=priority, mailer=mailer, send_at=send_at, expires_at=expires_at
+    )
+    return len(rows)
+
+
+def _positionals(
+    function: str,
+    args: tuple[Any, ...],
+    names: Sequence[str],
+    keywords: dict[str, Any],
+    *,
+    already: int = 4,
+) -> dict[str, Any]:
+    """Merge positional ``args`` (named by ``names``, in order) into ``keywords``."""
+    if len(args) > len(names):
+        raise TypeError(
+            f"{function}() takes at most {already + len(names)} positional arguments "
+            f"({already + len(args)} given)"
+        )
+    merged = dict(keywords)
+    for name, value in zip(names, args, strict=False):
+        if keywords.get(name) not in (None, False):
+            raise TypeError(f"{function}() got multiple values for argument {name!r}")
+        merged[name] = value
+    return merged
+
+
+def _is_priority(value: Any) -> bool:
+    from .exceptions import InvalidPriority
+    from .priorities import parse_priority
+
+    if value is None:
+        return False
+    try:
+        parse_priority(value)
+    except InvalidPriority:
+        return False
+    return True
+
+
+def _schedule(
+    send_at: Any, expires_at: Any
+) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """``send_at`` and ``expires_at`` as the database stores them.
+
+    With ``USE_TZ`` a naive datetime is taken to be in the current time zone,
+    as Django's ORM does; without it, an aware one is converted to local time.
+    """
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .exceptions import InvalidSchedule
+
+    def stored(name: str, value: Any) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime.datetime):
+            raise InvalidSchedule(f"{name} must be a datetime, not {value!r}.")
+        if settings.USE_TZ:
+            return timezone.make_aware(value) if timezone.is_naive(value) else value
+        return timezone.make_naive(value) if timezone.is_aware(value) else value
+
+    start, end = stored("send_at", send_at), stored("expires_at", expires_at)
+    if end is not None and end <= (start or timezone.now()):
+        when = "its send_at" if start else "now"
+        raise InvalidSchedule(
+            f"expires_at ({end.isoformat()}) is not after {when}: it could never be sent."
+        )
+    return start, end
 
 
 def _staff_addresses(setting: str, value: Any) -> list[str]:
     """ADMINS/MANAGERS as addresses: (name, address) pairs or, as in Django 6, plain strings."""
-    from django.core.exceptions import ImproperlyConfigured
+    from django.utils.functional import Promise
 
+    from .exceptions import MailerConfigurationError
+
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        if not value:
+            return []
+        raise MailerConfigurationError(
+            f"The {setting} setting must be a list of addresses or (name, address) pairs, "
+            f"not {value!r}."
+        )
     addresses = []
-    for entry in value or ():
+    for entry in value:
         if isinstance(entry, list | tuple) and len(entry) == 2:
             addresses.append(str(entry[1]))
-        elif isinstance(entry, str):
-            addresses.append(entry)
+        elif isinstance(entry, str | Promise):
+            addresses.append(str(entry))
         else:
-            raise ImproperlyConfigured(
+            raise MailerConfigurationError(
                 f"The {setting} setting must list addresses or (name, address) pairs, "
                 f"not {entry!r}."
             )

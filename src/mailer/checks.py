@@ -1,39 +1,319 @@
-"""System checks: a misconfiguration is reported at start-up, with a stable id."""
+"""System checks: a misconfiguration is reported at start-up, with a stable id and a hint.
+
+==========  ==============================================================
+mailer.E001 Queued mail would be delivered through the queue itself.
+mailer.E002 A ``MAILER_*`` setting has the wrong type or value.
+mailer.E003 A delivery backend cannot be imported.
+mailer.E004 A DbBackend entry of ``MAILERS`` has bad ``OPTIONS``.
+mailer.E005 ``MAILER_ERROR_HANDLER`` or a ``MAILER_ERROR_CLASSIFIERS`` entry
+            cannot be imported.
+mailer.W001 Several workers are configured on SQLite.
+mailer.W002 The ``send_mail`` lock file cannot be created or written.
+mailer.W003 ``MAILER_EMAIL_BACKEND`` is set, but ``MAILERS`` decides.
+mailer.W004 ``MAILERS`` is set, but this Django version ignores it.
+==========  ==============================================================
+
+README.md lists the same table; ``tests/test_checks.py`` keeps them in step.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
 
-from .conf import MailerSettings, settings
+from .conf import (
+    DEFAULT_DELIVERY_BACKEND,
+    MailerSettings,
+    mailers_configured,
+    mailers_defined,
+    mailers_setting,
+    settings,
+)
+from .exceptions import MailerConfigurationError
+
+TAG = "mailer"
 
 
-@register("mailer")
+def _valid(setting: Any) -> bool:
+    """Does ``setting`` hold a valid value? (If not, mailer.E002 says so.)"""
+    try:
+        setting.validate(setting.name, setting.raw())
+    except MailerConfigurationError:
+        return False
+    return True
+
+
+@register(TAG)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """mailer.E002: a MAILER_* setting has the wrong type or value."""
     errors: list[CheckMessage] = []
     for setting in MailerSettings.all_settings():
         try:
             setting.validate(setting.name, setting.raw())
-        except Exception as error:
-            errors.append(Error(str(error), id="mailer.E002", obj=setting.name))
+        except MailerConfigurationError as error:
+            errors.append(
+                Error(
+                    str(error),
+                    hint=f"Fix {setting.name} or remove it to use the default "
+                    f"({setting.default!r}). README.md's settings table lists what each takes.",
+                    id="mailer.E002",
+                    obj=setting.name,
+                )
+            )
     return errors
 
 
-@register("mailer")
+@register(TAG)
 def check_delivery_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """mailer.E001: queued mail would be delivered through the queue itself."""
-    from .exceptions import DeliveryBackendLoop, MailerConfigurationError
-    from .mailers import default_delivery_alias
+    """E001, E003, E004, W003, W004: the backend that really delivers queued mail."""
+    # DJANGO_COMPAT(<6.1): before Django 6.1 a MAILERS setting means nothing.
+    if mailers_defined() and not mailers_configured():
+        return [
+            Warning(
+                "MAILERS is set, but this version of Django does not support it: queued "
+                "mail is delivered through MAILER_EMAIL_BACKEND.",
+                hint="Use EMAIL_BACKEND = 'mailer.backend.DbBackend' and MAILER_EMAIL_BACKEND "
+                "until the project runs on Django 6.1 or later.",
+                id="mailer.W004",
+            ),
+            *_check_legacy_backend(),
+        ]
+    if mailers_configured():
+        return _check_mailers()
+    return _check_legacy_backend()
 
-    try:
-        default_delivery_alias()
-    except DeliveryBackendLoop as error:
-        return [Error(str(error), id="mailer.E001")]
-    except MailerConfigurationError as error:
-        return [Error(str(error), id="mailer.E003")]
+
+def _check_legacy_backend() -> list[CheckMessage]:
+    from .mailers import is_queueing_backend
+
+    if not _valid(MailerSettings.EMAIL_BACKEND):
+        return []  # mailer.E002
+    path = settings.EMAIL_BACKEND
+    if is_queueing_backend(path):
+        return [
+            Error(
+                f"MAILER_EMAIL_BACKEND is {path!r}, the backend that queues mail: queued mail "
+                "would be queued again forever.",
+                hint="Set EMAIL_BACKEND = 'mailer.backend.DbBackend' and MAILER_EMAIL_BACKEND to "
+                f"the backend that really sends mail, such as {DEFAULT_DELIVERY_BACKEND!r}.",
+                id="mailer.E001",
+                obj="MAILER_EMAIL_BACKEND",
+            )
+        ]
+    problem = _import_problem(path)
+    if problem:
+        return [
+            Error(
+                f"MAILER_EMAIL_BACKEND {path!r} cannot be imported: {problem}",
+                hint="Set MAILER_EMAIL_BACKEND to the dotted path of an email backend class "
+                "that is installed.",
+                id="mailer.E003",
+                obj="MAILER_EMAIL_BACKEND",
+            )
+        ]
     return []
 
 
-__all__ = ["check_delivery_backend", "check_settings", "settings"]
+def _check_mailers() -> list[CheckMessage]:
+    from .mailers import is_queueing_backend
+
+    messages: list[CheckMessage] = []
+    if MailerSettings.EMAIL_BACKEND.is_set():
+        messages.append(
+            Warning(
+                "MAILER_EMAIL_BACKEND is set, but with MAILERS each DbBackend entry's "
+                "OPTIONS['mailer'] names the alias that delivers; MAILER_EMAIL_BACKEND is "
+                "not used.",
+                hint="Remove MAILER_EMAIL_BACKEND, and configure the delivery backend as a "
+                "MAILERS alias.",
+                id="mailer.W003",
+                obj="MAILER_EMAIL_BACKEND",
+            )
+        )
+    aliases = mailers_setting()
+    if not isinstance(aliases, dict):
+        return messages  # Django's own checks and MailersHandler report this
+    for alias, config in aliases.items():
+        config = config if isinstance(config, dict) else {}
+        path = config.get("BACKEND", DEFAULT_DELIVERY_BACKEND)
+        where = f"MAILERS[{alias!r}]"
+        if is_queueing_backend(path):
+            messages.extend(_check_queueing_alias(alias, config, aliases))
+            continue
+        problem = _import_problem(path)
+        if problem:
+            messages.append(
+                Error(
+                    f"{where}['BACKEND'] {path!r} cannot be imported: {problem}",
+                    hint="Set BACKEND to the dotted path of an email backend class that is "
+                    "installed.",
+                    id="mailer.E003",
+                    obj=where,
+                )
+            )
+    return messages
+
+
+def _check_queueing_alias(
+    alias: str, config: dict[str, Any], aliases: dict[str, Any]
+) -> list[CheckMessage]:
+    """A MAILERS entry whose BACKEND is DbBackend: its OPTIONS must name a real sender."""
+    from .mailers import is_queueing_backend
+    from .priorities import parse_priority
+
+    where = f"MAILERS[{alias!r}]"
+    options = config.get("OPTIONS") or {}
+    messages: list[CheckMessage] = []
+    if "priority" in options:
+        try:
+            parse_priority(options["priority"])
+        except ValueError as error:
+            messages.append(
+                Error(
+                    f"{where}['OPTIONS']['priority']: {error}",
+                    hint="Use 'high', 'medium', 'low' or 'deferred', or a PRIORITY_* constant.",
+                    id="mailer.E004",
+                    obj=where,
+                )
+            )
+    target = options.get("mailer")
+    others = [name for name, other in aliases.items() if name != alias]
+    if not target or not isinstance(target, str):
+        messages.append(
+            Error(
+                f"{where} uses mailer.backend.DbBackend, but its OPTIONS do not name the "
+                "alias that delivers the queued mail.",
+                hint=f"Add 'OPTIONS': {{'mailer': ALIAS}} to {where}, where ALIAS is the "
+                f"MAILERS entry that really sends mail (one of: {', '.join(others) or 'none'}).",
+                id="mailer.E004",
+                obj=where,
+            )
+        )
+    elif target not in aliases:
+        messages.append(
+            Error(
+                f"{where}['OPTIONS']['mailer'] is {target!r}, but MAILERS has no such alias.",
+                hint=f"Name one of the MAILERS aliases ({', '.join(others) or 'none'}), or add "
+                f"a MAILERS entry {target!r} for the backend that really sends mail.",
+                id="mailer.E004",
+                obj=where,
+            )
+        )
+    elif is_queueing_backend((aliases[target] or {}).get("BACKEND", DEFAULT_DELIVERY_BACKEND)):
+        messages.append(
+            Error(
+                f"{where}['OPTIONS']['mailer'] is {target!r}, whose BACKEND is "
+                "mailer.backend.DbBackend too: queued mail would be queued again forever.",
+                hint=f"Point {where}['OPTIONS']['mailer'] at an alias whose BACKEND really "
+                "sends mail, such as django.core.mail.backends.smtp.EmailBackend.",
+                id="mailer.E001",
+                obj=where,
+            )
+        )
+    return messages
+
+
+@register(TAG)
+def check_error_handling(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.E005: the error handler or a classifier cannot be imported."""
+    messages: list[CheckMessage] = []
+    paths: list[tuple[str, str]] = []
+    if _valid(MailerSettings.ERROR_HANDLER):
+        paths.append(("MAILER_ERROR_HANDLER", settings.ERROR_HANDLER))
+    if _valid(MailerSettings.ERROR_CLASSIFIERS):
+        paths.extend(("MAILER_ERROR_CLASSIFIERS", path) for path in settings.ERROR_CLASSIFIERS)
+    for name, path in paths:
+        problem = _import_problem(path)
+        if problem is None and not callable(import_string(path)):
+            problem = "it is not callable"
+        if problem:
+            messages.append(
+                Error(
+                    f"{name}: {path!r} cannot be used: {problem}",
+                    hint="Give the dotted path of a function that is installed "
+                    "(see README.md's settings table for its signature).",
+                    id="mailer.E005",
+                    obj=name,
+                )
+            )
+    return messages
+
+
+@register(TAG)
+def check_workers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.W001: several workers (processes or connections) on SQLite."""
+    from django.db import connections, router
+
+    from .models import Message
+
+    if not (_valid(MailerSettings.WORKERS) and _valid(MailerSettings.CONCURRENCY)):
+        return []  # mailer.E002
+    workers, concurrency = settings.WORKERS, settings.CONCURRENCY
+    if workers == 1 and concurrency == 1:
+        return []
+    alias = router.db_for_write(Message)
+    if connections[alias].vendor != "sqlite":
+        return []
+    return [
+        Warning(
+            f"MAILER_WORKERS is {workers} and MAILER_CONCURRENCY is {concurrency}, but the "
+            f"queue is in SQLite (database {alias!r}), which lets one writer in at a time: "
+            "workers would mostly wait for each other, and time out under load.",
+            hint="Run one worker with MAILER_CONCURRENCY = 1 on SQLite, or keep the queue in "
+            "PostgreSQL or MariaDB/MySQL.",
+            id="mailer.W001",
+        )
+    ]
+
+
+@register(TAG)
+def check_lock_path(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.W002: the send_mail lock file cannot be created or written."""
+    if not (_valid(MailerSettings.USE_FILE_LOCK) and _valid(MailerSettings.LOCK_PATH)):
+        return []  # mailer.E002
+    if not settings.USE_FILE_LOCK:
+        return []
+    lock = os.path.abspath(settings.lock_file)
+    directory = os.path.dirname(lock)
+    if not os.path.isdir(directory):
+        problem = f"its directory {directory!r} does not exist"
+    elif os.path.exists(lock) and (os.path.isdir(lock) or not os.access(lock, os.R_OK | os.W_OK)):
+        problem = "it exists and is not a file this process may read and write"
+    elif not os.path.exists(lock) and not os.access(directory, os.W_OK | os.X_OK):
+        problem = f"this process may not create files in {directory!r}"
+    else:
+        return []
+    return [
+        Warning(
+            f"The send_mail lock file {lock!r} cannot be used: {problem}. send_mail and "
+            "send_all() will fail to take the lock.",
+            hint="Set MAILER_LOCK_PATH to a path (without '.lock') in a directory the workers "
+            "can write to, or set MAILER_USE_FILE_LOCK = False: the lock only serialises "
+            "send_mail runs on one host, and on PostgreSQL and MariaDB claims keep them apart.",
+            id="mailer.W002",
+            obj="MAILER_LOCK_PATH",
+        )
+    ]
+
+
+def _import_problem(path: Any) -> str | None:
+    """Why ``path`` cannot be imported (None if it can)."""
+    if not isinstance(path, str):
+        return f"{path!r} is not a dotted path"
+    try:
+        import_string(path)
+    except Exception as error:  # any import-time failure makes the path unusable
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+__all__ = [
+    "check_delivery_backend",
+    "check_error_handling",
+    "check_lock_path",
+    "check_settings",
+    "check_workers",
+]

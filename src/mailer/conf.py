@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 from django.conf import settings as django_settings
 
+from .compat import HAS_MAILERS
 from .exceptions import MailerConfigurationError
 
 T = TypeVar("T")
@@ -102,6 +103,8 @@ def _str_list(name: str, value: Any) -> tuple[str, ...]:
 def _priority(name: str, value: Any) -> int:
     from .priorities import parse_priority
 
+    if value is None:  # parse_priority would read None as "the default"
+        raise MailerConfigurationError(f"{name} must be a priority, not None.")
     try:
         return parse_priority(value)
     except ValueError as error:
@@ -233,7 +236,7 @@ class MailerSettings:
     )
     DEFAULT_PRIORITY: Setting[int] = Setting(
         "MAILER_DEFAULT_PRIORITY",
-        2,
+        "medium",
         _priority,
         "Priority of mail queued without one.",
     )
@@ -340,17 +343,19 @@ settings = MailerSettings()
 
 
 def mailers_configured() -> bool:
-    """True when the project uses Django 6.1's MAILERS setting."""
+    """True when the project uses Django 6.1's MAILERS setting.
+
+    Older Django versions ignore a MAILERS setting, and so do we there
+    (``mailer.checks`` warns about it: mailer.W004).
+    """
+    # DJANGO_COMPAT(<6.1): MAILERS exists from Django 6.1 on.
+    return HAS_MAILERS and mailers_defined()
+
+
+def mailers_defined() -> bool:
+    """Is a MAILERS setting present at all (whether or not this Django uses it)?"""
     return hasattr(django_settings, "MAILERS")
 
 
 def mailers_setting() -> dict[str, dict[str, Any]]:
     return cast(dict[str, dict[str, Any]], getattr(django_settings, "MAILERS", {}))
-
-
-def project_email_backend() -> str | None:
-    """The legacy EMAIL_BACKEND setting, read without tripping MAILERS errors."""
-    if mailers_configured():
-        return None
-    # DJANGO_COMPAT(<6.1): EMAIL_BACKEND is deprecated from 6.1 on; read it only here.
-    return cast(str, getattr(django_settings, "EMAIL_BACKEND", None))

@@ -38,6 +38,10 @@ class MessageTooLarge(InvalidMessage):
     """The stored message would exceed ``MAILER_MAX_MESSAGE_SIZE``."""
 
 
+class InvalidSchedule(InvalidMessage, TypeError):
+    """``send_at``/``expires_at`` is not a datetime, or the message would expire unsent."""
+
+
 class InvalidPriority(MailerError, ValueError):
     """A priority that is neither a ``PRIORITY_*`` constant nor one of their names."""
 
@@ -53,7 +57,7 @@ class UndecodableMessage(MailerError, ValueError):
 
 
 class MailerConfigurationError(MailerError, ImproperlyConfigured):
-    """A ``MAILER_*`` setting, or the delivery backend it names, is wrong."""
+    """A setting the mailer reads (``MAILER_*``, ``MAILERS``, ``ADMINS``...) is wrong."""
 
 
 class DeliveryBackendLoop(MailerConfigurationError):

@@ -16,10 +16,10 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.module_loading import import_string
 
 from .conf import (
+    DEFAULT_DELIVERY_BACKEND,
     QUEUEING_BACKEND,
     mailers_configured,
     mailers_setting,
-    project_email_backend,
     settings,
 )
 from .exceptions import DeliveryBackendLoop, MailerConfigurationError
@@ -35,7 +35,7 @@ def is_queueing_backend(path: str | None) -> bool:
         return True
     try:
         cls = import_string(path)
-    except ImportError:
+    except Exception:  # cannot be imported, so not ours; mailer.E003 reports it
         return False
     from .backend import DbBackend
 
@@ -51,32 +51,55 @@ def alias_config(alias: str) -> dict[str, Any]:
         ) from None
 
 
+def queueing_options(alias: str) -> dict[str, Any] | None:
+    """The OPTIONS of MAILERS alias ``alias`` if it is a DbBackend, else None."""
+    config = alias_config(alias)
+    if not is_queueing_backend(config.get("BACKEND")):
+        return None
+    return dict(config.get("OPTIONS") or {})
+
+
 def delivery_alias_of(alias: str) -> str:
     """The alias that delivers mail queued through MAILERS alias ``alias``.
 
     For a DbBackend alias that is its ``OPTIONS["mailer"]``; any other alias
     delivers its own mail.
     """
-    config = alias_config(alias)
-    if not is_queueing_backend(config.get("BACKEND")):
+    options = queueing_options(alias)
+    if options is None:
         return alias
-    target = (config.get("OPTIONS") or {}).get("mailer")
-    if not target:
+    target = options.get("mailer")
+    if not target or not isinstance(target, str):
         raise MailerConfigurationError(
             f"MAILERS[{alias!r}] uses {QUEUEING_BACKEND}; its OPTIONS must name the "
             "alias that delivers queued mail, for example {'mailer': 'smtp'}."
         )
-    check_delivery_alias(str(target), queued_through=alias)
-    return str(target)
+    check_delivery_alias(target, f"MAILERS[{alias!r}]['OPTIONS']['mailer']")
+    return target
 
 
-def check_delivery_alias(target: str, *, queued_through: str) -> None:
-    config = alias_config(target)
-    if is_queueing_backend(config.get("BACKEND")):
+def default_priority_of(alias: str) -> Any:
+    """The ``priority`` OPTION of a DbBackend alias (None: not set, or not a DbBackend)."""
+    options = queueing_options(alias)
+    return None if options is None else options.get("priority")
+
+
+def check_delivery_alias(target: str, source: str) -> None:
+    """Refuse a delivery alias that does not exist or that would queue mail again.
+
+    ``source`` says where the alias was named, for the error message.
+    """
+    known = mailers_setting()
+    if target not in known:
+        raise MailerConfigurationError(
+            f"{source} is {target!r}, but MAILERS has no such alias "
+            f"(it has {', '.join(map(repr, known)) or 'none'})."
+        )
+    if is_queueing_backend(known[target].get("BACKEND")):
         raise DeliveryBackendLoop(
-            f"MAILERS[{queued_through!r}]['OPTIONS']['mailer'] is {target!r}, whose BACKEND is "
-            f"{QUEUEING_BACKEND} too: queued mail would be queued again forever. Point it at "
-            "an alias that really sends mail."
+            f"{source} is {target!r}, whose BACKEND in MAILERS is {QUEUEING_BACKEND} too: "
+            "queued mail would be queued again forever. Point it at an alias that really "
+            "sends mail."
         )
 
 
@@ -87,7 +110,7 @@ def default_delivery_alias(using: str | None = None) -> str:
     MAILERS style, the alias that delivers for ``using`` (default: "default").
     """
     if not mailers_configured():
-        if using is not None:
+        if using not in (None, DEFAULT_ALIAS):
             raise MailerConfigurationError(
                 f"using={using!r} needs Django's MAILERS setting, which is not configured."
             )
@@ -101,10 +124,10 @@ def check_legacy_backend() -> str:
     path = settings.EMAIL_BACKEND
     if is_queueing_backend(path):
         raise DeliveryBackendLoop(
-            f"MAILER_EMAIL_BACKEND is {path!r} (EMAIL_BACKEND is "
-            f"{project_email_backend()!r}): queued mail would be queued again forever. "
-            "Set MAILER_EMAIL_BACKEND to the backend that really sends mail, such as "
-            "'django.core.mail.backends.smtp.EmailBackend'."
+            f"MAILER_EMAIL_BACKEND is {path!r}, the backend that queues mail: queued mail "
+            "would be queued again forever. Set EMAIL_BACKEND to it, and "
+            "MAILER_EMAIL_BACKEND to the backend that really sends mail, such as "
+            f"{DEFAULT_DELIVERY_BACKEND!r}."
         )
     return path
 
@@ -122,7 +145,15 @@ def open_backend(alias: str) -> BaseEmailBackend:
             raise MailerConfigurationError(
                 f"Queued mail names the mailer {alias!r}, but MAILERS is not configured."
             )
-        check_delivery_alias(alias, queued_through=alias)
+        if alias not in mailers_setting():
+            raise MailerConfigurationError(
+                f"Queued mail names the mailer {alias!r}, which MAILERS no longer has."
+            )
+        if is_queueing_backend(alias_config(alias).get("BACKEND")):
+            raise DeliveryBackendLoop(
+                f"Queued mail names the mailer {alias!r}, whose BACKEND in MAILERS is "
+                f"{QUEUEING_BACKEND}: it would be queued again forever."
+            )
         from django.core.mail import mailers  # DJANGO_COMPAT(<6.1): only 6.1 has it
 
         backend: BaseEmailBackend = mailers[alias]
