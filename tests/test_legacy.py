@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,32 @@ def test_any_failure_to_read_is_this_messages_failure(monkeypatch: pytest.Monkey
     monkeypatch.setattr(storage, "to_document", overflow)
     with pytest.raises(UndecodableMessage, match="RecursionError"):
         legacy.convert(stored(message()))
+
+
+def test_content_newer_than_the_pickle_gets_its_default() -> None:
+    email = message()
+    del email.reply_to, email.cc  # as pickled by a Django without them
+    doc = json.loads(legacy.convert(stored(email)))
+    assert (doc["reply_to"], doc["cc"], doc["to"]) == ([], [], ["to@example.com"])
+
+
+class Status:
+    """Like Anymail's AnymailStatus: a result object, outside the allowlist."""
+
+
+class StatusEmail(EmailMultiAlternatives):
+    """Like AnymailMessage: listed in MAILER_MESSAGE_CLASSES, with a status attribute."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.status = Status()
+
+
+def test_a_dropped_attribute_is_not_put_back(settings: Any) -> None:
+    settings.MAILER_MESSAGE_CLASSES = [f"{__name__}.StatusEmail"]
+    email = StatusEmail("Subject", "Body", "from@example.com", ["to@example.com"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a MailerWarning would say an attribute was dropped
+        doc = json.loads(legacy.convert(stored(email)))
+    assert doc["class"] == f"{__name__}.StatusEmail"
+    assert "attrs" not in doc

@@ -240,9 +240,10 @@ def to_email(obj: Any) -> EmailMessage:
             del attributes[name]  # the pickled connection and other baggage
         elif refused:
             raise RefusedLegacyData(f"the message's {name} refers to {refused}, not allowed")
-    # What a pickle lacks (the connection; attributes newer than the Django that made it).
+    # Content attributes newer than the Django that made the pickle (reply_to: 1.8).
     for name, default in storage._class_defaults(type(message)).items():
-        attributes.setdefault(name, copy.copy(default))
+        if name in _CONTENT:
+            attributes.setdefault(name, copy.copy(default))
     return message
 
 
