@@ -3,9 +3,12 @@ so the SMTP server can say which message arrived, and how many times."""
 
 from __future__ import annotations
 
+import base64
 import itertools
+import pickle
 import uuid
 from email.mime.image import MIMEImage
+from typing import Any
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
@@ -76,3 +79,8 @@ def batch(count: int, to: list[str] | None = None) -> list[EmailMessage]:
 
 def token_of(message: EmailMessage) -> str:
     return str(message.subject).rsplit(" ", 1)[-1]
+
+
+def as_django_mailer_stored(obj: Any, protocol: int = pickle.DEFAULT_PROTOCOL) -> str:
+    """``obj`` as django-mailer stores it in ``message_data`` (its models.email_to_db)."""
+    return base64.encodebytes(pickle.dumps(obj, protocol)).decode("ascii")

@@ -26,6 +26,8 @@ from django.utils.translation import gettext_lazy, ngettext_lazy
 from mailer import legacy, storage
 from mailer.exceptions import UndecodableMessage
 
+from .samples import as_django_mailer_stored
+
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 
 
@@ -37,11 +39,6 @@ class Run:
 
     def __reduce__(self) -> Any:
         return self.func, self.args
-
-
-def stored(obj: Any, protocol: int = pickle.DEFAULT_PROTOCOL) -> str:
-    """``obj`` as django-mailer stores it (mailer.models.email_to_db)."""
-    return base64.encodebytes(pickle.dumps(obj, protocol)).decode("ascii")
 
 
 def message(**overrides: Any) -> EmailMessage:
@@ -79,12 +76,14 @@ def attacks(marker: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_pickles_that_name_code_are_refused_and_never_run(protocol: int, marker: Path) -> None:
     for name, attack in attacks(marker).items():
-        data = stored(attack, protocol)
+        data = as_django_mailer_stored(attack, protocol)
         with pytest.raises(UndecodableMessage):
             legacy.convert(data)
         assert not marker.exists(), f"{name} (protocol {protocol}) ran"
     # The same data does run when pickle.loads reads it, as django-mailer did.
-    pickle.loads(base64.decodebytes(stored(attacks(marker)["os.system"], protocol).encode()))
+    pickle.loads(
+        base64.decodebytes(as_django_mailer_stored(attacks(marker)["os.system"], protocol).encode())
+    )
     assert marker.exists()
 
 
@@ -98,7 +97,7 @@ def test_the_refusal_names_what_was_refused(marker: Path) -> None:
     found = attacks(marker)
     for name, reason in cases.items():
         with pytest.raises(UndecodableMessage, match=reason):
-            legacy.convert(stored(found[name]))
+            legacy.convert(as_django_mailer_stored(found[name]))
 
 
 def test_names_are_looked_up_only_in_the_allowlist() -> None:
@@ -135,7 +134,7 @@ def test_what_django_mailer_stored_converts(protocol: int) -> None:
     email.attach_alternative(mark_safe("<p>HTML</p>"), "text/html")
     email.attach("a.pdf", b"%PDF\x00\xff", "application/pdf")
     email.__dict__["connection"] = "a pickled backend, never needed again"
-    doc = json.loads(legacy.convert(stored(email, protocol)))
+    doc = json.loads(legacy.convert(as_django_mailer_stored(email, protocol)))
     assert doc["subject"] == "This field is required."  # tests run in English
     assert doc["body"] == "<p>Body</p>"
     assert doc["headers"]["X-Count"] == "%(n)s files"
@@ -146,7 +145,9 @@ def test_what_django_mailer_stored_converts(protocol: int) -> None:
 def test_lazy_text_is_translated_in_language_code(settings: Any) -> None:
     settings.LANGUAGE_CODE = "de"
     doc = json.loads(
-        legacy.convert(stored(message(subject=gettext_lazy("This field is required."))))
+        legacy.convert(
+            as_django_mailer_stored(message(subject=gettext_lazy("This field is required.")))
+        )
     )
     assert doc["subject"] == "Dieses Feld ist zwingend erforderlich."
 
@@ -158,7 +159,7 @@ class ProjectEmail(EmailMultiAlternatives):
 def test_a_message_of_a_refused_class_is_rebuilt_from_its_attributes() -> None:
     email = ProjectEmail("Subject", "Body", "from@example.com", ["to@example.com"])
     email.attach_alternative("<p>HTML</p>", "text/html")
-    rebuilt = legacy.to_email(legacy.unpickle(stored(email)))
+    rebuilt = legacy.to_email(legacy.unpickle(as_django_mailer_stored(email)))
     assert type(rebuilt) is EmailMultiAlternatives
     assert (rebuilt.subject, rebuilt.body, rebuilt.to) == ("Subject", "Body", ["to@example.com"])
     assert rebuilt.alternatives == [("<p>HTML</p>", "text/html")]
@@ -167,7 +168,7 @@ def test_a_message_of_a_refused_class_is_rebuilt_from_its_attributes() -> None:
 def test_a_refused_object_outside_the_content_is_dropped(marker: Path) -> None:
     email = message(tags=["a"])
     email.anymail_status = Run(os.system, f"touch {marker}")  # type: ignore[attr-defined]
-    doc = json.loads(legacy.convert(stored(email)))
+    doc = json.loads(legacy.convert(as_django_mailer_stored(email)))
     assert doc["attrs"] == {"tags": ["a"]}
     assert not marker.exists()
 
@@ -178,13 +179,13 @@ def test_any_failure_to_read_is_this_messages_failure(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(storage, "to_document", overflow)
     with pytest.raises(UndecodableMessage, match="RecursionError"):
-        legacy.convert(stored(message()))
+        legacy.convert(as_django_mailer_stored(message()))
 
 
 def test_content_newer_than_the_pickle_gets_its_default() -> None:
     email = message()
     del email.reply_to, email.cc  # as pickled by a Django without them
-    doc = json.loads(legacy.convert(stored(email)))
+    doc = json.loads(legacy.convert(as_django_mailer_stored(email)))
     assert (doc["reply_to"], doc["cc"], doc["to"]) == ([], [], ["to@example.com"])
 
 
@@ -205,6 +206,6 @@ def test_a_dropped_attribute_is_not_put_back(settings: Any) -> None:
     email = StatusEmail("Subject", "Body", "from@example.com", ["to@example.com"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a MailerWarning would say an attribute was dropped
-        doc = json.loads(legacy.convert(stored(email)))
+        doc = json.loads(legacy.convert(as_django_mailer_stored(email)))
     assert doc["class"] == f"{__name__}.StatusEmail"
     assert "attrs" not in doc

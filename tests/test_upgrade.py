@@ -12,13 +12,11 @@ pickles may ever run.
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import importlib
 import json
 import os
-import pickle
 import re
 import shutil
 import socket
@@ -35,7 +33,6 @@ import django
 import pytest
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -44,7 +41,7 @@ from mailer import legacy
 from mailer.models import Message, MessageLog
 
 from . import samples
-from .samples import token
+from .samples import as_django_mailer_stored, token
 from .smtp import Received, SMTPServer
 
 UPGRADE = Path(__file__).parent / "upgrade"
@@ -496,11 +493,6 @@ def test_models_and_migrations_agree() -> None:
 # -- The conversion migration, on the suite's database ----------------------------------------
 
 CONVERSION = importlib.import_module("mailer.migrations.0009_convert_django_mailer_data")
-
-
-def as_django_mailer_stored(message: EmailMessage) -> str:
-    """``message`` as django-mailer stores it (mailer.models.email_to_db)."""
-    return base64.encodebytes(pickle.dumps(message)).decode("ascii")
 
 
 def convert() -> None:
