@@ -209,3 +209,8 @@ def test_a_dropped_attribute_is_not_put_back(settings: Any) -> None:
         doc = json.loads(legacy.convert(as_django_mailer_stored(email)))
     assert doc["class"] == f"{__name__}.StatusEmail"
     assert "attrs" not in doc
+
+
+def test_the_oldest_format_a_pickle_without_base64_converts() -> None:
+    doc = json.loads(legacy.convert(pickle.dumps(message(), 0).decode("ascii")))
+    assert (doc["subject"], doc["to"]) == ("Subject", ["to@example.com"])
