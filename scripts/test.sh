@@ -32,7 +32,7 @@ if [ ! -x .venvs/django-mailer/bin/python ]; then
     "$py311" -m venv .venvs/django-mailer
 fi
 .venvs/django-mailer/bin/python -m pip install -q --disable-pip-version-check \
-    "django-mailer==2.3.2" "Django>=5.2,<5.3" "psycopg[binary]" 2>&1 | grep -v "^WARNING: Location" || true
+    "django-mailer==2.3.2" "Django>=5.2,<5.3" "psycopg[binary]" mysqlclient 2>&1 | grep -v "^WARNING: Location" || true
 export MAILER_DJANGO_MAILER_PYTHON="$PWD/.venvs/django-mailer/bin/python"
 
 port_for() { case $1 in postgres) echo 5432 ;; mariadb) echo 3306 ;; *) echo "" ;; esac; }

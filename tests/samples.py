@@ -3,10 +3,13 @@ so the SMTP server can say which message arrived, and how many times."""
 
 from __future__ import annotations
 
+import base64
 import itertools
+import pickle
 import uuid
 from email.message import MIMEPart
 from email.mime.image import MIMEImage
+from typing import Any
 
 import django
 from django.core.mail import EmailMessage, EmailMultiAlternatives
@@ -91,3 +94,8 @@ def batch(count: int, to: list[str] | None = None) -> list[EmailMessage]:
 
 def token_of(message: EmailMessage) -> str:
     return str(message.subject).rsplit(" ", 1)[-1]
+
+
+def as_django_mailer_stored(obj: Any, protocol: int = pickle.DEFAULT_PROTOCOL) -> str:
+    """``obj`` as django-mailer stores it in ``message_data`` (its models.email_to_db)."""
+    return base64.encodebytes(pickle.dumps(obj, protocol)).decode("ascii")

@@ -53,6 +53,10 @@ class UndecodableMessage(MailerError, ValueError):
     """Stored message data is corrupt, of an unknown format version, or not ours."""
 
 
+class RefusedLegacyData(UndecodableMessage):
+    """A django-mailer pickle names something the restricted unpickler does not allow."""
+
+
 # -- Configuration -----------------------------------------------------------
 
 

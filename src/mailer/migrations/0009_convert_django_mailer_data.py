@@ -1,10 +1,16 @@
 # Converts what django-mailer stored (base64 pickles) into our JSON format, in
 # batches, and gives the queue columns added in 0008 their values. On a new
 # database there is nothing to convert and this does nothing.
-from django.db import migrations
+#
+# Each batch is read with one query and written in one short transaction, row by
+# row: one UPDATE holding a whole batch of messages (attachments included) could
+# exceed the server's packet limit (MariaDB's max_allowed_packet). A batch that
+# committed is not converted again if the migration is interrupted and re-run.
+from django.db import migrations, transaction
 from django.utils import timezone
 
-BATCH = 500
+BATCH = 100
+DEFERRED = 4  # django-mailer's PRIORITY_DEFERRED: held until retry_deferred
 
 
 def _batches(queryset):
@@ -23,22 +29,24 @@ def convert_messages(apps, schema_editor):
     Message = apps.get_model("mailer", "Message")
     db = schema_editor.connection.alias
     now = timezone.now()
+    # Rows from before 0008: "queued" by the column's default, and no due time yet.
     pending = Message.objects.using(db).filter(due_at__isnull=True, status="queued")
-    for rows in _batches(pending):
-        for row in rows:
-            if row.priority == 4:  # django-mailer's "deferred": now a state, retried when due
-                row.status, row.priority, row.due_at = "deferred", 2, now
-            else:
-                row.due_at = row.when_added
-            if legacy.is_legacy(row.message_data):
-                try:
-                    row.message_data = legacy.convert(row.message_data)
-                except Exception as error:  # kept, visible, never sent: it cannot be read
-                    row.status, row.due_at = "failed", None
-                    row.last_reply = f"django-mailer data could not be converted: {error!r}"[:2000]
-        Message.objects.using(db).bulk_update(
-            rows, ["message_data", "status", "priority", "due_at", "last_reply"]
-        )
+    for rows in _batches(pending.only("pk", "message_data", "priority", "when_added")):
+        with transaction.atomic(using=db):
+            for row in rows:
+                changes = {"due_at": row.when_added}
+                if row.priority == DEFERRED:  # now a state, due at once (what retry_deferred did)
+                    changes = {"status": "deferred", "priority": 2, "due_at": now}
+                if legacy.is_legacy(row.message_data):
+                    try:
+                        changes["message_data"] = legacy.convert(row.message_data)
+                    except ValueError as error:  # kept and visible, never sent or executed
+                        changes.update(
+                            status="failed",
+                            due_at=None,
+                            last_reply=f"django-mailer data could not be converted: {error}",
+                        )
+                Message.objects.using(db).filter(pk=row.pk).update(**changes)
 
 
 def convert_logs(apps, schema_editor):
@@ -50,16 +58,16 @@ def convert_logs(apps, schema_editor):
         MessageLog.objects.using(db).exclude(message_data__isnull=True).exclude(message_data="")
     )
     for rows in _batches(logged.only("pk", "message_data")):
-        changed = []
-        for row in rows:
-            if legacy.is_legacy(row.message_data):
+        with transaction.atomic(using=db):
+            for row in rows:
+                if not legacy.is_legacy(row.message_data):
+                    continue
                 try:
-                    row.message_data = legacy.convert(row.message_data)
-                except Exception:
-                    row.message_data = None  # unreadable: the log row itself is kept
-                changed.append(row)
-        if changed:
-            MessageLog.objects.using(db).bulk_update(changed, ["message_data"])
+                    # The message as it was logged: no Message-ID is made up for it.
+                    data = legacy.convert(row.message_data, assign_message_id=False)
+                except ValueError:
+                    continue  # unreadable: the row keeps django-mailer's data, never executed
+                MessageLog.objects.using(db).filter(pk=row.pk).update(message_data=data)
 
 
 class Migration(migrations.Migration):
