@@ -119,12 +119,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     from mailer.compat import HAS_MAILERS
 
-    postgres = os.environ.get("MAILER_TEST_DB", "sqlite") == "postgres"
+    database = os.environ.get("MAILER_TEST_DB", "sqlite")
     elsewhere = [
         item
         for item in items
-        if (item.get_closest_marker("postgres_only") and not postgres)
-        or (item.get_closest_marker("not_postgres") and postgres)
+        if (item.get_closest_marker("postgres_only") and database != "postgres")
+        or (item.get_closest_marker("not_postgres") and database == "postgres")
+        or (item.get_closest_marker("mariadb_only") and database != "mariadb")
+        or (item.get_closest_marker("before_mailers") and HAS_MAILERS)
         or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)
     ]
     if elsewhere:

@@ -14,7 +14,6 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from mailer.backend import DbBackend
-from mailer.compat import HAS_MAILERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_ID = re.compile(r"mailer\.[EW]\d{3}")
@@ -272,7 +271,7 @@ class TestIgnoredSettings:
         settings.MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         assert the_one("mailer.W003").obj == "MAILER_EMAIL_BACKEND"
 
-    @pytest.mark.skipif(HAS_MAILERS, reason="DJANGO_COMPAT(<6.1): Django 6.1 uses MAILERS")
+    @pytest.mark.before_mailers  # DJANGO_COMPAT(<6.1)
     def test_mailers_before_django_6_1(self, settings: Any) -> None:
         """mailer.W004: MAILERS is set, but this Django version ignores it."""
         settings.MAILERS = {"default": queued_through("smtp")}
