@@ -140,7 +140,6 @@ class Engine:
                     break
                 self._deliver_batch(claimed)
                 claimed = []
-                self._record()
         except ConnectionDown as down:
             logger.error("cannot connect to deliver mail, stopping this run: %s", down)
         finally:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import sqlite3
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -200,8 +202,9 @@ class MessageQuerySet(models.QuerySet["Message"]):
         row: PostgreSQL claims with one ``UPDATE ... WHERE id IN (SELECT ...
         FOR UPDATE SKIP LOCKED) RETURNING id``; MariaDB picks rows with
         ``SELECT ... FOR UPDATE SKIP LOCKED`` and marks them in the same short
-        transaction; SQLite claims with a single UPDATE, which its write lock
-        makes atomic. The claim is committed before this returns, so no
+        transaction; SQLite claims with a single ``UPDATE ... RETURNING``, which
+        its write lock makes atomic. Only the rows claimed by this call are
+        returned. The claim is committed before this returns, so no
         transaction is open while the messages are delivered.
         """
         now = now or timezone.now()
@@ -214,9 +217,11 @@ class MessageQuerySet(models.QuerySet["Message"]):
         due = self.due(now).in_send_order()
         mine = self.model.objects.using(self.db)
         if connection.vendor == "postgresql":
-            ids = self._claim_returning(due, limit, claim)
-            return list(mine.filter(pk__in=ids).in_send_order()) if ids else []
-        if connection.features.has_select_for_update:
+            ids = self._claim_returning(due, limit, claim, " FOR UPDATE SKIP LOCKED")
+        elif connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
+            # One UPDATE holds SQLite's write lock for its whole duration.
+            ids = self._claim_returning(due, limit, claim, "")
+        elif connection.features.has_select_for_update:
             skip = connection.features.has_select_for_update_skip_locked
             with transaction.atomic(using=self.db):
                 rows = list(due.select_for_update(skip_locked=skip)[:limit])
@@ -226,16 +231,20 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 for name, value in claim.items():
                     setattr(row, name, value)
             return rows
-        # SQLite: one UPDATE holds the write lock for its whole duration.
-        picked = models.Subquery(due.values("pk")[:limit])
-        if not mine.filter(pk__in=picked, status__in=DUE_STATUSES).update(**claim):
-            return []
-        return list(mine.filter(claimed_by=owner).claimed().in_send_order())
+        else:  # SQLite before 3.35: no RETURNING; mark, then read back this claim's rows
+            token = f"{owner}#{uuid.uuid4().hex[:8]}"
+            picked = models.Subquery(due.values("pk")[:limit])
+            mine.filter(pk__in=picked, status__in=DUE_STATUSES).update(
+                **{**claim, "claimed_by": token}
+            )
+            ids = list(mine.filter(claimed_by=token).values_list("pk", flat=True))
+            mine.filter(pk__in=ids).update(claimed_by=owner)
+        return list(mine.filter(pk__in=ids).in_send_order()) if ids else []
 
     def _claim_returning(
-        self, due: MessageQuerySet, limit: int, claim: dict[str, Any]
+        self, due: MessageQuerySet, limit: int, claim: dict[str, Any], lock: str
     ) -> list[int]:
-        """PostgreSQL: claim in one statement, skipping rows other workers hold."""
+        """Claim in one ``UPDATE ... RETURNING`` statement; return the ids claimed."""
         connection = connections[self.db]
         quote = connection.ops.quote_name
         meta = self.model._meta
@@ -245,7 +254,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         pk = quote(columns["id"])
         sql = (
             f"UPDATE {quote(meta.db_table)} SET {assignments} "
-            f"WHERE {pk} IN ({picked_sql} FOR UPDATE SKIP LOCKED) RETURNING {pk}"
+            f"WHERE {pk} IN ({picked_sql}{lock}) RETURNING {pk}"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [*claim.values(), *picked_params])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
+import time
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -26,6 +27,9 @@ from .outcome import Outcome, RecipientResult, Reply, Verdict
 
 logger = logging.getLogger("mailer.transport")
 
+# A connection idle this long is checked with NOOP before reuse: servers drop idle clients.
+IDLE_CHECK_SECONDS = 10.0
+
 
 class Transport:
     """The delivery connection for one mailer alias ("" is MAILER_EMAIL_BACKEND)."""
@@ -34,6 +38,7 @@ class Transport:
         self.alias = alias
         self.backend: BaseEmailBackend | None = None
         self.opened = 0  # connections opened, for statistics and tests
+        self.last_used = 0.0
 
     # -- connection ---------------------------------------------------------------
 
@@ -45,16 +50,31 @@ class Transport:
                 backend.timeout = settings.SMTP_TIMEOUT
             self.backend = backend
         if isinstance(self.backend, SMTPBackend):
+            if self.backend.connection is not None and not self._usable(self.backend.connection):
+                self.close()
+                return self.connect()
             if self.backend.connection is None:
                 self.backend.open()
                 self.opened += 1
                 if self.backend.connection is None:  # fail_silently swallowed an error
                     raise smtplib.SMTPConnectError(421, b"the backend could not connect")
+            self.last_used = time.monotonic()
         elif not getattr(self, "_open_called", False):
             self.backend.open()
             self._open_called = True
             self.opened += 1
         return self.backend
+
+    def _usable(self, connection: smtplib.SMTP) -> bool:
+        """Is an open SMTP connection still good? Closed ones are not; idle ones are asked."""
+        if connection.sock is None:
+            return False
+        if time.monotonic() - self.last_used < IDLE_CHECK_SECONDS:
+            return True
+        try:
+            return connection.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
 
     def close(self) -> None:
         """Close the connection, ignoring errors: the connection is finished either way."""
