@@ -127,6 +127,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         or (item.get_closest_marker("not_postgres") and database == "postgres")
         or (item.get_closest_marker("mariadb_only") and database != "mariadb")
         or (item.get_closest_marker("server_database") and database == "sqlite")
+        or (item.get_closest_marker("sqlite_only") and database != "sqlite")
         or (item.get_closest_marker("before_mailers") and HAS_MAILERS)
         or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)
     ]

@@ -8,6 +8,7 @@ from typing import Any
 
 from ...conf import settings
 from ...engine import SendCounts, send_all
+from ...locking import LockHeld, send_lock
 from ...models import Message
 from ..base import MailerCommand
 from ..progress import ProgressBar
@@ -33,15 +34,24 @@ class Command(MailerCommand):
 
         default_delivery_alias()  # a misconfigured backend fails here, before any claim
         started = time.monotonic()
+        try:
+            with send_lock():
+                counts = self._send(options["max"])
+        except LockHeld as held:
+            self.say(f"{held}; nothing to do.")
+            return
+        self.say(summary(counts, time.monotonic() - started))
+
+    def _send(self, max_batch: int | None) -> SendCounts:
         bar = None
         if self.interactive():
             due = Message.objects.due().count()
             if due >= ProgressBar.THRESHOLD:
                 bar = ProgressBar(due, self.stdout)
-        counts = send_all(on_result=bar.update if bar else None, max_batch=options["max"])
+        counts = send_all(on_result=bar.update if bar else None, max_batch=max_batch, lock=False)
         if bar:
             bar.finish()
-        self.say(summary(counts, time.monotonic() - started))
+        return counts
 
 
 def summary(counts: SendCounts, seconds: float) -> str:
