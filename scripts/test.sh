@@ -7,6 +7,8 @@
 #   MAILER_TEST_DBS=sqlite bash scripts/test.sh    # only some databases
 #   MAILER_TEST_DJANGOS=dj61 bash scripts/test.sh  # only some Django versions
 #
+# With dj61, ruff, mypy and the documentation (Sphinx, warnings as errors) are checked too.
+#
 # Outside CI a database server that does not answer is skipped, and said so; with
 # CI=true it is a failure.
 set -euo pipefail
@@ -73,6 +75,19 @@ if [[ " $djangos " == *" dj61 "* ]]; then
     .venvs/dj61/bin/ruff check . && .venvs/dj61/bin/ruff format --check . \
         || failed+=("ruff")
     .venvs/dj61/bin/mypy || failed+=("mypy")
+
+    echo "=== docs ==="
+    if [ ! -x .venvs/docs/bin/python ]; then
+        "$py312" -m venv .venvs/docs
+    fi
+    .venvs/docs/bin/python -m pip install -q --disable-pip-version-check -e ".[docs]" "Django>=6.1,<6.2" \
+        2>&1 | grep -v "^WARNING: Location" || true
+    if .venvs/docs/bin/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html; then
+        summary+=("docs: built without warnings")
+    else
+        failed+=("docs")
+        summary+=("docs: FAILED")
+    fi
 fi
 
 printf '%s\n' "${summary[@]}"

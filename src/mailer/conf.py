@@ -179,7 +179,7 @@ class MailerSettings:
         "MAILER_EMAIL_LOG_MESSAGE_DATA",
         True,
         _bool,
-        "Keep the whole message in MessageLog rows (False keeps headers only).",
+        "Keep the whole message in the log rows of sent and failed mail (False: none of it).",
     )
     LOCK_PATH: Setting[str | None] = Setting(
         "MAILER_LOCK_PATH",
@@ -268,7 +268,7 @@ class MailerSettings:
         "MAILER_MAX_MESSAGE_AGE",
         5 * 24 * 3600,
         _number(0, optional=True),
-        "Seconds after queueing when a message still not delivered is failed. None: no limit.",
+        "Seconds after queueing after which a failed attempt fails the message. None: no limit.",
     )
     SMTP_TIMEOUT: Setting[float | None] = Setting(
         "MAILER_SMTP_TIMEOUT",
