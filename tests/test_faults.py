@@ -307,3 +307,33 @@ class TestDatabaseGoesAway(MailAssertions):
         assert not Message.objects.exists()
         doubled = [t for t in set(arrived) if arrived.count(t) > 1]
         assert len(doubled) <= 100  # at most the batch in flight when the connection went
+
+
+class TestInternationalAddresses(MailAssertions):
+    """Only a non-ASCII local part needs SMTPUTF8; names and domains are encoded."""
+
+    @pytest.fixture
+    def plain_server(self, settings: Any) -> Any:
+        from .smtp import SMTPServer
+
+        server = SMTPServer(smtputf8=False).start()
+        point_at(settings, server.port)
+        self.server = server
+        yield server
+        server.stop()
+
+    def test_non_ascii_names_and_domains_go_to_a_server_without_smtputf8(
+        self, plain_server: Any
+    ) -> None:
+        message = plain(to=["Zoë Åberg <zoe@example.com>", "b@exämple.com"])
+        Message.objects.enqueue([message])
+        assert send_all() == SendCounts(sent=1)
+        delivered = self.assert_delivered_once(message)
+        assert delivered.rcpt_tos == ["zoe@example.com", "b@xn--exmple-cua.com"]
+        assert delivered.message["To"].addresses[0].display_name == "Zoë Åberg"
+
+    def test_a_non_ascii_local_part_fails_clearly_without_smtputf8(self, plain_server: Any) -> None:
+        message = plain(to=["jürgen@example.com"])
+        Message.objects.enqueue([message])
+        assert send_all() == SendCounts(failed=1)
+        self.assert_failed_with(message, None, "does not offer SMTPUTF8")

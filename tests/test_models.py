@@ -121,6 +121,8 @@ class TestRetryDeferred:
         assert Message.objects.retry_deferred() == 1
         spent.refresh_from_db()
         assert spent.status == Status.FAILED
+        log = MessageLog.objects.get(queue_id=spent.pk)
+        assert (log.result, log.log_message) == (RESULT_FAILURE, spent.last_reply)
 
     def test_it_can_be_limited_by_age_and_count(self) -> None:
         queued(5, priority="deferred")

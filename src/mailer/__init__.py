@@ -282,7 +282,6 @@ def _queue(
         mailer = default_delivery_alias(using)
         if priority is None and mailers_configured():
             priority = default_priority_of(using or DEFAULT_ALIAS)
-    send_at, expires_at = _schedule(send_at, expires_at)
     rows = Message.objects.enqueue(
         messages, priority=priority, mailer=mailer, send_at=send_at, expires_at=expires_at
     )
@@ -322,37 +321,6 @@ def _is_priority(value: Any) -> bool:
     except InvalidPriority:
         return False
     return True
-
-
-def _schedule(
-    send_at: Any, expires_at: Any
-) -> tuple[datetime.datetime | None, datetime.datetime | None]:
-    """``send_at`` and ``expires_at`` as the database stores them.
-
-    With ``USE_TZ`` a naive datetime is taken to be in the current time zone,
-    as Django's ORM does; without it, an aware one is converted to local time.
-    """
-    from django.conf import settings
-    from django.utils import timezone
-
-    from .exceptions import InvalidSchedule
-
-    def stored(name: str, value: Any) -> datetime.datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime.datetime):
-            raise InvalidSchedule(f"{name} must be a datetime, not {value!r}.")
-        if settings.USE_TZ:
-            return timezone.make_aware(value) if timezone.is_naive(value) else value
-        return timezone.make_naive(value) if timezone.is_aware(value) else value
-
-    start, end = stored("send_at", send_at), stored("expires_at", expires_at)
-    if end is not None and end <= (start or timezone.now()):
-        when = "its send_at" if start else "now"
-        raise InvalidSchedule(
-            f"expires_at ({end.isoformat()}) is not after {when}: it could never be sent."
-        )
-    return start, end
 
 
 def _staff_addresses(setting: str, value: Any) -> list[str]:

@@ -58,5 +58,19 @@ def envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: 
     return f"{mailbox.local_part}@{domain}" if domain else mailbox.local_part
 
 
+def local_part_is_unicode(address: str) -> bool:
+    """Does ``address`` have a non-ASCII local part (which only SMTPUTF8 can carry)?
+
+    Non-ASCII display names and domains need no SMTPUTF8: they are encoded.
+    """
+    text = force_str(address)
+    if text.isascii():
+        return False
+    from email.headerregistry import AddressHeader
+
+    mailboxes = AddressHeader.value_parser(text).all_mailboxes
+    return any(not (m.local_part or "").isascii() for m in mailboxes)
+
+
 def default_charset(message: EmailMessage) -> str:
     return str(message.encoding or django_settings.DEFAULT_CHARSET)

@@ -105,6 +105,11 @@ class Engine:
         self.queue: MessageQuerySet = queryset if queryset is not None else Message.objects.all()
         self.using = self.queue.db
         self.stop = stop or threading.Event()
+        if before_send is None:
+            from .ratelimit import RateLimiter
+
+            limiter = RateLimiter.from_settings(self.stop, self.using)
+            before_send = limiter.acquire if limiter else None
         self.before_send = before_send
         self.on_result = on_result
         self.max_batch = max_batch if max_batch is not None else settings.EMAIL_MAX_BATCH
@@ -120,6 +125,7 @@ class Engine:
         self._seconds_per_message: float | None = None
         self._check_dont_send = True
         self.share = max(share, 1)
+        self.connection_down = False  # the last run stopped: the delivery server was unreachable
 
     # -- the run ---------------------------------------------------------------------
 
@@ -130,6 +136,7 @@ class Engine:
         next run; call ``close()`` when done.
         """
         self.counts = SendCounts()
+        self.connection_down = False
         self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
         claimed: list[Message] = []
         try:
@@ -142,6 +149,7 @@ class Engine:
                 self._deliver_batch(claimed)
                 claimed = []
         except ConnectionDown as down:
+            self.connection_down = True
             logger.error("cannot connect to deliver mail, stopping this run: %s", down)
         finally:
             try:

@@ -132,12 +132,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
             candidates = candidates.filter(when_added__gte=now - max_age)
         max_retries = settings.EMAIL_MAX_RETRIES
         if max_retries is not None:
-            spent = candidates.filter(retry_count__gt=max_retries)
-            spent.update(
-                status=Status.FAILED,
-                due_at=None,
-                last_reply=f"gave up after MAILER_EMAIL_MAX_RETRIES={max_retries} retries",
-            )
+            reason = f"gave up after MAILER_EMAIL_MAX_RETRIES={max_retries} retries"
+            self.filter(pk__in=candidates.filter(retry_count__gt=max_retries)).give_up(reason)
             candidates = candidates.filter(retry_count__lte=max_retries)
         if limit is not None:
             ids = list(candidates.order_by("when_added", "pk").values_list("pk", flat=True)[:limit])
@@ -148,6 +144,42 @@ class MessageQuerySet(models.QuerySet["Message"]):
             if priority != PRIORITY_DEFERRED:
                 changes["priority"] = priority
         return candidates.update(**changes)
+
+    def give_up(self, reason: str) -> int:
+        """Fail these messages with ``reason``, logging each; return how many.
+
+        One UPDATE and one INSERT in a short transaction that writes first (so
+        SQLite never has to upgrade a read lock).
+        """
+        now = timezone.now()
+        rows = list(self.exclude(status=Status.FAILED))
+        if not rows:
+            return 0
+        with transaction.atomic(using=self.db):
+            self.model.objects.using(self.db).filter(pk__in=[r.pk for r in rows]).update(
+                status=Status.FAILED,
+                due_at=None,
+                claimed_by="",
+                lease_expires_at=None,
+                last_reply=reason,
+            )
+            keep_data = settings.EMAIL_LOG_MESSAGE_DATA
+            MessageLog.objects.using(self.db).bulk_create(
+                MessageLog(
+                    message_data=row.message_data if keep_data else None,
+                    message_id=row.stored_message_id,
+                    when_added=row.when_added,
+                    priority=row.priority,
+                    when_attempted=now,
+                    result=RESULT_FAILURE,
+                    log_message=reason,
+                    queue_id=row.pk,
+                    attempt=row.retry_count,
+                    mailer=row.mailer,
+                )
+                for row in rows
+            )
+        return len(rows)
 
     # Queue states beyond the contract.
 
@@ -403,8 +435,9 @@ class MessageQuerySet(models.QuerySet["Message"]):
         for _email, doc, recipients in prepared:
             controls = _pop_control_headers(doc)
             row_priority = parse_priority(controls.get("priority"), default_priority)
-            row_send_at = controls.get("send_at") or send_at
-            row_expires = controls.get("expires_at") or expires_at
+            row_send_at, row_expires = schedule(
+                controls.get("send_at") or send_at, controls.get("expires_at") or expires_at
+            )
             if assign_id:
                 storage.assign_message_id(doc)
             if blocked:
@@ -496,6 +529,37 @@ def _pop_control_headers(doc: dict[str, Any]) -> dict[str, Any]:
     return controls
 
 
+def schedule(
+    send_at: Any, expires_at: Any
+) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """``send_at`` and ``expires_at`` as the database stores them; InvalidSchedule if wrong.
+
+    With ``USE_TZ`` a naive datetime is taken to be in the current time zone,
+    as Django's ORM does; without it, an aware one is converted to local time.
+    A message that would expire before it could be sent is refused.
+    """
+    from django.conf import settings as django_settings
+
+    from .exceptions import InvalidSchedule
+
+    def stored(name: str, value: Any) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime.datetime):
+            raise InvalidSchedule(f"{name} must be a datetime, not {value!r}.")
+        if django_settings.USE_TZ:
+            return timezone.make_aware(value) if timezone.is_naive(value) else value
+        return timezone.make_naive(value) if timezone.is_aware(value) else value
+
+    start, end = stored("send_at", send_at), stored("expires_at", expires_at)
+    if end is not None and end <= (start or timezone.now()):
+        when = "its send_at" if start else "now"
+        raise InvalidSchedule(
+            f"expires_at ({end.isoformat()}) is not after {when}: it could never be sent."
+        )
+    return start, end
+
+
 def _parse_when(name: str, value: Any) -> datetime.datetime:
     from .exceptions import InvalidHeader
 
@@ -509,8 +573,6 @@ def _parse_when(name: str, value: Any) -> datetime.datetime:
         )
     except (TypeError, ValueError):
         raise InvalidHeader(f"{name} must be an ISO 8601 date and time, not {value!r}.") from None
-    if timezone.is_naive(when):
-        when = timezone.make_aware(when)
     return when
 
 

@@ -150,8 +150,7 @@ class Transport:
     ) -> Outcome:
         connection = backend.connection
         assert connection is not None
-        addresses = [message.from_email, *recipients]
-        utf8 = not all(str(a).isascii() for a in addresses)
+        utf8 = any(compat.local_part_is_unicode(a) for a in [message.from_email, *recipients])
         if utf8:
             connection.ehlo_or_helo_if_needed()
             if not connection.has_extn("smtputf8"):

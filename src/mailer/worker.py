@@ -30,13 +30,12 @@ from django.utils import timezone
 from . import leases
 from .conf import settings
 from .engine import Engine, SendCounts
-from .models import Message, RateLimit
+from .models import Message
 from .models import Worker as WorkerRow
 from .postgres import Listener, can_listen
+from .ratelimit import RateLimiter
 
 logger = logging.getLogger("mailer.worker")
-
-RATE_BUCKET = "global"
 
 
 class Waker:
@@ -59,32 +58,6 @@ class Waker:
             return self._condition.wait_for(
                 lambda: self._generation != start or self._stop.is_set(), timeout
             )
-
-
-class RateLimiter:
-    """The global messages-per-second limit, drawn from the shared bucket in small chunks."""
-
-    def __init__(self, rate: float, stop: threading.Event, using: str = "default") -> None:
-        self.rate = rate
-        self.stop = stop
-        self.using = using
-        self._tokens = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        chunk = max(1, int(self.rate / 10))  # a tenth of a second's worth at a time
-        while not self.stop.is_set():
-            with self._lock:
-                if self._tokens > 0:
-                    self._tokens -= 1
-                    return
-                granted, wait = RateLimit.objects.using(self.using).take(
-                    RATE_BUCKET, self.rate, chunk
-                )
-                if granted:
-                    self._tokens = granted - 1
-                    return
-            self.stop.wait(min(max(wait, 0.001), 1.0))
 
 
 class MailWorker:
@@ -111,8 +84,7 @@ class MailWorker:
         self._counts_lock = threading.Lock()
         self._idle = 0
         self._idle_lock = threading.Lock()
-        rate = settings.RATE_LIMIT
-        self.limiter = RateLimiter(rate, self.stop, using) if rate else None
+        self.limiter = RateLimiter.from_settings(self.stop, using)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -171,7 +143,7 @@ class MailWorker:
     def _slot(self, number: int) -> None:
         owner = self.identity.slot(number)
         engine: Engine | None = None
-        failures = 0
+        failures = outages = 0
         try:
             while not self.stop.is_set():
                 if settings.PAUSE_SEND:
@@ -188,6 +160,15 @@ class MailWorker:
                         )
                     counts = engine.run()
                     failures = 0
+                    if engine.connection_down:
+                        outages += 1
+                        delay = min(2.0**outages, 60.0)
+                        logger.warning(
+                            "slot %s: delivery server unreachable; next try in %.0f s", owner, delay
+                        )
+                        self.stop.wait(delay)
+                        continue
+                    outages = 0
                 except DatabaseError as error:
                     failures += 1
                     delay = min(0.5 * 2**failures, 30.0)
