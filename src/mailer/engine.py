@@ -141,6 +141,9 @@ class Engine:
         claimed: list[Message] = []
         try:
             while not self.stop.is_set() and not self._limit_reached():
+                # A batch's results are recorded before the next claim: a crash leaves
+                # at most one batch sent but unrecorded.
+                self._record(force=True)
                 claimed = self.queue.claim(
                     self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
                 )
