@@ -30,7 +30,38 @@ def render(message: EmailMessage, *, utf8: bool = False) -> bytes:
         return bytes(message.message(policy=policy).as_bytes())
     # DJANGO_COMPAT(<6.0): legacy SafeMIME objects, rendered as Django 5.2's backend does.
     legacy: Any = message.message()
-    return bytes(legacy.as_bytes(linesep="\r\n"))
+    data = bytes(legacy.as_bytes(linesep="\r\n"))
+    if _has_overlong_header_line(data):
+        # Django 5.2 cannot fold a header word longer than a line (a 1,000-character
+        # subject without spaces): it sends one line beyond RFC 5322's 998 octets.
+        # Such headers go as RFC 2047 encoded words instead, which fold anywhere.
+        _encode_overlong_headers(legacy)
+        data = bytes(legacy.as_bytes(linesep="\r\n"))
+    return data
+
+
+MAX_LINE = 998  # RFC 5322 2.1.1: octets per line, without CRLF
+
+
+def _has_overlong_header_line(data: bytes) -> bool:
+    head = data.split(b"\r\n\r\n", 1)[0]
+    return any(len(line) > MAX_LINE for line in head.split(b"\r\n"))
+
+
+def _encode_overlong_headers(legacy: Any) -> None:
+    """DJANGO_COMPAT(<6.0): re-set top-level text headers too long to fold as encoded words."""
+    from email.header import Header
+
+    for name, value in legacy.items():
+        if not isinstance(value, str) or name.lower() in _ADDRESS_HEADERS:
+            continue
+        if any(len(name) + 2 + len(line) > MAX_LINE for line in value.splitlines()):
+            unfolded = "".join(value.splitlines())
+            # replace_header, not []=: SafeMIME's __setitem__ would turn the Header back to text.
+            legacy.replace_header(name, Header(unfolded, "utf-8", header_name=name))
+
+
+_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
 
 
 def envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: bool) -> str:
