@@ -280,7 +280,10 @@ def _normalise_attachment(filename: Any, content: Any, mimetype: Any) -> tuple[A
     if mimetype is not None or content is None:
         return filename, content, mimetype
     scratch = EmailMessage()
-    scratch.attach(filename, content, None)
+    try:
+        scratch.attach(filename, content, None)
+    except (TypeError, ValueError) as error:
+        raise InvalidMessage(f"Attachment {filename!r} has no MIME type: {error}.") from None
     normal = scratch.attachments[0]
     return normal[0], normal[1], normal[2]
 
