@@ -333,6 +333,40 @@ class TestSize(Queueing):
             self.queue(self.big(size=20 * 1024 * 1024))
 
 
+def _is_mysql() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "mysql"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not _is_mysql(), reason="max_allowed_packet is a MySQL/MariaDB limit")
+class TestDatabasePacketLimit(Queueing):
+    """MariaDB drops the connection on a statement over max_allowed_packet (16 MB here)."""
+
+    def packet(self) -> int:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@max_allowed_packet")
+            return int(cursor.fetchone()[0])
+
+    def test_message_over_the_packet_is_refused_not_a_lost_connection(self, settings: Any) -> None:
+        settings.MAILER_MAX_MESSAGE_SIZE = None
+        message = plain()
+        message.attach("big.bin", b"\x01" * self.packet(), "application/octet-stream")
+        with self.refused_at_enqueue(MessageTooLarge, match="max_allowed_packet"):
+            self.queue(message)
+        assert self.queue(plain()) == 1  # the connection is still there
+
+    def test_batch_larger_than_the_packet_is_queued_in_several_inserts(self) -> None:
+        messages = [plain() for _ in range(4)]
+        for message in messages:
+            message.attach("part.bin", b"\x01" * (self.packet() // 3), "application/octet-stream")
+        assert self.queue(*messages) == 4
+        self.assert_queued(4)
+
+
 @pytest.mark.django_db
 class TestBatches(Queueing):
     """One bad message in a batch: nothing of the batch is queued."""
