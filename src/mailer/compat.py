@@ -31,37 +31,32 @@ def render(message: EmailMessage, *, utf8: bool = False) -> bytes:
     # DJANGO_COMPAT(<6.0): legacy SafeMIME objects, rendered as Django 5.2's backend does.
     legacy: Any = message.message()
     data = bytes(legacy.as_bytes(linesep="\r\n"))
-    if _has_overlong_header_line(data):
-        # Django 5.2 cannot fold a header word longer than a line (a 1,000-character
-        # subject without spaces): it sends one line beyond RFC 5322's 998 octets.
-        # Such headers go as RFC 2047 encoded words instead, which fold anywhere.
-        _encode_overlong_headers(legacy)
+    if _subject_line_too_long(data):
+        # Django 5.2 folds with compat32's Header, which cannot break a word longer
+        # than a line: a 1,000-character subject without spaces went out as one
+        # line beyond RFC 5322's 998 octets. As Django 6 does, such a subject goes
+        # as RFC 2047 encoded words, which fold anywhere.
+        from email.header import Header
+
+        subject = Header(force_str(message.subject), "utf-8", header_name="Subject")
+        # replace_header, not []=: SafeMIME's __setitem__ would turn the Header back to text.
+        legacy.replace_header("Subject", subject)
         data = bytes(legacy.as_bytes(linesep="\r\n"))
     return data
 
 
-MAX_LINE = 998  # RFC 5322 2.1.1: octets per line, without CRLF
-
-
-def _has_overlong_header_line(data: bytes) -> bool:
-    head = data.split(b"\r\n\r\n", 1)[0]
-    return any(len(line) > MAX_LINE for line in head.split(b"\r\n"))
-
-
-def _encode_overlong_headers(legacy: Any) -> None:
-    """DJANGO_COMPAT(<6.0): re-set top-level text headers too long to fold as encoded words."""
-    from email.header import Header
-
-    for name, value in legacy.items():
-        if not isinstance(value, str) or name.lower() in _ADDRESS_HEADERS:
-            continue
-        if any(len(name) + 2 + len(line) > MAX_LINE for line in value.splitlines()):
-            unfolded = "".join(value.splitlines())
-            # replace_header, not []=: SafeMIME's __setitem__ would turn the Header back to text.
-            legacy.replace_header(name, Header(unfolded, "utf-8", header_name=name))
-
-
-_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
+def _subject_line_too_long(data: bytes) -> bool:
+    """DJANGO_COMPAT(<6.0): is a line of the top-level Subject over 78 octets?"""
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    for index, line in enumerate(head):
+        if line.lower().startswith(b"subject:"):
+            folded = [line]
+            for rest in head[index + 1 :]:
+                if not rest[:1].isspace():
+                    break
+                folded.append(rest)
+            return any(len(part) > 78 for part in folded)
+    return False
 
 
 def envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: bool) -> str:
