@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
+from email.utils import parseaddr
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -131,7 +132,7 @@ class Transport:
         connection = backend.connection
         assert connection is not None
         addresses = [message.from_email, *recipients]
-        utf8 = not all(str(a).isascii() for a in addresses)
+        utf8 = any(_needs_smtputf8(a) for a in addresses)
         if utf8:
             connection.ehlo_or_helo_if_needed()
             if not connection.has_extn("smtputf8"):
@@ -233,6 +234,20 @@ def _converse(
         else Verdict.PERMANENT
     )
     return Outcome(verdict, reply, "", ordered)
+
+
+def _needs_smtputf8(address: str) -> bool:
+    """Does ``address`` have a non-ASCII local part, which only SMTPUTF8 can carry?
+
+    A non-ASCII display name is RFC 2047-encoded and a non-ASCII domain
+    IDNA-encoded, so neither needs SMTPUTF8.
+    """
+    text = str(address)
+    if text.isascii():
+        return False
+    addr_spec = parseaddr(text)[1] or text
+    local = addr_spec.rpartition("@")[0] or addr_spec
+    return not local.isascii()
 
 
 def _failure(code: int) -> Verdict:
