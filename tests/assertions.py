@@ -168,7 +168,12 @@ def _same_content(received: Any, given: Any) -> bool:
 
 
 def _addr_spec(address: str) -> str:
-    return (parseaddr(address)[1] or address).lower()
+    """The lowercased addr-spec of ``address``, its domain IDNA-encoded (as in the envelope)."""
+    spec = parseaddr(address)[1] or address
+    local, _, domain = spec.rpartition("@")
+    if not local:
+        return spec.lower()
+    return f"{local}@{domain.encode('idna').decode('ascii')}".lower()
 
 
 def _mailboxes(values: Any) -> list[tuple[str, str]]:
