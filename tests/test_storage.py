@@ -495,6 +495,24 @@ class TestContent:
         assert part["Content-ID"] == "<logo@example.com>"
         assert part.get_payload(decode=True) == GIF
 
+    @pytest.mark.parametrize("value", [" ", "  indented", " both ", "\tx", "", "a  b"])
+    def test_mime_part_header_values_keep_their_blanks(self, value: str) -> None:
+        """Parsers strip blanks after "Name:"; the stored part must not lose them."""
+        base = MIMEBase("application", "vnd.example")
+        base.set_payload(b"\x01")
+        encode_base64(base)
+        base.add_header("X-Note", value)
+        message = _plain()
+        _quietly(lambda: message.attach(base))
+        if compat.MODERN_EMAIL:  # DJANGO_COMPAT(<6.0): MIMEPart attachments are new in Django 6.
+            from email.message import MIMEPart
+
+            modern = MIMEPart()
+            modern.set_content(b"\x02", "application", "octet-stream")
+            modern["X-Note"] = value
+            message.attach(modern)
+        assert_same_mime(message)
+
     # DJANGO_COMPAT(<6.0): Django 5.2 accepts only email.mime parts.
     @pytest.mark.skipif(not compat.MODERN_EMAIL, reason="MIMEPart attachments need Django 6")
     def test_modern_mime_part_with_non_ascii_file_name(self) -> None:

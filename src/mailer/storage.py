@@ -206,20 +206,41 @@ class _StoredMIMEBase(MIMEBase):
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
+def _exact(policy: Any) -> Any:
+    """``policy``, parsing a header's value exactly as the generator wrote it.
+
+    The generator writes ``Name: value``; parsers strip every blank after the
+    colon, so a value that began with blanks would lose them. This strips
+    only the one the generator added.
+    """
+
+    class Exact(type(policy)):  # type: ignore[misc]
+        def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+            name, value = sourcelines[0].split(":", 1)
+            value = value.removeprefix(" ") + "".join(sourcelines[1:])
+            return name, value.rstrip("\r\n")
+
+    return Exact()
+
+
+_PARSING_POLICIES = {
+    "default": (email.policy.default, _exact(email.policy.default), email.message.MIMEPart),
+    "compat32": (email.policy.compat32, _exact(email.policy.compat32), _StoredMIMEBase),
+}
+
+
 def _decode_part(item: dict[str, Any]) -> email.message.Message:
     """Rebuild a MIME part stored by :func:`_encode_part`."""
     raw = base64.b64decode(item["mime"], validate=True)
-    part: email.message.Message
-    if item.get("policy") == "default":
-        part_class: Any = email.message.MIMEPart
-        part = email.parser.BytesParser(_class=part_class, policy=email.policy.default).parsebytes(
-            raw
-        )
-    elif item.get("policy") == "compat32":
-        part = email.parser.BytesParser(_class=_StoredMIMEBase).parsebytes(raw)
-    else:
-        raise UndecodableMessage(f"Unknown MIME part policy {item.get('policy')!r}.")
+    try:
+        policy, parsing, part_class = _PARSING_POLICIES[item.get("policy")]  # type: ignore[index]
+    except KeyError:
+        raise UndecodableMessage(f"Unknown MIME part policy {item.get('policy')!r}.") from None
+    part: email.message.Message = email.parser.BytesParser(
+        _class=part_class, policy=parsing
+    ).parsebytes(raw)
     for sub in part.walk():
+        sub.policy = policy
         _reset_headers(sub)
     return part
 
