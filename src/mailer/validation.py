@@ -10,6 +10,9 @@ rejected here instead, in the caller, with an exception from
   separator ``str.splitlines()`` knows, as Django 6 refuses them all;
 * an address that is None, not text, malformed, or more than one mailbox
   (:class:`~mailer.exceptions.InvalidAddress`);
+* a header value Django cannot render: anything but text on Django 6 (which
+  refuses numbers and dates, a datetime ``Date`` excepted), and on Django 5.2
+  anything but text, numbers and dates (:class:`~mailer.exceptions.InvalidHeader`);
 * a recipient list that is a plain string
   (:class:`~mailer.exceptions.InvalidRecipientList`, also a ``TypeError``);
 * NUL in any text that would travel unencoded (body, text alternatives,
@@ -35,6 +38,7 @@ from django.core.mail import EmailMessage
 from django.utils.encoding import force_str
 from django.utils.functional import Promise
 
+from .compat import MODERN_EMAIL
 from .exceptions import InvalidAddress, InvalidHeader, InvalidMessage, InvalidRecipientList
 
 # A bare ASCII addr-spec with nothing a parser could misread: the common case,
@@ -49,8 +53,13 @@ _FORBIDDEN_IN_HEADER = re.compile("[\x00\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _RECIPIENT_FIELDS = ("to", "cc", "bcc", "reply_to")
 _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
-# Header values Django renders as they are (datetimes become a Date header).
-_HEADER_VALUE_TYPES = (str, Promise, int, float, datetime.date)
+# Header values Django can render. Django 6 hands them to Python's modern email
+# API, which takes text (bytes are decoded) and datetimes for date headers only.
+_HEADER_VALUE_TYPES: tuple[type, ...] = (str, Promise, bytes)
+_DATE_HEADERS = {"date", "resent-date"}
+if not MODERN_EMAIL:
+    # DJANGO_COMPAT(<6.0): Django 5.2 sends str(value): numbers and dates too (not bytes).
+    _HEADER_VALUE_TYPES = (str, Promise, int, float, datetime.date)
 # Transfer encodings that put a part's text on the wire as it is.
 _RAW_ENCODINGS = {"", "7bit", "8bit", "binary"}
 
@@ -115,9 +124,10 @@ def check_header(name: Any, value: Any) -> None:
         raise InvalidHeader(f"Invalid header name {name!r}.")
     if name.lower() == "bcc":
         raise InvalidHeader('Bcc is not a valid header; use the "bcc" argument instead.')
-    if not isinstance(value, _HEADER_VALUE_TYPES):
+    date_header = name.lower() in _DATE_HEADERS and isinstance(value, datetime.datetime)
+    if not isinstance(value, _HEADER_VALUE_TYPES) and not date_header:
         raise InvalidHeader(
-            f"Header {name!r} must be text, a number or a date, not {type(value).__name__}."
+            f"Header {name!r} must be text, not {type(value).__name__} {value!r:.40}."
         )
     if isinstance(value, str | Promise):
         text = force_str(value)
