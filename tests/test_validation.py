@@ -16,6 +16,8 @@ import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.db import transaction
 from django.utils.translation import gettext_lazy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mailer
 from mailer import compat, storage
@@ -27,7 +29,10 @@ from mailer.exceptions import (
     MailerError,
     MessageTooLarge,
 )
+from mailer.mailers import default_delivery_alias, open_backend
 from mailer.models import Message
+from mailer.transport import _needs_smtputf8
+from mailer.validation import check_address
 
 from .assertions import MailAssertions
 from .samples import plain
@@ -48,9 +53,25 @@ BAD_ADDRESSES: list[Any] = [
     "Alice\r\n <alice@example.com>",
     "alice\x00@example.com",
     "lone\udc80@example.com",
+    "a..b@example.com",
+    "alice@example..com",
+    "Alice <webmaster>",
+    "jörg",
+    "0@[",
+    " .@",
     42,
     b"alice@example.com",
 ]
+# Strings built from the characters that matter in addresses, in address-like shapes.
+_ATOMS = st.text(
+    st.sampled_from(list("abXZ09.-_+!#$%&'*/=?^`{|}~\"\\ ()<>[]:;@,éü日")), max_size=12
+)
+ADDRESS_LIKE = st.one_of(
+    st.builds("{}@{}".format, _ATOMS, _ATOMS),
+    st.builds("{} <{}@{}>".format, _ATOMS, _ATOMS, _ATOMS),
+    st.builds('"{}" <{}@{}>'.format, _ATOMS, _ATOMS, _ATOMS),
+    _ATOMS,
+)
 GOOD_ADDRESSES = [
     "alice@example.com",
     "Alice Smith <alice@example.com>",
@@ -178,6 +199,20 @@ class TestAddresses(Queueing):
         message.from_email = address
         assert self.queue(message) == 1
         self.assert_queued(1)
+
+    @settings(max_examples=300, deadline=None)
+    @given(ADDRESS_LIKE)
+    def test_every_address_accepted_can_be_delivered(self, address: str) -> None:
+        """Accepted means Django can put it in the headers and the envelope (no poison)."""
+        try:
+            check_address(address, "to")
+        except InvalidAddress:
+            return
+        utf8 = _needs_smtputf8(address)
+        message = plain(to=[address])
+        compat.render(message, utf8=utf8)
+        backend = open_backend(default_delivery_alias())
+        assert compat.envelope_address(backend, address, None, utf8=utf8)
 
     def test_none_in_send_mail_recipients(self) -> None:
         with self.refused_at_enqueue(InvalidAddress, match="None"):

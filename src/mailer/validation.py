@@ -43,9 +43,9 @@ from .exceptions import InvalidAddress, InvalidHeader, InvalidMessage, InvalidRe
 
 # A bare ASCII addr-spec with nothing a parser could misread: the common case,
 # checked without the (slow) full RFC 5322 parser.
-_SIMPLE_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
-)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_SIMPLE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':'
 # NUL, and every line separator of str.splitlines(): Python's modern email API
 # (Django 6) refuses all of them in a header; older code splits lines on them.
@@ -78,9 +78,10 @@ def check_address(address: Any, field: str) -> str:
     _check_unicode(text, f"{field}: the address {text!r}", InvalidAddress)
     try:
         parsed = AddressHeader.value_parser(text)
-    except (HeaderParseError, IndexError, ValueError) as error:
+        # The parser fails on some inputs, and all_defects too (" .@", "a@[" on Python 3.11).
+        defects = {str(defect) for defect in parsed.all_defects}
+    except (HeaderParseError, IndexError, ValueError, AttributeError, TypeError) as error:
         raise InvalidAddress(f"{field}: {text!r} is not a valid address ({error}).") from None
-    defects = {str(defect) for defect in parsed.all_defects}
     # Django accepts local mailboxes such as "webmaster" (its ticket #15042).
     defects.discard("addr-spec local part with no domain")
     # A non-ASCII local part is fine here: it is delivered with SMTPUTF8.
@@ -89,6 +90,10 @@ def check_address(address: Any, field: str) -> str:
         raise InvalidAddress(f"{field}: {text!r} is not a valid address ({'; '.join(defects)}).")
     if len(parsed.all_mailboxes) != 1 or not parsed.all_mailboxes[0].local_part:
         raise InvalidAddress(f"{field}: {text!r} must be exactly one address.")
+    mailbox = parsed.all_mailboxes[0]
+    if not mailbox.domain and not (text.isascii() and text.strip() == mailbox.local_part):
+        # Only a bare local mailbox ("webmaster") goes without a domain.
+        raise InvalidAddress(f"{field}: {text!r} has no domain.")
     return text
 
 
