@@ -32,7 +32,7 @@ from mailer.exceptions import (
 from mailer.mailers import default_delivery_alias, open_backend
 from mailer.models import Message
 from mailer.transport import _needs_smtputf8
-from mailer.validation import check_address
+from mailer.validation import check_address, validate
 
 from .assertions import MailAssertions
 from .samples import plain
@@ -59,6 +59,7 @@ BAD_ADDRESSES: list[Any] = [
     "jörg",
     "0@[",
     " .@",
+    "alice@\x8e.example.com",  # no IDNA form
     42,
     b"alice@example.com",
 ]
@@ -119,6 +120,54 @@ class TestHeaders(Queueing):
     def test_malformed_header_name(self, name: Any) -> None:
         with self.refused_at_enqueue(InvalidHeader, match="header name"):
             self.queue(plain(headers={name: "value"}))
+
+    @pytest.mark.parametrize(
+        "name", ["Subject", "subject", "MIME-Version", "Content-Type", "Content-Transfer-Encoding"]
+    )
+    def test_header_django_sets_itself(self, name: str) -> None:
+        """Django 6 refuses a second one at delivery; Django 5.2 sends both."""
+        with self.refused_at_enqueue(InvalidHeader, match="set by Django"):
+            self.queue(plain(headers={name: "text/plain"}))
+
+    def test_non_ascii_message_id(self) -> None:
+        with self.refused_at_enqueue(InvalidHeader, match="Message-ID must be ASCII"):
+            self.queue(plain(headers={"Message-ID": "<grüße@example.com>"}))
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        subject=st.text(max_size=80),
+        name=st.sampled_from(
+            [
+                "X-Tag",
+                "Subject",
+                "Comments",
+                "Message-ID",
+                "Date",
+                "References",
+                "Sender",
+                "Content-Type",
+                "MIME-Version",
+                "List-Id",
+                "In-Reply-To",
+            ]
+        ),
+        value=st.text(max_size=80),
+        filename=st.text(max_size=30),
+    )
+    def test_every_message_accepted_can_be_rendered(
+        self, subject: str, name: str, value: str, filename: str
+    ) -> None:
+        """Accepted means Django can render it, with and without SMTPUTF8 (no poison)."""
+        message = plain(headers={name: value})
+        message.subject = subject
+        if filename:
+            message.attach(filename, b"\x00", "application/octet-stream")
+        try:
+            validate(message)
+        except InvalidMessage:
+            return
+        compat.render(message)
+        compat.render(message, utf8=True)
 
     def test_bcc_header(self) -> None:
         with self.refused_at_enqueue(InvalidHeader, match="bcc"):

@@ -35,7 +35,7 @@ from email.headerregistry import AddressHeader
 from typing import Any
 
 from django.core.mail import EmailMessage
-from django.utils.encoding import force_str
+from django.utils.encoding import force_str, punycode
 from django.utils.functional import Promise
 
 from .compat import MODERN_EMAIL
@@ -57,6 +57,13 @@ _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
 # API, which takes text (bytes are decoded) and datetimes for date headers only.
 _HEADER_VALUE_TYPES: tuple[type, ...] = (str, Promise, bytes)
 _DATE_HEADERS = {"date", "resent-date"}
+# Headers Django always writes; as extra headers they would appear twice.
+_SET_BY_DJANGO = {
+    "subject": "from the subject argument",
+    "mime-version": "",
+    "content-type": "from the body, alternatives and attachments",
+    "content-transfer-encoding": "from the body's content",
+}
 if not MODERN_EMAIL:
     # DJANGO_COMPAT(<6.0): Django 5.2 sends str(value): numbers and dates too (not bytes).
     _HEADER_VALUE_TYPES = (str, Promise, int, float, datetime.date)
@@ -94,6 +101,11 @@ def check_address(address: Any, field: str) -> str:
     if not mailbox.domain and not (text.isascii() and text.strip() == mailbox.local_part):
         # Only a bare local mailbox ("webmaster") goes without a domain.
         raise InvalidAddress(f"{field}: {text!r} has no domain.")
+    if mailbox.domain and not mailbox.domain.isascii():
+        try:
+            punycode(mailbox.domain)  # how Django sends it without SMTPUTF8
+        except UnicodeError as error:
+            raise InvalidAddress(f"{field}: {text!r} has an invalid domain ({error}).") from None
     return text
 
 
@@ -129,6 +141,10 @@ def check_header(name: Any, value: Any) -> None:
         raise InvalidHeader(f"Invalid header name {name!r}.")
     if name.lower() == "bcc":
         raise InvalidHeader('Bcc is not a valid header; use the "bcc" argument instead.')
+    if name.lower() in _SET_BY_DJANGO:
+        # Django sets these itself: Django 6 refuses a second one, Django 5.2 sends two.
+        how = _SET_BY_DJANGO[name.lower()]
+        raise InvalidHeader(f"{name} is set by Django{' ' + how if how else ''}; not a header.")
     date_header = name.lower() in _DATE_HEADERS and isinstance(value, datetime.datetime)
     if not isinstance(value, _HEADER_VALUE_TYPES) and not date_header:
         raise InvalidHeader(
@@ -139,6 +155,9 @@ def check_header(name: Any, value: Any) -> None:
         if _FORBIDDEN_IN_HEADER.search(text):
             raise InvalidHeader(f"Header {name!r} contains a line break or NUL: {text!r}.")
         _check_unicode(text, f"Header {name!r}", InvalidHeader)
+        if name.lower() == "message-id" and not text.isascii():
+            # It cannot be encoded (and the queue keeps it as the message's identity).
+            raise InvalidHeader(f"Message-ID must be ASCII: {text!r}.")
 
 
 def check_text(value: Any, what: str) -> None:
