@@ -169,6 +169,18 @@ class TestHeaders(Queueing):
         compat.render(message)
         compat.render(message, utf8=True)
 
+    def test_queue_control_headers_are_not_checked_as_sent_headers(self) -> None:
+        """They are read and removed before storing, so any value the queue takes is fine."""
+        from mailer import models, validation
+
+        assert validation.CONTROL_HEADERS == models.CONTROL_HEADERS
+        when = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+        message = plain(headers={"X-Mailer-Priority": 1, "X-Mailer-Send-At": when})
+        assert self.queue(message) == 1
+        (row,) = Message.objects.all()
+        assert (row.priority, row.due_at) == (1, when)
+        assert "X-Mailer" not in row.message_data
+
     def test_bcc_header(self) -> None:
         with self.refused_at_enqueue(InvalidHeader, match="bcc"):
             self.queue(plain(headers={"Bcc": "hidden@example.com"}))

@@ -57,6 +57,8 @@ _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
 # API, which takes text (bytes are decoded) and datetimes for date headers only.
 _HEADER_VALUE_TYPES: tuple[type, ...] = (str, Promise, bytes)
 _DATE_HEADERS = {"date", "resent-date"}
+# The queue's own headers (models.CONTROL_HEADERS): taken off before the message is stored.
+CONTROL_HEADERS = frozenset({"x-mailer-priority", "x-mailer-send-at", "x-mailer-expires-at"})
 # Headers Django always writes; as extra headers they would appear twice.
 _SET_BY_DJANGO = {
     "subject": "from the subject argument",
@@ -201,6 +203,8 @@ def validate(message: EmailMessage) -> list[str]:
     if not isinstance(message.extra_headers, Mapping):
         raise InvalidHeader(f"headers must be a dict, not {type(message.extra_headers).__name__}.")
     for name, value in message.extra_headers.items():
+        if isinstance(name, str) and name.lower() in CONTROL_HEADERS:
+            continue  # read and removed by the queue (which checks them), never sent
         check_header(name, value)
         if name.lower() in _ADDRESS_HEADERS and isinstance(value, str | Promise):
             for part in _split_addresses(force_str(value)):
