@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -131,8 +131,7 @@ class Transport:
     ) -> Outcome:
         connection = backend.connection
         assert connection is not None
-        addresses = [message.from_email, *recipients]
-        utf8 = any(_needs_smtputf8(a) for a in addresses)
+        utf8 = any(_needs_smtputf8(a) for a in _all_addresses(message, recipients))
         if utf8:
             connection.ehlo_or_helo_if_needed()
             if not connection.has_extn("smtputf8"):
@@ -234,6 +233,18 @@ def _converse(
         else Verdict.PERMANENT
     )
     return Outcome(verdict, reply, "", ordered)
+
+
+_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
+
+
+def _all_addresses(message: EmailMessage, recipients: list[str]) -> list[str]:
+    """Every address of the envelope and of the headers (which SMTPUTF8 must carry too)."""
+    found = [message.from_email, *recipients, *message.to, *message.cc, *message.reply_to]
+    for name, value in message.extra_headers.items():
+        if str(name).lower() in _ADDRESS_HEADERS:
+            found += [address for _, address in getaddresses([str(value)]) if address]
+    return [str(address) for address in found]
 
 
 def _needs_smtputf8(address: str) -> bool:
