@@ -17,6 +17,7 @@ from django.core.mail import EmailMessage
 from django.db import connection
 
 import mailer
+from mailer import compat
 from mailer.engine import send_all
 from mailer.exceptions import (
     InvalidAddress,
@@ -240,6 +241,32 @@ class TestNonAscii(BadInput):
         assert "SMTPUTF8" in received.mail_options
         assert received.mail_from == "zoë@example.com"
         assert sorted(received.rcpt_tos) == ["jörg@exämple.de", "δοκιμή@example.com"]
+
+    def test_non_ascii_local_part_in_a_header_only_is_sent_with_smtputf8(self) -> None:
+        """Without SMTPUTF8 it could only go as an encoded word before the "@": a broken
+        address that replies would bounce from."""
+        message = plain(reply_to=["Jörg <jörg@example.com>"])
+        message.extra_headers["Sender"] = "δοκιμή@example.com"
+        assert message.send() == 1
+        self.deliver()
+        self.assert_delivered_intact(message)
+        received = self.assert_delivered_once(message)
+        assert "SMTPUTF8" in received.mail_options
+        # DJANGO_COMPAT(<6.0): Django 5.2 encodes headers while building the message, before
+        # SMTPUTF8 is known, so only Django 6 can send them as UTF-8.
+        if compat.MODERN_EMAIL:
+            assert "Reply-To: Jörg <jörg@example.com>".encode() in received.data
+            assert "Sender: δοκιμή@example.com".encode() in received.data
+
+    def test_non_ascii_local_part_in_a_header_without_smtputf8_is_failed(
+        self, smtp_server_without_smtputf8: SMTPServer, settings: Any
+    ) -> None:
+        self.use_server_without_smtputf8(smtp_server_without_smtputf8, settings)
+        message = plain(reply_to=["jörg@example.com"])
+        assert message.send() == 1
+        self.deliver()
+        self.assert_not_delivered(message)
+        self.assert_failed_with(message, None, "does not offer SMTPUTF8")
 
     def test_non_ascii_local_part_without_smtputf8_is_failed_with_the_reason(
         self, smtp_server_without_smtputf8: SMTPServer, settings: Any
