@@ -163,6 +163,7 @@ def _untag(value: Any) -> Any:
 
 
 def _untag_one(tag: str, inner: Any) -> Any:
+    """The value a one-key ``{"$tag": inner}`` dictionary stands for."""
     if tag == "$dict" and isinstance(inner, dict):
         return {key: _untag(item) for key, item in inner.items()}
     if not isinstance(inner, str):
@@ -272,6 +273,7 @@ def _reset_headers(part: email.message.Message) -> None:
 
 
 def class_path(cls: type) -> str:
+    """The dotted path a class is stored under."""
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
@@ -310,6 +312,7 @@ def _normalise_attachment(filename: Any, content: Any, mimetype: Any) -> tuple[A
 
 
 def _encode_attachment(attachment: Any) -> dict[str, Any]:
+    """An attachment as a JSON object: a MIME part, or file name, type and tagged content."""
     if isinstance(attachment, email.message.Message):
         return _encode_part(attachment)
     try:
@@ -337,6 +340,7 @@ def _encode_attachment(attachment: Any) -> dict[str, Any]:
 
 
 def _extra_attrs(message: EmailMessage) -> dict[str, Any]:
+    """Attributes beyond Django's fields that differ from a fresh instance's (ESP options)."""
     defaults = _class_defaults(type(message))
     extra: dict[str, Any] = {}
     for name, value in vars(message).items():
@@ -451,6 +455,7 @@ def assign_message_id(doc: dict[str, Any]) -> str:
 
 
 def _decode_attachment(item: Any) -> Any:
+    """The attachment :func:`_encode_attachment` stored as ``item``."""
     if not isinstance(item, dict):
         raise UndecodableMessage(f"A stored attachment is {type(item).__name__}, not an object.")
     if "mime" in item:
@@ -488,6 +493,7 @@ def resolve_class(path: str) -> type[EmailMessage]:
 
 
 def _instantiate(cls: type[EmailMessage]) -> EmailMessage:
+    """A blank ``cls()``, or EmailMultiAlternatives (with a warning) if it needs arguments."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -573,6 +579,7 @@ def _alternatives(items: Iterable[tuple[Any, str]]) -> list[Any]:
 
 
 def _upgrade(message: EmailMessage) -> EmailMultiAlternatives:
+    """``message`` as an EmailMultiAlternatives, so stored alternatives have a place."""
     upgraded = EmailMultiAlternatives()
     for name, value in vars(message).items():
         if name not in {"connection", "_connection"}:
