@@ -129,6 +129,11 @@ class TestHeaders(Queueing):
         with self.refused_at_enqueue(InvalidHeader, match="set by Django"):
             self.queue(plain(headers={name: "text/plain"}))
 
+    @pytest.mark.parametrize("value", [b"a\r\nBcc: x@example.com", b"\xff\xfe"], ids=repr)
+    def test_header_bytes_with_a_line_break_or_not_utf8(self, value: bytes) -> None:
+        with self.refused_at_enqueue(InvalidHeader):
+            self.queue(plain(headers={"X-Value": value}))
+
     def test_non_ascii_message_id(self) -> None:
         with self.refused_at_enqueue(InvalidHeader, match="Message-ID must be ASCII"):
             self.queue(plain(headers={"Message-ID": "<grüße@example.com>"}))

@@ -152,6 +152,11 @@ def check_header(name: Any, value: Any) -> None:
         raise InvalidHeader(
             f"Header {name!r} must be text, not {type(value).__name__} {value!r:.40}."
         )
+    if isinstance(value, bytes):  # Django 6 decodes them as UTF-8
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise InvalidHeader(f"Header {name!r} is bytes that are not UTF-8.") from None
     if isinstance(value, str | Promise):
         text = force_str(value)
         if _FORBIDDEN_IN_HEADER.search(text):
