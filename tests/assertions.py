@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage as ParsedMessage
+from email.utils import parseaddr
+from typing import Any
 
-from django.core.mail import EmailMessage
+import pytest
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.test.utils import CaptureQueriesContext
 
 from mailer.models import Message, MessageLog, Status
@@ -60,6 +67,64 @@ class MailAssertions:
         left = Message.objects.count()
         assert left == 0, f"{left} messages queued, expected none"
 
+    def assert_delivered_intact(self, message: EmailMessage) -> ParsedMessage:
+        """``message`` arrived once, to each of its recipients once, with all it held.
+
+        Compares what the server received, parsed, with the message as given:
+        subject, addresses, extra headers, body, alternatives and attachments
+        (file name, type and content). Bcc recipients get the message but are
+        named in no header.
+        """
+        received = self.assert_delivered_once(message)
+        parsed = received.message
+        assert _unfolded(parsed["Subject"]) == _unfolded(message.subject)
+        overrides = {name.lower() for name in message.extra_headers}
+        for header, addresses in (
+            ("From", [message.from_email]),
+            ("To", message.to),
+            ("Cc", message.cc),
+            ("Reply-To", message.reply_to),
+        ):
+            if header.lower() not in overrides:
+                assert _mailboxes(parsed.get_all(header, [])) == _mailboxes(addresses), header
+        for name, value in message.extra_headers.items():
+            if name.lower() in _ADDRESS_HEADERS:
+                assert _mailboxes(parsed.get_all(name, [])) == _mailboxes([value]), name
+            else:
+                assert _unfolded(parsed[name]) == _unfolded(value), name
+        assert "Bcc" not in parsed
+        expected = sorted({_addr_spec(a) for a in message.recipients()})
+        assert sorted(_addr_spec(a) for a in received.rcpt_tos) == expected
+        assert len(received.rcpt_tos) == len(expected), "a recipient was sent two copies"
+
+        body = parsed.get_body(("plain",) if message.content_subtype == "plain" else ("html",))
+        assert body is not None
+        assert _text(body.get_content()) == _text(message.body)
+        if isinstance(message, EmailMultiAlternatives):
+            for content, mimetype in message.alternatives:
+                parts = [p for p in parsed.walk() if p.get_content_type() == mimetype]
+                assert parts, f"the {mimetype} alternative is missing"
+                assert _same_content(parts[0].get_content(), content), mimetype
+        sent = {part.get_filename(): part for part in parsed.iter_attachments()}
+        assert len(sent) == len(message.attachments), f"attachments sent: {list(sent)}"
+        for attachment in message.attachments:
+            if isinstance(attachment, tuple):
+                filename, content, mimetype = attachment
+                assert filename in sent, f"attachment {filename!r} is missing"
+                assert sent[filename].get_content_type() == mimetype
+                assert _same_content(sent[filename].get_content(), content), filename
+        return parsed
+
+    @contextlib.contextmanager
+    def refused_at_enqueue(
+        self, exception: type[BaseException], match: str | None = None
+    ) -> Iterator[pytest.ExceptionInfo[Any]]:
+        """The block raises ``exception`` (matching ``match``) and leaves nothing queued."""
+        with pytest.raises(exception, match=match) as info:
+            yield info
+        self.assert_queue_empty()
+        assert not MessageLog.objects.exists(), "a refused message left a log row"
+
     def assert_queued(self, count: int) -> None:
         waiting = Message.objects.filter(status__in=[Status.QUEUED, Status.CLAIMED]).count()
         assert waiting == count, f"{waiting} messages queued, expected {count}"
@@ -104,6 +169,47 @@ class MailAssertions:
             f"{token}: {len(matching)} log rows with result {result}, expected {count}"
         )
         return matching
+
+
+_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
+
+
+def _unfolded(value: Any) -> str:
+    """Header text as a reader sees it: unfolded, without leading or trailing blanks."""
+    return "".join(str(value).splitlines()).strip()
+
+
+def _text(value: str) -> str:
+    """Body text compared across SMTP, which turns every line ending into CRLF."""
+    return value.replace("\r\n", "\n").rstrip("\n")
+
+
+def _same_content(received: Any, given: Any) -> bool:
+    if isinstance(received, str):
+        if isinstance(given, bytes):
+            given = given.decode()
+        return _text(received) == _text(str(given))
+    return bool(received == (given.encode() if isinstance(given, str) else given))
+
+
+def _addr_spec(address: str) -> str:
+    """The lowercased addr-spec of ``address``, its domain IDNA-encoded (as in the envelope)."""
+    spec = parseaddr(address)[1] or address
+    local, _, domain = spec.rpartition("@")
+    if not local:
+        return spec.lower()
+    return f"{local}@{domain.encode('idna').decode('ascii')}".lower()
+
+
+def _mailboxes(values: Any) -> list[tuple[str, str]]:
+    """(display name, addr-spec) of every mailbox in header values or address strings."""
+    found = []
+    for value in values:
+        parsed = AddressHeader.value_parser(str(value))
+        for mailbox in parsed.all_mailboxes:
+            domain = (mailbox.domain or "").encode("idna").decode("ascii")
+            found.append((mailbox.display_name or "", f"{mailbox.local_part}@{domain}".lower()))
+    return found
 
 
 def find(token: str) -> Message:

@@ -26,6 +26,19 @@ def queue_config(settings: Any) -> None:
         settings.EMAIL_BACKEND = "mailer.backend.DbBackend"
 
 
+@pytest.fixture
+def queueing_backend(queue_config: None) -> Any:
+    """The DbBackend that Django's mail functions send through in this run's style."""
+    if hasattr(django_settings, "MAILERS"):
+        # DJANGO_COMPAT(<6.1): MAILERS aliases are new in Django 6.1.
+        from django.core.mail import mailers
+
+        return mailers["default"]
+    from django.core.mail import get_connection
+
+    return get_connection()
+
+
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[SMTPServer]:
     server = SMTPServer().start()

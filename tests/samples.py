@@ -99,3 +99,45 @@ def token_of(message: EmailMessage) -> str:
 def as_django_mailer_stored(obj: Any, protocol: int = pickle.DEFAULT_PROTOCOL) -> str:
     """``obj`` as django-mailer stores it in ``message_data`` (its models.email_to_db)."""
     return base64.encodebytes(pickle.dumps(obj, protocol)).decode("ascii")
+
+
+def non_ascii_everywhere(to: list[str] | None = None) -> EmailMultiAlternatives:
+    """Non-ASCII in every header, name, domain and file name -- but only ASCII local parts,
+    so no server needs SMTPUTF8 for it."""
+    tok = token()
+    message = EmailMultiAlternatives(
+        f"Grüße, Ωμέγα, 日本 — {tok}",
+        f"Schöne Grüße aus Köln — {tok}\n",
+        "Jürgen Müller <juergen@exämple.de>",
+        to or ["Zoë Åberg <zoe@exämple.de>", "例え <rei@例え.jp>"],
+        cc=["Ñandú <nandu@example.com>"],
+        bcc=["Ωmega <omega@example.com>"],
+        reply_to=["Réponse <reply@example.com>"],
+        headers={"X-Campaign": "spring-été", "Comments": "日本語のコメント", "Keywords": "Grüße"},
+    )
+    message.attach_alternative(f"<p>Schöne Grüße <b>{tok}</b></p>", "text/html")
+    message.attach("Übersicht – März.pdf", b"%PDF-1.4 \x00\xff binary", "application/pdf")
+    message.attach("日本語のファイル.txt", "テキスト、ありがとう\n", "text/plain")
+    message.attach("ça_et_là.csv", "clé,valeur\nété,1\n", "text/csv")
+    return message
+
+
+def with_subject(text: str, length: int | None = None) -> EmailMessage:
+    """A plain message whose subject is ``text`` followed by its token (a word of its own).
+
+    With ``length``, ``text`` is cut so that the whole subject has that many characters.
+    """
+    message = plain()
+    tok = token_of(message)
+    if length is not None:
+        assert len(text) >= length, "not enough text for a subject that long"
+        text = text[: length - len(tok) - 1]
+    message.subject = f"{text} {tok}"
+    return message
+
+
+def with_attachment(content: bytes, filename: str = "big.bin") -> EmailMessage:
+    """A plain message carrying ``content`` as a binary attachment."""
+    message = plain()
+    message.attach(filename, content, "application/octet-stream")
+    return message

@@ -33,6 +33,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    mail_options: list[str] = field(default_factory=list)
 
     @property
     def message(self) -> ParsedMessage:
@@ -117,7 +118,14 @@ class _Handler:
             if key in data:
                 return reply
         with self.server.lock:
-            self.server.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), data))
+            self.server.received.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    data,
+                    [str(option) for option in envelope.mail_options],
+                )
+            )
             number = len(self.server.received)
         return f"250 2.0.0 Ok: queued as Q{number:06d}"
 

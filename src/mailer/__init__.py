@@ -82,10 +82,8 @@ def send_mail(
             "html_message": html_message,
         },
     )
-    _check_recipient_list(recipient_list)
-    email = EmailMultiAlternatives(
-        subject, message, from_email, list(recipient_list), headers=headers
-    )
+    recipients = _recipient_list(recipient_list)
+    email = EmailMultiAlternatives(subject, message, from_email, recipients, headers=headers)
     if given["html_message"]:
         email.attach_alternative(given["html_message"], "text/html")
     return _queue(
@@ -152,8 +150,7 @@ def send_mass_mail(
 
     emails = []
     for subject, body, sender, recipients in datatuple:
-        _check_recipient_list(recipients)
-        emails.append(EmailMessage(subject, body, sender, list(recipients)))
+        emails.append(EmailMessage(subject, body, sender, _recipient_list(recipients)))
     return _queue(
         emails,
         priority=priority,
@@ -350,7 +347,8 @@ def _staff_addresses(setting: str, value: Any) -> list[str]:
     return addresses
 
 
-def _check_recipient_list(recipients: Any) -> None:
-    from .validation import check_recipient_list
+def _recipient_list(recipients: Any) -> list[str]:
+    """Any iterable of addresses, as Django's functions take; a plain string is refused."""
+    from .validation import recipient_list
 
-    check_recipient_list(recipients, "recipient_list")
+    return recipient_list(recipients, "recipient_list")

@@ -27,10 +27,74 @@ def render(message: EmailMessage, *, utf8: bool = False) -> bytes:
     """
     if MODERN_EMAIL:
         policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-        return bytes(message.message(policy=policy).as_bytes())
+        msg = message.message(policy=policy)
+        _keep_spaces_between_encoded_words(msg)
+        return bytes(msg.as_bytes())
     # DJANGO_COMPAT(<6.0): legacy SafeMIME objects, rendered as Django 5.2's backend does.
     legacy: Any = message.message()
-    return bytes(legacy.as_bytes(linesep="\r\n"))
+    data = bytes(legacy.as_bytes(linesep="\r\n"))
+    if _subject_line_too_long(data):
+        # Django 5.2 folds with compat32's Header, which cannot break a word longer
+        # than a line: a 1,000-character subject without spaces went out as one
+        # line beyond RFC 5322's 998 octets. As Django 6 does, such a subject goes
+        # as RFC 2047 encoded words, which fold anywhere.
+        from email.header import Header
+
+        subject = Header(force_str(message.subject), "utf-8", header_name="Subject")
+        # replace_header, not []=: SafeMIME's __setitem__ would turn the Header back to text.
+        legacy.replace_header("Subject", subject)
+        data = bytes(legacy.as_bytes(linesep="\r\n"))
+    return data
+
+
+def _subject_line_too_long(data: bytes) -> bool:
+    """DJANGO_COMPAT(<6.0): is a line of the top-level Subject over 78 octets?"""
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    for index, line in enumerate(head):
+        if line.lower().startswith(b"subject:"):
+            folded = [line]
+            for rest in head[index + 1 :]:
+                if not rest[:1].isspace():
+                    break
+                folded.append(rest)
+            return any(len(part) > 78 for part in folded)
+    return False
+
+
+def _keep_spaces_between_encoded_words(msg: Any) -> None:
+    """Work around CPython gh-144156 in the text headers (Subject...) of ``msg``.
+
+    When Python's modern email API folds a long non-ASCII header into RFC 2047
+    encoded words, it can leave a space *between* two encoded words, where
+    every reader ignores it: "Grüße aus Köln" arrives as "Grüße ausKöln".
+    (Fixed in CPython in 2026; Python 3.12.1 loses a space in about one in
+    five non-ASCII subjects over 100 characters.) Each such header is folded
+    and read back; one that does not read back as it was is re-set as plain
+    encoded words, which keep every space.
+    """
+    from email.header import Header
+    from email.headerregistry import UnstructuredHeader
+
+    policy = msg.policy
+    items = list(msg.items())
+    repaired = False
+    for index, (name, value) in enumerate(items):
+        if not isinstance(value, UnstructuredHeader):
+            continue
+        folded = policy.fold(name, value)
+        if "=?" not in folded:
+            continue
+        unfolded = "".join(folded.split(":", 1)[1].splitlines()).strip()
+        if str(policy.header_factory(name, unfolded)) == str(value).strip():
+            continue
+        encoded = Header(str(value), "utf-8", header_name=name).encode(linesep="\n")
+        items[index] = (name, encoded)
+        repaired = True
+    if repaired:
+        for name in {name.lower() for name, _ in items}:
+            del msg[name]
+        for name, value in items:
+            msg.set_raw(name, value)
 
 
 def envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: bool) -> str:
@@ -56,20 +120,6 @@ def envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: 
     if domain and not domain.isascii() and not utf8:
         domain = punycode(domain)
     return f"{mailbox.local_part}@{domain}" if domain else mailbox.local_part
-
-
-def local_part_is_unicode(address: str) -> bool:
-    """Does ``address`` have a non-ASCII local part (which only SMTPUTF8 can carry)?
-
-    Non-ASCII display names and domains need no SMTPUTF8: they are encoded.
-    """
-    text = force_str(address)
-    if text.isascii():
-        return False
-    from email.headerregistry import AddressHeader
-
-    mailboxes = AddressHeader.value_parser(text).all_mailboxes
-    return any(not (m.local_part or "").isascii() for m in mailboxes)
 
 
 def default_charset(message: EmailMessage) -> str:

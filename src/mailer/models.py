@@ -430,6 +430,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         )
         assign_id = settings.ASSIGN_MESSAGE_ID
         max_size = settings.MAX_MESSAGE_SIZE
+        packet = _max_packet(self.db)
         rows: list[Message] = []
         skipped: list[MessageLog] = []
         for _email, doc, recipients in prepared:
@@ -450,6 +451,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 continue
             data = storage.dumps(doc)
             _check_size(data, max_size)
+            if packet is not None and _statement_size(data) > packet - _STATEMENT_OVERHEAD:
+                raise MessageTooLarge(
+                    f"The message is {_statement_size(data)} bytes once stored and escaped; with "
+                    f"the INSERT around it, that is over the database's max_allowed_packet "
+                    f"({packet}). Raise max_allowed_packet on the server or lower "
+                    "MAILER_MAX_MESSAGE_SIZE."
+                )
             held = row_priority == PRIORITY_DEFERRED
             rows.append(
                 self.model(
@@ -462,8 +470,14 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     mailer=mailer,
                 )
             )
-        if rows:
+        if rows and packet is not None:
+            # One INSERT must fit in a packet: batch by size, all in one transaction.
+            with transaction.atomic(using=self.db):
+                for batch in _batches_within(rows, packet):
+                    self.bulk_create(batch, batch_size=settings.MESSAGES_BATCH_SIZE)
+        elif rows:
             self.bulk_create(rows, batch_size=settings.MESSAGES_BATCH_SIZE)
+        if rows:
             from .postgres import notify_queued
 
             notify_queued(self.db)
@@ -584,6 +598,49 @@ def _check_size(data: str, limit: int | None) -> None:
         raise MessageTooLarge(
             f"The message is {size} bytes once stored, over MAILER_MAX_MESSAGE_SIZE ({limit})."
         )
+
+
+# Room for the rest of an INSERT statement: SQL text and the other columns of a row.
+_STATEMENT_OVERHEAD = 64 * 1024
+
+
+def _max_packet(using: str) -> int | None:
+    """MySQL/MariaDB's max_allowed_packet; None for other databases.
+
+    A statement longer than the packet limit makes the server drop the
+    connection ("server has gone away") in the middle of the caller's request.
+    """
+    connection = connections[using]
+    if connection.vendor != "mysql":
+        return None
+    cached: int | None = getattr(connection, "_mailer_max_packet", None)
+    if cached is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@max_allowed_packet")
+            row = cursor.fetchone()
+        cached = int(row[0])
+        connection._mailer_max_packet = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _statement_size(data: str) -> int:
+    """Bytes ``data`` takes in an SQL statement: UTF-8, with quotes and backslashes escaped."""
+    return len(data.encode("utf-8", "surrogatepass")) + data.count('"') + data.count("\\")
+
+
+def _batches_within(rows: list[Message], packet: int) -> Iterable[list[Message]]:
+    """``rows`` in batches whose INSERT fits in ``packet`` bytes."""
+    batch: list[Message] = []
+    size = 0
+    for row in rows:
+        row_size = _statement_size(row.message_data) + 1024
+        if batch and size + row_size > packet - _STATEMENT_OVERHEAD:
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += row_size
+    if batch:
+        yield batch
 
 
 def _addr_key(address: str) -> str:

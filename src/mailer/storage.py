@@ -19,29 +19,61 @@ The document::
         {"filename": "a.pdf", "mimetype": "application/pdf", "content": {"$bytes": "<base64>"}},
         {"mime": "<base64 of a whole MIME part>", "policy": "default" | "compat32"},
       ],
-      "content_subtype": "plain",
-      "attrs": {"tags": [...], "metadata": {...}}
+      "content_subtype": "html",
+      "encoding": "iso-8859-1",
+      "mixed_subtype": "related", "alternative_subtype": "...",
+      "attrs": {"tags": [...], "metadata": {...}, "send_at": {"$datetime": "..."}}
     }
 
 Optional keys are left out when they hold their default. Values that JSON
 cannot carry are tagged: ``{"$bytes": base64}``, ``{"$datetime": iso}``,
-``{"$date": iso}``. ``attrs`` keeps extra JSON-serialisable attributes of the
-message (Anymail's ``tags``, ``metadata``, ``merge_data``, ``esp_extra``...).
+``{"$date": iso}``; a dictionary of the caller's whose only key starts with
+``$`` is wrapped as ``{"$dict": {...}}`` so it is never mistaken for a tag.
+``attrs`` keeps extra JSON-serialisable attributes of the message (Anymail's
+``tags``, ``metadata``, ``merge_data``, ``esp_extra``, ``send_at``...);
+other attributes are dropped with a :class:`~mailer.exceptions.MailerWarning`.
+JSON has no tuples and no time zones: tuples come back as lists, and aware
+datetimes keep their instant and UTC offset but not the zone's name.
+
+Attachment contents beyond text and bytes:
+
+* a ``message/rfc822`` attachment given as a Django ``EmailMessage`` is kept
+  as a nested document, ``{"$message": {"v": 1, ...}}``, so that it is
+  rendered with the policy of the message that carries it, as Django does;
+* one given as a Python ``email.message.Message`` is kept as
+  ``{"$part": {"mime": ..., "policy": ...}}``, like a MIME part attachment;
+* a ``(filename, content, None)`` tuple is stored with the MIME type
+  ``EmailMessage.attach()`` would have given it (guessed from the file name).
+
+A MIME part is stored as its bytes, rendered with its own policy (``default``
+for ``email.message.MIMEPart``, ``compat32`` for ``email.mime`` classes), and
+parsed back into the same kind of object. Its headers are then reset from
+their parsed values, so they are folded and encoded by the policy the whole
+message is sent with, exactly as the original part's would be. (For a
+``compat32`` part, header text that is not ASCII is kept in its RFC 2047
+form.)
+
+Decoding checks the document's shape; data that is not a document of this
+format, or of another version, raises
+:class:`~mailer.exceptions.UndecodableMessage`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime
+import email.generator
 import email.message
 import email.parser
 import email.policy
+import io
 import json
+import re
 import warnings
 from collections.abc import Iterable
 from email.mime.base import MIMEBase
-from functools import cache
 from typing import Any
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives
@@ -52,7 +84,7 @@ from django.utils.functional import Promise
 from django.utils.module_loading import import_string
 
 from .conf import settings
-from .exceptions import MailerWarning, UndecodableMessage
+from .exceptions import InvalidMessage, MailerWarning, UndecodableMessage
 
 FORMAT_VERSION = 1
 
@@ -86,6 +118,7 @@ _FIELDS = frozenset(
 )
 # Class attributes Django lets instances override; stored only when they differ.
 _SUBTYPE_DEFAULTS = {"mixed_subtype": "mixed", "alternative_subtype": "alternative"}
+_ADDRESS_FIELDS = ("to", "cc", "bcc", "reply_to")
 
 
 # -- Tagged JSON values -------------------------------------------------------
@@ -108,30 +141,139 @@ def _tag(value: Any) -> Any:
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise TypeError("dictionary keys must be strings")
-        return {key: _tag(item) for key, item in value.items()}
+        tagged = {key: _tag(item) for key, item in value.items()}
+        if len(tagged) == 1 and next(iter(tagged)).startswith("$"):
+            # {"$bytes": "..."} given by the caller must not come back as bytes.
+            return {"$dict": tagged}
+        return tagged
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def _untag(value: Any) -> Any:
+    """The value :func:`_tag` was given; UndecodableMessage for an unknown tag."""
     if isinstance(value, list):
         return [_untag(item) for item in value]
     if isinstance(value, dict):
         if len(value) == 1:
             ((key, inner),) = value.items()
-            if key == "$bytes":
-                return base64.b64decode(inner)
-            if key == "$datetime":
-                return datetime.datetime.fromisoformat(inner)
-            if key == "$date":
-                return datetime.date.fromisoformat(inner)
+            if key.startswith("$"):
+                return _untag_one(key, inner)
         return {key: _untag(item) for key, item in value.items()}
     return value
+
+
+def _untag_one(tag: str, inner: Any) -> Any:
+    """The value a one-key ``{"$tag": inner}`` dictionary stands for."""
+    if tag == "$dict" and isinstance(inner, dict):
+        return {key: _untag(item) for key, item in inner.items()}
+    if not isinstance(inner, str):
+        raise UndecodableMessage(f"Tagged value {tag} holds {type(inner).__name__}, not text.")
+    if tag == "$bytes":
+        return base64.b64decode(inner, validate=True)
+    if tag == "$datetime":
+        return datetime.datetime.fromisoformat(inner)
+    if tag == "$date":
+        return datetime.date.fromisoformat(inner)
+    raise UndecodableMessage(f"Unknown tag {tag!r} in stored message data.")
+
+
+# -- MIME parts -------------------------------------------------------------------
+
+
+def _encode_part(part: email.message.Message) -> dict[str, str]:
+    """A MIME part object as its bytes, rendered with its own policy (no ">From" mangling)."""
+    modern = isinstance(part, email.message.MIMEPart)
+    policy = email.policy.default if modern else email.policy.compat32
+    buffer = io.BytesIO()
+    try:
+        generator = email.generator.BytesGenerator(buffer, mangle_from_=False, policy=policy)
+        generator.flatten(part, linesep="\n")
+    except Exception as error:
+        raise InvalidMessage(f"A MIME part attachment cannot be rendered: {error!r}") from error
+    return {
+        "mime": base64.b64encode(buffer.getvalue()).decode("ascii"),
+        "policy": "default" if modern else "compat32",
+    }
+
+
+class _StoredMIMEBase(MIMEBase):
+    """A legacy (compat32) MIME part rebuilt from bytes; still a ``MIMEBase``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        email.message.Message.__init__(self, *args, **kwargs)
+
+
+# A line break that continues a folded header (RFC 5322 "unfolding" removes it).
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _exact(policy: Any) -> Any:
+    """``policy``, parsing a header's value exactly as the generator wrote it.
+
+    The generator writes ``Name: value``; parsers strip every blank after the
+    colon, so a value that began with blanks would lose them. This strips
+    only the one the generator added.
+    """
+
+    class Exact(type(policy)):  # type: ignore[misc]
+        def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+            name, value = sourcelines[0].split(":", 1)
+            value = value.removeprefix(" ") + "".join(sourcelines[1:])
+            return name, value.rstrip("\r\n")
+
+    return Exact()
+
+
+_PARSING_POLICIES = {
+    "default": (email.policy.default, _exact(email.policy.default), email.message.MIMEPart),
+    "compat32": (email.policy.compat32, _exact(email.policy.compat32), _StoredMIMEBase),
+}
+
+
+def _decode_part(item: dict[str, Any]) -> email.message.Message:
+    """Rebuild a MIME part stored by :func:`_encode_part`."""
+    raw = base64.b64decode(item["mime"], validate=True)
+    try:
+        policy, parsing, part_class = _PARSING_POLICIES[item.get("policy")]  # type: ignore[index]
+    except KeyError:
+        raise UndecodableMessage(f"Unknown MIME part policy {item.get('policy')!r}.") from None
+    part: email.message.Message = email.parser.BytesParser(
+        _class=part_class, policy=parsing
+    ).parsebytes(raw)
+    for sub in part.walk():
+        sub.policy = policy
+        _reset_headers(sub)
+    return part
+
+
+def _reset_headers(part: email.message.Message) -> None:
+    """Make parsed headers behave like headers set by a program.
+
+    A parsed header keeps its source text, which the generator writes out
+    as it was: folded and encoded for storage, not for the policy the
+    message is sent with. The original part's headers were set by a program
+    and are folded (and, with SMTPUTF8, left unencoded) by the sending policy;
+    resetting them from their values makes ours the same.
+    """
+    modern = isinstance(part, email.message.MIMEPart)
+    items = list(part.items())
+    for name in {name.lower() for name, _ in items}:
+        del part[name]
+    for name, value in items:
+        if modern:
+            # A value not valid as a new header keeps its parsed form.
+            with contextlib.suppress(ValueError):
+                _, value = part.policy.header_store_parse(name, str(value))
+        elif isinstance(value, str):
+            value = _FOLD.sub("", value)
+        part.set_raw(name, value)
 
 
 # -- Encoding -------------------------------------------------------------------
 
 
 def class_path(cls: type) -> str:
+    """The dotted path a class is stored under."""
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
@@ -150,32 +292,55 @@ def _class_defaults(cls: type[EmailMessage]) -> dict[str, Any]:
     return _defaults[cls]
 
 
-def _mime_part(part: email.message.Message) -> dict[str, str]:
-    modern = isinstance(part, email.message.MIMEPart)
-    raw = part.as_bytes()
-    return {
-        "mime": base64.b64encode(raw).decode("ascii"),
-        "policy": "default" if modern else "compat32",
-    }
+def _normalise_attachment(filename: Any, content: Any, mimetype: Any) -> tuple[Any, Any, Any]:
+    """A ``(filename, content, None)`` tuple as ``EmailMessage.attach()`` would store it.
+
+    Django renders a tuple without a MIME type only if ``attach()`` made it
+    (it fills in the type); a tuple put in ``attachments`` directly would
+    crash at delivery. Either way the type ``attach()`` gives is what the
+    caller meant.
+    """
+    if mimetype is not None or content is None:
+        return filename, content, mimetype
+    scratch = EmailMessage()
+    try:
+        scratch.attach(filename, content, None)
+    except (TypeError, ValueError) as error:
+        raise InvalidMessage(f"Attachment {filename!r} has no MIME type: {error}.") from None
+    normal = scratch.attachments[0]
+    return normal[0], normal[1], normal[2]
 
 
 def _encode_attachment(attachment: Any) -> dict[str, Any]:
+    """An attachment as a JSON object: a MIME part, or file name, type and tagged content."""
     if isinstance(attachment, email.message.Message):
-        return _mime_part(attachment)
-    filename, content, mimetype = attachment
+        return _encode_part(attachment)
+    try:
+        filename, content, mimetype = attachment
+    except (TypeError, ValueError):
+        raise InvalidMessage(
+            f"An attachment must be a MIME part or a (filename, content, mimetype) "
+            f"tuple, not {attachment!r:.80}."
+        ) from None
+    filename, content, mimetype = _normalise_attachment(filename, content, mimetype)
     if isinstance(content, EmailMessage):
-        # A message/rfc822 attachment given as a Django message: keep its bytes.
-        content = content.message().as_bytes()
+        stored: Any = {"$message": to_document(content)}
     elif isinstance(content, email.message.Message):
-        content = content.as_bytes()
+        stored = {"$part": _encode_part(content)}
+    else:
+        try:
+            stored = _tag(content)
+        except TypeError as error:
+            raise InvalidMessage(f"Attachment {filename!r} cannot be stored: {error}.") from None
     return {
         "filename": None if filename is None else force_str(filename),
-        "mimetype": mimetype,
-        "content": _tag(content),
+        "mimetype": None if mimetype is None else force_str(mimetype),
+        "content": stored,
     }
 
 
 def _extra_attrs(message: EmailMessage) -> dict[str, Any]:
+    """Attributes beyond Django's fields that differ from a fresh instance's (ESP options)."""
     defaults = _class_defaults(type(message))
     extra: dict[str, Any] = {}
     for name, value in vars(message).items():
@@ -184,19 +349,32 @@ def _extra_attrs(message: EmailMessage) -> dict[str, Any]:
         if name in defaults and _same(defaults[name], value):
             continue
         try:
-            extra[name] = _tag(value)
-        except TypeError as error:
+            tagged = _tag(value)
+            json.dumps(tagged, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as error:
             warnings.warn(
                 f"Attribute {name!r} of the queued message was dropped: {error}.",
                 MailerWarning,
                 stacklevel=4,
             )
+            continue
+        extra[name] = tagged
     return extra
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Is ``b`` the class default ``a``? Objects without ``__eq__`` compare by attributes."""
     try:
-        return type(a) is type(b) and bool(a == b)
+        if type(a) is not type(b):
+            return False
+        if a == b:
+            return True
+        compares_by_identity = not any("__eq__" in vars(k) for k in type(a).__mro__[:-1])
+        if compares_by_identity and hasattr(a, "__dict__"):
+            # e.g. Anymail's AnymailStatus: a fresh one is the default.
+            mine, theirs = vars(a), vars(b)
+            return mine.keys() == theirs.keys() and all(_same(mine[k], theirs[k]) for k in mine)
+        return False
     except Exception:
         return False
 
@@ -209,18 +387,13 @@ def allowed_class_path(cls: type) -> str:
     fallback = (
         EMAIL_MULTI_ALTERNATIVES if issubclass(cls, EmailMultiAlternatives) else EMAIL_MESSAGE
     )
-    _warn_unknown_class(path, fallback)
-    return fallback
-
-
-@cache
-def _warn_unknown_class(path: str, fallback: str) -> None:
     warnings.warn(
         f"{path} is not in MAILER_MESSAGE_CLASSES; queued messages of this class are "
         f"delivered as {fallback} (their extra attributes are kept).",
         MailerWarning,
-        stacklevel=5,
+        stacklevel=4,
     )
+    return fallback
 
 
 def to_document(message: EmailMessage) -> dict[str, Any]:
@@ -239,17 +412,19 @@ def to_document(message: EmailMessage) -> dict[str, Any]:
     }
     alternatives = getattr(message, "alternatives", None)
     if alternatives:
-        doc["alternatives"] = [[_tag(content), mimetype] for content, mimetype in alternatives]
+        doc["alternatives"] = [
+            [_tag(content), force_str(mimetype)] for content, mimetype in alternatives
+        ]
     if message.attachments:
         doc["attachments"] = [_encode_attachment(a) for a in message.attachments]
     if message.content_subtype != "plain":
-        doc["content_subtype"] = message.content_subtype
+        doc["content_subtype"] = force_str(message.content_subtype)
     if message.encoding is not None:
         doc["encoding"] = force_str(message.encoding)
     for name, default in _SUBTYPE_DEFAULTS.items():
         value = getattr(message, name, default)
         if value != default:
-            doc[name] = value
+            doc[name] = force_str(value)
     attrs = _extra_attrs(message)
     if attrs:
         doc["attrs"] = attrs
@@ -279,28 +454,22 @@ def assign_message_id(doc: dict[str, Any]) -> str:
 # -- Decoding -------------------------------------------------------------------
 
 
-class _StoredMIMEBase(MIMEBase):
-    """A legacy (compat32) MIME part rebuilt from bytes; still a ``MIMEBase``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        email.message.Message.__init__(self, *args, **kwargs)
-
-
-def _decode_attachment(item: dict[str, Any]) -> Any:
+def _decode_attachment(item: Any) -> Any:
+    """The attachment :func:`_encode_attachment` stored as ``item``."""
+    if not isinstance(item, dict):
+        raise UndecodableMessage(f"A stored attachment is {type(item).__name__}, not an object.")
     if "mime" in item:
-        raw = base64.b64decode(item["mime"])
-        if item.get("policy") == "default":
-            part_class: Any = email.message.MIMEPart
-            return email.parser.BytesParser(
-                _class=part_class, policy=email.policy.default
-            ).parsebytes(raw)
-        return email.parser.BytesParser(_class=_StoredMIMEBase).parsebytes(raw)
-    content = _untag(item["content"])
-    return _attachment_tuple(item.get("filename"), content, item.get("mimetype"))
-
-
-def _attachment_tuple(filename: Any, content: Any, mimetype: Any) -> Any:
-    return EmailAttachment(filename, content, mimetype)
+        return _decode_part(item)
+    stored = item["content"]
+    content: Any
+    if isinstance(stored, dict) and stored.keys() == {"$message"}:
+        content = from_document(stored["$message"])
+    elif isinstance(stored, dict) and stored.keys() == {"$part"}:
+        content = _decode_part(stored["$part"])
+    else:
+        content = _untag(stored)
+    mimetype: Any = item.get("mimetype")
+    return EmailAttachment(item.get("filename"), content, mimetype)
 
 
 def resolve_class(path: str) -> type[EmailMessage]:
@@ -318,34 +487,71 @@ def resolve_class(path: str) -> type[EmailMessage]:
         f"Stored message class {path} is not available or not allowed by "
         "MAILER_MESSAGE_CLASSES; rebuilding it as EmailMultiAlternatives.",
         MailerWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return EmailMultiAlternatives
 
 
 def _instantiate(cls: type[EmailMessage]) -> EmailMessage:
+    """A blank ``cls()``, or EmailMultiAlternatives (with a warning) if it needs arguments."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return cls()
-    except Exception:
+    except Exception as error:
+        warnings.warn(
+            f"Stored message class {class_path(cls)} cannot be created without arguments "
+            f"({error!r}); rebuilding it as EmailMultiAlternatives.",
+            MailerWarning,
+            stacklevel=4,
+        )
         return EmailMultiAlternatives()
 
 
-def from_document(doc: dict[str, Any]) -> EmailMessage:
+def _check_shape(doc: dict[str, Any]) -> None:
+    """Raise UndecodableMessage unless ``doc`` has the fields of a stored message."""
+
+    def expect(ok: bool, what: str) -> None:
+        if not ok:
+            raise UndecodableMessage(f"Stored message data is corrupt: {what}.")
+
+    for key in ("subject", "from_email"):
+        expect(isinstance(doc.get(key), str), f"{key} is not text")
+    expect(isinstance(doc.get("body"), str | dict), "body is not text")
+    for key in _ADDRESS_FIELDS:
+        value = doc.get(key)
+        expect(
+            isinstance(value, list) and all(isinstance(a, str) for a in value),
+            f"{key} is not a list of addresses",
+        )
+    headers = doc.get("headers")
+    expect(isinstance(headers, dict), "headers is not an object")
+    for key, kind in (("alternatives", list), ("attachments", list), ("attrs", dict)):
+        expect(isinstance(doc.get(key, kind()), kind), f"{key} is not a {kind.__name__}")
+    for item in doc.get("alternatives", ()):
+        expect(
+            isinstance(item, list) and len(item) == 2 and isinstance(item[1], str),
+            "an alternative is not [content, mimetype]",
+        )
+    for key in ("class", "content_subtype", "encoding", *_SUBTYPE_DEFAULTS):
+        expect(isinstance(doc.get(key, ""), str), f"{key} is not text")
+
+
+def from_document(doc: Any) -> EmailMessage:
     """Rebuild the ``EmailMessage`` a document describes."""
-    if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
-        version = doc.get("v") if isinstance(doc, dict) else None
+    version = doc.get("v") if isinstance(doc, dict) else None
+    if type(version) is not int or version != FORMAT_VERSION:
         raise UndecodableMessage(f"Unknown stored message format version {version!r}.")
-    cls = resolve_class(str(doc.get("class", EMAIL_MESSAGE)))
+    _check_shape(doc)
+    cls = resolve_class(doc.get("class", EMAIL_MESSAGE))
     message = _instantiate(cls)
     message.subject = doc["subject"]
     message.body = _untag(doc["body"])
-    message.from_email = _untag(doc["from_email"])
-    message.to = _untag(doc["to"])
-    message.cc = _untag(doc["cc"])
-    message.bcc = _untag(doc["bcc"])
-    message.reply_to = _untag(doc["reply_to"])
+    message.from_email = doc["from_email"]
+    message.to = list(doc["to"])
+    message.cc = list(doc["cc"])
+    message.bcc = list(doc["bcc"])
+    message.reply_to = list(doc["reply_to"])
     message.extra_headers = {name: _untag(value) for name, value in doc["headers"].items()}
     message.attachments = [_decode_attachment(item) for item in doc.get("attachments", ())]
     alternatives = [
@@ -373,6 +579,7 @@ def _alternatives(items: Iterable[tuple[Any, str]]) -> list[Any]:
 
 
 def _upgrade(message: EmailMessage) -> EmailMultiAlternatives:
+    """``message`` as an EmailMultiAlternatives, so stored alternatives have a place."""
     upgraded = EmailMultiAlternatives()
     for name, value in vars(message).items():
         if name not in {"connection", "_connection"}:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import smtplib
 import time
+from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -150,7 +151,7 @@ class Transport:
     ) -> Outcome:
         connection = backend.connection
         assert connection is not None
-        utf8 = any(compat.local_part_is_unicode(a) for a in [message.from_email, *recipients])
+        utf8 = any(_needs_smtputf8(a) for a in _all_addresses(message, recipients))
         if utf8:
             connection.ehlo_or_helo_if_needed()
             if not connection.has_extn("smtputf8"):
@@ -252,6 +253,32 @@ def _converse(
         else Verdict.PERMANENT
     )
     return Outcome(verdict, reply, "", ordered)
+
+
+_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
+
+
+def _all_addresses(message: EmailMessage, recipients: list[str]) -> list[str]:
+    """Every address of the envelope and of the headers (which SMTPUTF8 must carry too)."""
+    found = [message.from_email, *recipients, *message.to, *message.cc, *message.reply_to]
+    for name, value in message.extra_headers.items():
+        if str(name).lower() in _ADDRESS_HEADERS:
+            found += [address for _, address in getaddresses([str(value)]) if address]
+    return [str(address) for address in found]
+
+
+def _needs_smtputf8(address: str) -> bool:
+    """Does ``address`` have a non-ASCII local part, which only SMTPUTF8 can carry?
+
+    A non-ASCII display name is RFC 2047-encoded and a non-ASCII domain
+    IDNA-encoded, so neither needs SMTPUTF8.
+    """
+    text = str(address)
+    if text.isascii():
+        return False
+    addr_spec = parseaddr(text)[1] or text
+    local = addr_spec.rpartition("@")[0] or addr_spec
+    return not local.isascii()
 
 
 def _failure(code: int) -> Verdict:

@@ -2,31 +2,75 @@
 
 Everything Django (or the SMTP server) would reject at delivery time is
 rejected here instead, in the caller, with an exception from
-:mod:`mailer.exceptions` -- so a bad message never reaches the queue.
+:mod:`mailer.exceptions` -- so a bad message never reaches the queue:
+
+* a line break or NUL in the subject, a header or an address
+  (:class:`~mailer.exceptions.InvalidHeader`,
+  :class:`~mailer.exceptions.InvalidAddress`); "line break" means every
+  separator ``str.splitlines()`` knows, as Django 6 refuses them all;
+* an address that is None, not text, malformed, or more than one mailbox
+  (:class:`~mailer.exceptions.InvalidAddress`);
+* a header value Django cannot render: anything but text on Django 6 (which
+  refuses numbers and dates, a datetime ``Date`` excepted), and on Django 5.2
+  anything but text, numbers and dates (:class:`~mailer.exceptions.InvalidHeader`);
+* a recipient list that is a plain string
+  (:class:`~mailer.exceptions.InvalidRecipientList`, also a ``TypeError``);
+* NUL in any text that would travel unencoded (body, text alternatives,
+  text attachments), text that is not valid Unicode (lone surrogates), and
+  attachments Django cannot render (:class:`~mailer.exceptions.InvalidMessage`).
+
+The size limit (``MAILER_MAX_MESSAGE_SIZE``) is checked by the queue once the
+message is stored, as it applies to the stored form.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.message
+import mimetypes
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.errors import HeaderParseError
 from email.headerregistry import AddressHeader
 from typing import Any
 
 from django.core.mail import EmailMessage
-from django.utils.encoding import force_str
+from django.utils.encoding import force_str, punycode
 from django.utils.functional import Promise
 
+from .compat import MODERN_EMAIL
 from .exceptions import InvalidAddress, InvalidHeader, InvalidMessage, InvalidRecipientList
 
 # A bare ASCII addr-spec with nothing a parser could misread: the common case,
 # checked without the (slow) full RFC 5322 parser.
-_SIMPLE_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
-)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_SIMPLE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':'
-_FORBIDDEN_IN_HEADER = ("\r", "\n", "\x00")
+# NUL, and every line separator of str.splitlines(): Python's modern email API
+# (Django 6) refuses all of them in a header; older code splits lines on them.
+_FORBIDDEN_IN_HEADER = re.compile("[\x00\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RECIPIENT_FIELDS = ("to", "cc", "bcc", "reply_to")
+_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
+# Header values Django can render. Django 6 hands them to Python's modern email
+# API, which takes text (bytes are decoded) and datetimes for date headers only.
+_HEADER_VALUE_TYPES: tuple[type, ...] = (str, Promise, bytes)
+_DATE_HEADERS = {"date", "resent-date"}
+# The queue's own headers (models.CONTROL_HEADERS): taken off before the message is stored.
+CONTROL_HEADERS = frozenset({"x-mailer-priority", "x-mailer-send-at", "x-mailer-expires-at"})
+# Headers Django always writes; as extra headers they would appear twice.
+_SET_BY_DJANGO = {
+    "subject": "from the subject argument",
+    "mime-version": "",
+    "content-type": "from the body, alternatives and attachments",
+    "content-transfer-encoding": "from the body's content",
+}
+if not MODERN_EMAIL:
+    # DJANGO_COMPAT(<6.0): Django 5.2 sends str(value): numbers and dates too (not bytes).
+    _HEADER_VALUE_TYPES = (str, Promise, int, float, datetime.date)
+# Transfer encodings that put a part's text on the wire as it is.
+_RAW_ENCODINGS = {"", "7bit", "8bit", "binary"}
 
 
 def check_address(address: Any, field: str) -> str:
@@ -36,15 +80,17 @@ def check_address(address: Any, field: str) -> str:
     if not isinstance(address, str | Promise):
         raise InvalidAddress(f"{field}: {address!r} is not an address string.")
     text = force_str(address)
-    if any(char in text for char in _FORBIDDEN_IN_HEADER):
+    if _FORBIDDEN_IN_HEADER.search(text):
         raise InvalidAddress(f"{field}: {text!r} contains a line break or NUL.")
     if _SIMPLE_ADDRESS.fullmatch(text):
         return text
+    _check_unicode(text, f"{field}: the address {text!r}", InvalidAddress)
     try:
         parsed = AddressHeader.value_parser(text)
-    except (HeaderParseError, IndexError, ValueError) as error:
+        # The parser fails on some inputs, and all_defects too (" .@", "a@[" on Python 3.11).
+        defects = {str(defect) for defect in parsed.all_defects}
+    except (HeaderParseError, IndexError, ValueError, AttributeError, TypeError) as error:
         raise InvalidAddress(f"{field}: {text!r} is not a valid address ({error}).") from None
-    defects = {str(defect) for defect in parsed.all_defects}
     # Django accepts local mailboxes such as "webmaster" (its ticket #15042).
     defects.discard("addr-spec local part with no domain")
     # A non-ASCII local part is fine here: it is delivered with SMTPUTF8.
@@ -53,14 +99,38 @@ def check_address(address: Any, field: str) -> str:
         raise InvalidAddress(f"{field}: {text!r} is not a valid address ({'; '.join(defects)}).")
     if len(parsed.all_mailboxes) != 1 or not parsed.all_mailboxes[0].local_part:
         raise InvalidAddress(f"{field}: {text!r} must be exactly one address.")
+    mailbox = parsed.all_mailboxes[0]
+    if not mailbox.domain and not (text.isascii() and text.strip() == mailbox.local_part):
+        # Only a bare local mailbox ("webmaster") goes without a domain.
+        raise InvalidAddress(f"{field}: {text!r} has no domain.")
+    if mailbox.domain and not mailbox.domain.isascii():
+        try:
+            punycode(mailbox.domain)  # how Django sends it without SMTPUTF8
+        except UnicodeError as error:
+            raise InvalidAddress(f"{field}: {text!r} has an invalid domain ({error}).") from None
     return text
 
 
+def recipient_list(value: Any, field: str) -> list[str]:
+    """Any iterable of addresses as a list (as Django's ``send_mail`` takes), checked.
+
+    A plain string is refused: Django would otherwise send to each of its characters.
+    """
+    if isinstance(value, str | bytes | Promise) or not isinstance(value, Iterable):
+        raise InvalidRecipientList(
+            f"{field} must be a list or tuple of addresses, not {type(value).__name__} {value!r}."
+        )
+    addresses = list(value)
+    for address in addresses:
+        check_address(address, field)
+    return addresses
+
+
 def check_recipient_list(value: Any, field: str) -> list[str]:
-    """A list (or tuple) of valid addresses; a plain string is refused, as Django does."""
+    """A message's list (or tuple) of valid addresses; a plain string is refused, as Django does."""
     if value is None:
         return []
-    if isinstance(value, str | Promise) or not isinstance(value, list | tuple):
+    if not isinstance(value, list | tuple):
         raise InvalidRecipientList(
             f"{field} must be a list or tuple of addresses, not {type(value).__name__} {value!r}."
         )
@@ -68,19 +138,56 @@ def check_recipient_list(value: Any, field: str) -> list[str]:
 
 
 def check_header(name: Any, value: Any) -> None:
+    """A header Django can render: a token name, a value with no line break or NUL."""
     if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
         raise InvalidHeader(f"Invalid header name {name!r}.")
     if name.lower() == "bcc":
         raise InvalidHeader('Bcc is not a valid header; use the "bcc" argument instead.')
+    if name.lower() in _SET_BY_DJANGO:
+        # Django sets these itself: Django 6 refuses a second one, Django 5.2 sends two.
+        how = _SET_BY_DJANGO[name.lower()]
+        raise InvalidHeader(f"{name} is set by Django{' ' + how if how else ''}; not a header.")
+    date_header = name.lower() in _DATE_HEADERS and isinstance(value, datetime.datetime)
+    if not isinstance(value, _HEADER_VALUE_TYPES) and not date_header:
+        raise InvalidHeader(
+            f"Header {name!r} must be text, not {type(value).__name__} {value!r:.40}."
+        )
+    if isinstance(value, bytes):  # Django 6 decodes them as UTF-8
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise InvalidHeader(f"Header {name!r} is bytes that are not UTF-8.") from None
     if isinstance(value, str | Promise):
         text = force_str(value)
-        if any(char in text for char in _FORBIDDEN_IN_HEADER):
+        if _FORBIDDEN_IN_HEADER.search(text):
             raise InvalidHeader(f"Header {name!r} contains a line break or NUL: {text!r}.")
+        _check_unicode(text, f"Header {name!r}", InvalidHeader)
+        if name.lower() == "message-id" and not text.isascii():
+            # It cannot be encoded (and the queue keeps it as the message's identity).
+            raise InvalidHeader(f"Message-ID must be ASCII: {text!r}.")
 
 
 def check_text(value: Any, what: str) -> None:
-    if isinstance(value, str | Promise) and "\x00" in force_str(value):
-        raise InvalidMessage(f"{what} contains a NUL character, which cannot be sent.")
+    """Text sent as it is (8bit) must hold no NUL, and be valid Unicode.
+
+    Bytes count as text when they are UTF-8, as Django decodes them then.
+    """
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            return  # Django sends it base64-encoded as application/octet-stream
+    if isinstance(value, str | Promise):
+        text = force_str(value)
+        if "\x00" in text:
+            raise InvalidMessage(f"{what} contains a NUL character, which cannot be sent.")
+        _check_unicode(text, what)
+
+
+def _check_unicode(text: str, what: str, error: type[InvalidMessage] = InvalidMessage) -> None:
+    """Text with a lone surrogate cannot be encoded: not for the database, not for SMTP."""
+    if _SURROGATE.search(text):
+        raise error(f"{what} is not valid Unicode (it holds a lone surrogate).")
 
 
 def validate(message: EmailMessage) -> list[str]:
@@ -89,31 +196,77 @@ def validate(message: EmailMessage) -> list[str]:
     Raises a subclass of :class:`~mailer.exceptions.InvalidMessage`.
     """
     subject = force_str(message.subject)
-    if any(char in subject for char in _FORBIDDEN_IN_HEADER):
+    if _FORBIDDEN_IN_HEADER.search(subject):
         raise InvalidHeader(f"The subject contains a line break or NUL: {subject!r}.")
+    _check_unicode(subject, "The subject", InvalidHeader)
     check_address(message.from_email, "from_email")
     recipients: list[str] = []
     for field in _RECIPIENT_FIELDS:
         checked = check_recipient_list(getattr(message, field), field)
         if field != "reply_to":
             recipients.extend(checked)
+    if not isinstance(message.extra_headers, Mapping):
+        raise InvalidHeader(f"headers must be a dict, not {type(message.extra_headers).__name__}.")
     for name, value in message.extra_headers.items():
+        if isinstance(name, str) and name.lower() in CONTROL_HEADERS:
+            continue  # read and removed by the queue (which checks them), never sent
         check_header(name, value)
-        if name.lower() in {"from", "to", "cc", "reply-to", "sender"} and isinstance(value, str):
-            for part in _split_addresses(value):
+        if name.lower() in _ADDRESS_HEADERS and isinstance(value, str | Promise):
+            for part in _split_addresses(force_str(value)):
                 check_address(part, f"header {name}")
     check_text(message.body, "The body")
     for content, mimetype in getattr(message, "alternatives", ()):
         if str(mimetype).startswith("text/"):
             check_text(content, f"The {mimetype} alternative")
     for attachment in message.attachments:
-        if isinstance(attachment, tuple) and len(attachment) == 3:
-            filename, content, mimetype = attachment
-            if filename is not None:
-                check_header("filename", filename)
-            if mimetype and str(mimetype).startswith("text/"):
-                check_text(content, f"Text attachment {filename!r}")
+        _check_attachment(attachment)
     return recipients
+
+
+def _check_attachment(attachment: Any) -> None:
+    if isinstance(attachment, email.message.Message):
+        _check_part(attachment)
+        return
+    if not isinstance(attachment, tuple) or len(attachment) != 3:
+        raise InvalidMessage(
+            "An attachment must be a MIME part or a (filename, content, mimetype) tuple, "
+            f"not {attachment!r:.80}."
+        )
+    filename, content, mimetype = attachment
+    if filename is not None:
+        check_header("filename", filename)
+    if content is None:
+        raise InvalidMessage(f"Attachment {filename!r} has no content.")
+    if mimetype is None:
+        # What EmailMessage.attach() does; the queue stores the guessed type.
+        if filename is None:
+            raise InvalidMessage("An attachment without a MIME type needs a file name.")
+        mimetype = mimetypes.guess_type(force_str(filename))[0] or "application/octet-stream"
+    if isinstance(content, EmailMessage):
+        validate(content)
+    elif isinstance(content, email.message.Message):
+        _check_part(content)
+    elif not isinstance(content, str | bytes | bytearray | memoryview | Promise):
+        raise InvalidMessage(
+            f"Attachment {filename!r} must hold text, bytes or an email message, "
+            f"not {type(content).__name__}."
+        )
+    elif str(mimetype).startswith("text/"):
+        check_text(content, f"Text attachment {filename!r}")
+
+
+def _check_part(part: email.message.Message) -> None:
+    """A MIME part object whose text travels unencoded must not hold NUL."""
+    for sub in part.walk():
+        if sub.is_multipart():
+            continue
+        encoding = str(sub.get("Content-Transfer-Encoding", "")).strip().lower()
+        payload = sub.get_payload()
+        if encoding in _RAW_ENCODINGS and isinstance(payload, str) and "\x00" in payload:
+            raise InvalidMessage(
+                f"A {sub.get_content_type()} attachment contains a NUL character, "
+                "which cannot be sent unencoded."
+            )
 
 
 def _split_addresses(value: str) -> Iterable[str]:
