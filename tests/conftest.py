@@ -130,7 +130,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     They are deselected (and counted so), not skipped; and legacy-style tests may
     meet Django 6.1's deprecation warnings for that style.
     """
-    from mailer.compat import HAS_MAILERS
+    from mailer.compat import HAS_MAILERS, MODERN_EMAIL
 
     database = os.environ.get("MAILER_TEST_DB", "sqlite")
     elsewhere = [
@@ -142,6 +142,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         or (item.get_closest_marker("server_database") and database == "sqlite")
         or (item.get_closest_marker("sqlite_only") and database != "sqlite")
         or (item.get_closest_marker("before_mailers") and HAS_MAILERS)
+        or (item.get_closest_marker("modern_email") and not MODERN_EMAIL)
         or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)
     ]
     if elsewhere:

@@ -514,7 +514,7 @@ class TestContent:
         assert_same_mime(message)
 
     # DJANGO_COMPAT(<6.0): Django 5.2 accepts only email.mime parts.
-    @pytest.mark.skipif(not compat.MODERN_EMAIL, reason="MIMEPart attachments need Django 6")
+    @pytest.mark.modern_email
     def test_modern_mime_part_with_non_ascii_file_name(self) -> None:
         from email.message import MIMEPart
 

@@ -468,7 +468,7 @@ def _is_mysql() -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(not _is_mysql(), reason="max_allowed_packet is a MySQL/MariaDB limit")
+@pytest.mark.mariadb_only  # max_allowed_packet is a MySQL/MariaDB limit
 class TestDatabasePacketLimit(Queueing):
     """MariaDB drops the connection on a statement over max_allowed_packet (16 MB here)."""
 
