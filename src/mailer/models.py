@@ -23,7 +23,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import retry, storage
+from . import retry, signals, storage
 from .conf import settings
 from .exceptions import MessageTooLarge
 from .outcome import Outcome, Verdict
@@ -294,6 +294,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         done: list[int] = []
         changed: list[Message] = []
         logs: list[MessageLog] = []
+        signalled: list[tuple[str, Message, Outcome, MessageLog | None]] = []
         for message, outcome in results:
             attempt = message.retry_count + 1
             if getattr(message, "_deferred_by_handler", False):
@@ -310,10 +311,9 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 Verdict.SENT: RESULT_SUCCESS,
                 Verdict.SKIPPED: RESULT_DONT_SEND,
             }.get(outcome.verdict, RESULT_FAILURE)
-            if getattr(message, "_logged_attempt", False):
-                continue  # a custom error handler already logged this attempt
-            logs.append(
-                MessageLog(
+            log = None
+            if not getattr(message, "_logged_attempt", False):  # else an error handler logged it
+                log = MessageLog(
                     message_data=message.message_data
                     if (log_data and final != "deferred")
                     else None,
@@ -332,7 +332,9 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     mailer=message.mailer,
                     worker=worker,
                 )
-            )
+                logs.append(log)
+            sent = final == "done" and outcome.verdict is Verdict.SENT
+            signalled.append(("sent" if sent else final, message, outcome, log))
         db = self.db
         with transaction.atomic(using=db):
             if done:
@@ -353,6 +355,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 )
             if logs:
                 MessageLog.objects.using(db).bulk_create(logs)
+            signals.recorded_on_commit(self.model, signalled, db)
 
     # Enqueueing.
 
@@ -425,6 +428,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
             from .postgres import notify_queued
 
             notify_queued(self.db)
+            signals.queued_on_commit(self.model, rows, self.db)
         if skipped:
             MessageLog.objects.using(self.db).bulk_create(skipped)
         return rows
