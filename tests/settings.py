@@ -79,9 +79,6 @@ else:
         }
     }
 
-# A second alias for the same database, for tests about which connection's commit counts.
-DATABASES["other"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
-
 DEFAULT_FROM_EMAIL = "site@example.com"
 SERVER_EMAIL = "server@example.com"
 ADMINS = [("Ada", "ada@example.com"), ("Bob", "bob@example.com")]
