@@ -53,6 +53,7 @@ __all__ = [
     "Message",
     "MessageLog",
     "Status",
+    "TaskWakeup",
 ]
 
 logger = logging.getLogger("mailer.queue")
@@ -902,6 +903,26 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TaskWakeup(models.Model):
+    """A queue-draining Django task that was enqueued and has not started yet.
+
+    One row per kind at most: ``"now"``, the drain enqueued when mail was
+    queued; ``"next"``, the one that runs when scheduled or deferred mail
+    falls due. ``mailer.tasks`` enqueues a drain only when no row says one is
+    on its way, and the drain deletes the rows it serves as it starts.
+    """
+
+    kind = models.CharField(_("kind"), max_length=10, primary_key=True)
+    run_at = models.DateTimeField(_("runs at"))
+
+    class Meta:
+        verbose_name = _("task wake-up")
+        verbose_name_plural = _("task wake-ups")
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.run_at.isoformat(timespec='seconds')}"
 
 
 class RateLimitQuerySet(models.QuerySet["RateLimit"]):
