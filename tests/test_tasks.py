@@ -119,6 +119,18 @@ class TestEnqueueOnCommit(MailAssertions):
         Message.objects.enqueue([plain()], send_at=send_at)
         assert len(waiting(later=True)) == 2, "a drain runs before then already"
 
+    def test_a_drain_run_before_its_time_by_a_slow_clock_still_plans_the_next(self) -> None:
+        from mailer.tasks import send_queued_mail
+
+        send_at = timezone.now() + datetime.timedelta(hours=2)
+        Message.objects.enqueue([plain()], send_at=send_at)
+        (later,) = waiting(later=True)
+        assert later.args_kwargs["kwargs"] == {"using": "default", "planned": send_at.isoformat()}
+        # A worker whose clock is behind runs it now: the mail is not due by its clock...
+        send_queued_mail.call(**later.args_kwargs["kwargs"])
+        # ...but the wake-up it was planned for is served, so the next one is planned anew.
+        assert [t.run_after for t in waiting(later=True)] == [send_at, send_at]
+
     def test_held_mail_needs_no_drain(self) -> None:
         Message.objects.enqueue([plain()], priority="deferred")
         assert tasks() == []

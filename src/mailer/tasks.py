@@ -19,11 +19,12 @@ The ``TaskWakeup`` table says which drains are on their way, one row per kind:
   scheduled or deferred message falls due. A drain that finishes with such
   mail waiting makes sure one is on its way no later than that time.
 
-A drain deletes the ``now`` row, and the ``next`` row if its time has come,
-before it claims any mail. Mail committed before the deletion is seen by its
-claims; mail committed after it finds no row and enqueues the next drain. So
-no wake-up is lost, and at most one ``now`` drain waits (a drain planned for
-later and replaced by an earlier one still runs once, finding little).
+A drain deletes the ``now`` row, and the ``next`` row if its time has come
+(or is the time the drain was planned for), before it claims any mail. Mail
+committed before the deletion is seen by its claims; mail committed after it
+finds no row and enqueues the next drain. So no wake-up is lost, and at most
+one ``now`` drain waits (a drain planned for later and replaced by an earlier
+one still runs once, finding little).
 
 A row older than ``STALE_AFTER`` means its task was lost (the Tasks backend
 dropped it, or no worker ran it for that long): the next caller replaces it
@@ -70,14 +71,17 @@ RESUME_AFTER = datetime.timedelta(seconds=60)
 
 
 @task()
-def send_queued_mail(using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
+def send_queued_mail(using: str = DEFAULT_DB_ALIAS, planned: str | None = None) -> dict[str, int]:
     """Deliver all due mail, as ``manage.py send_mail`` does; return the counts.
 
     Then make sure a drain runs when the next scheduled or deferred message
-    falls due.
+    falls due. ``planned`` is the ISO time a drain enqueued to run later was
+    planned for: it serves that wake-up even if the clock of the host running
+    it is a little behind.
     """
     now = timezone.now()
-    TaskWakeup.objects.using(using).filter(Q(kind=NOW) | Q(run_at__lte=now)).delete()
+    served = max(now, datetime.datetime.fromisoformat(planned)) if planned else now
+    TaskWakeup.objects.using(using).filter(Q(kind=NOW) | Q(run_at__lte=served)).delete()
     try:
         counts = send_all(Message.objects.using(using).all())
     finally:
@@ -92,16 +96,16 @@ def wake(using: str = DEFAULT_DB_ALIAS, at: datetime.datetime | None = None) -> 
     """
     now = timezone.now()
     kind, run_at = (NOW, now) if at is None or at <= now else (NEXT, at)
-    drain = send_queued_mail
+    drain, arguments = send_queued_mail, {"using": using}
     if kind == NEXT:
         if not drain.get_backend().supports_defer:
             logger.debug("the Tasks backend cannot run tasks later: no drain at %s", run_at)
             return False
-        drain = drain.using(run_after=run_at)
+        drain, arguments["planned"] = drain.using(run_after=run_at), run_at.isoformat()
     if not _reserve(using, kind, run_at, now):
         return False
     try:
-        result = drain.enqueue(using=using)
+        result = drain.enqueue(**arguments)
     except Exception:
         TaskWakeup.objects.using(using).filter(kind=kind, run_at=run_at).delete()
         raise
