@@ -24,8 +24,11 @@ dbs=${MAILER_TEST_DBS:-"sqlite postgres mariadb"}
 
 for env in $djangos; do
     case $env in
-        dj52) make_env .venvs/dj52 "$py311" "Django>=5.2,<5.3" ;;
-        dj61) make_env .venvs/dj61 "$py312" "Django>=6.1,<6.2" "ruff>=0.6" "mypy>=1.11" "django-stubs>=6.1,<6.2" ;;
+        # django-tasks-db runs the Django Tasks tests (tests/test_tasks.py); Django 5.2 needs
+        # the django-tasks backport too (the "tasks" extra), Django 6 has django.tasks.
+        dj52) make_env .venvs/dj52 "$py311" "Django>=5.2,<5.3" "django-tasks>=0.12" "django-tasks-db>=0.13" ;;
+        dj61) make_env .venvs/dj61 "$py312" "Django>=6.1,<6.2" "django-tasks-db>=0.13" \
+                  "ruff>=0.6" "mypy>=1.11" "django-stubs>=6.1,<6.2" ;;
         *) echo "unknown Django environment $env" >&2; exit 2 ;;
     esac
 done

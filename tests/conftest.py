@@ -125,7 +125,8 @@ def mailers_style(settings: Any) -> dict[str, dict[str, Any]]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out tests about another database or a Django without MAILERS.
+    """Leave out tests about another database, a Django without MAILERS, or Django Tasks'
+    database backend where it is not installed.
 
     They are deselected (and counted so), not skipped; and legacy-style tests may
     meet Django 6.1's deprecation warnings for that style.
@@ -133,6 +134,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from mailer.compat import HAS_MAILERS, MODERN_EMAIL
 
     database = os.environ.get("MAILER_TEST_DB", "sqlite")
+    tasks_db = "django_tasks_db" in django_settings.INSTALLED_APPS
     elsewhere = [
         item
         for item in items
@@ -144,6 +146,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         or (item.get_closest_marker("before_mailers") and HAS_MAILERS)
         or (item.get_closest_marker("modern_email") and not MODERN_EMAIL)
         or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)
+        or (item.get_closest_marker("tasks") and not tasks_db)
     ]
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)

@@ -113,6 +113,21 @@ MAILER_RETRY_BACKOFF = 60
 
 LOGGING_CONFIG = None
 
+# Django Tasks' database backend, where it is installed (scripts/test.sh installs it, and on
+# Django 5.2 the django-tasks backport): tests marked "tasks" run the drain task through
+# its worker. Nothing else enqueues tasks unless MAILER_TASKS_ENQUEUE_ON_COMMIT is set.
+try:
+    if django.VERSION < (6, 0):  # DJANGO_COMPAT(<6.0): Tasks come from the backport
+        import django_tasks  # noqa: F401
+    import django_tasks_db  # noqa: F401
+except ImportError:
+    pass
+else:
+    if django.VERSION < (6, 0):  # DJANGO_COMPAT(<6.0)
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
 # Worker processes started by the tests get extra settings as JSON.
 globals().update(json.loads(os.environ.get("MAILER_TEST_SETTINGS", "{}")))
 DJANGO_VERSION = django.VERSION

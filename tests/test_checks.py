@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,46 @@ class TestLockPath:
     def test_the_default_path_is_fine(self, settings: Any) -> None:
         settings.MAILER_LOCK_PATH = None
         assert reported("mailer.W002") == []
+
+
+class TestTasks:
+    def test_a_missing_tasks_framework(
+        self, settings: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """mailer.E006: MAILER_TASKS_ENQUEUE_ON_COMMIT without a Tasks framework."""
+        from mailer.compat import HAS_TASKS
+
+        settings.MAILER_TASKS_ENQUEUE_ON_COMMIT = True
+        monkeypatch.delitem(sys.modules, "mailer.tasks", raising=False)
+        # An entry of None makes the import fail, as if the package were not installed.
+        monkeypatch.setitem(sys.modules, "django.tasks" if HAS_TASKS else "django_tasks", None)
+        message = the_one("mailer.E006")
+        assert "ModuleNotFoundError" in message.msg
+        assert "django-tasks" in str(message.hint)
+
+    def test_is_not_checked_with_the_setting_off(
+        self, settings: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from mailer.compat import HAS_TASKS
+
+        monkeypatch.delitem(sys.modules, "mailer.tasks", raising=False)
+        monkeypatch.setitem(sys.modules, "django.tasks" if HAS_TASKS else "django_tasks", None)
+        assert reported("mailer.E006") == []
+
+    @pytest.mark.tasks
+    def test_a_backend_that_cannot_run_tasks_later(self, settings: Any) -> None:
+        """mailer.W005: the Tasks backend has no run_after (Django 6's default, immediate)."""
+        from mailer.compat import HAS_TASKS
+
+        package = "django.tasks" if HAS_TASKS else "django_tasks"  # DJANGO_COMPAT(<6.0)
+        settings.TASKS = {"default": {"BACKEND": f"{package}.backends.immediate.ImmediateBackend"}}
+        settings.MAILER_TASKS_ENQUEUE_ON_COMMIT = True
+        assert "ImmediateBackend" in the_one("mailer.W005").msg
+
+    @pytest.mark.tasks
+    def test_the_database_backend_is_fine(self, settings: Any) -> None:
+        settings.MAILER_TASKS_ENQUEUE_ON_COMMIT = True
+        assert reported("mailer.E006") == reported("mailer.W005") == []
 
 
 class TestIgnoredSettings:

@@ -383,6 +383,7 @@ class TestUpgradeFromDjangoMailer:
             *DJANGO_MAILER_MIGRATIONS,
             "0008_queue_schema",
             "0009_convert_django_mailer_data",
+            "0010_task_wakeup",
         ]
 
     def test_every_waiting_message_is_delivered_exactly_once(self, upgrade: Upgrade) -> None:

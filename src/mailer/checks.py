@@ -7,10 +7,14 @@ mailer.E003 A delivery backend cannot be imported.
 mailer.E004 A DbBackend entry of ``MAILERS`` has bad ``OPTIONS``.
 mailer.E005 ``MAILER_ERROR_HANDLER`` or a ``MAILER_ERROR_CLASSIFIERS`` entry
             cannot be imported.
+mailer.E006 ``MAILER_TASKS_ENQUEUE_ON_COMMIT`` is on, but the drain task cannot
+            be defined (no Tasks framework, or a Tasks backend that refuses it).
 mailer.W001 Several workers are configured on SQLite.
 mailer.W002 The ``send_mail`` lock file cannot be created or written.
 mailer.W003 ``MAILER_EMAIL_BACKEND`` is set, but ``MAILERS`` decides.
 mailer.W004 ``MAILERS`` is set, but this Django version ignores it.
+mailer.W005 ``MAILER_TASKS_ENQUEUE_ON_COMMIT`` is on, but the Tasks backend
+            cannot run a task later.
 ==========  ==============================================================
 
 README.md lists the same table; ``tests/test_checks.py`` keeps them in step.
@@ -299,6 +303,40 @@ def check_lock_path(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     ]
 
 
+@register(TAG)
+def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.E006, mailer.W005: the drain task that MAILER_TASKS_ENQUEUE_ON_COMMIT enqueues."""
+    if not _valid(MailerSettings.TASKS_ENQUEUE_ON_COMMIT) or not settings.TASKS_ENQUEUE_ON_COMMIT:
+        return []
+    try:
+        from .tasks import send_queued_mail
+    except Exception as error:  # no framework, or a backend that refuses the task
+        return [
+            Error(
+                "MAILER_TASKS_ENQUEUE_ON_COMMIT is True, but the task that delivers queued mail "
+                f"cannot be defined: {type(error).__name__}: {error}",
+                hint="Django 5.2 needs the django-tasks backport (pip install 'mailer[tasks]'); "
+                "the default TASKS backend must accept a task on its 'default' queue.",
+                id="mailer.E006",
+                obj="MAILER_TASKS_ENQUEUE_ON_COMMIT",
+            )
+        ]
+    backend = send_queued_mail.get_backend()
+    if backend.supports_defer:
+        return []
+    return [
+        Warning(
+            f"MAILER_TASKS_ENQUEUE_ON_COMMIT is True, but the Tasks backend "
+            f"{type(backend).__name__} cannot run a task later: scheduled and deferred mail "
+            "waits until more mail is queued.",
+            hint="Use a Tasks backend that runs tasks in the background and supports run_after "
+            "(such as django_tasks_db.DatabaseBackend), or also run send_mail from cron.",
+            id="mailer.W005",
+            obj="MAILER_TASKS_ENQUEUE_ON_COMMIT",
+        )
+    ]
+
+
 def _import_problem(path: Any) -> str | None:
     """Why ``path`` cannot be imported (None if it can)."""
     if not isinstance(path, str):
@@ -315,5 +353,6 @@ __all__ = [
     "check_error_handling",
     "check_lock_path",
     "check_settings",
+    "check_tasks",
     "check_workers",
 ]

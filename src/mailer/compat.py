@@ -18,6 +18,20 @@ from django.utils.encoding import force_str
 MODERN_EMAIL = django.VERSION >= (6, 0)
 # DJANGO_COMPAT(<6.1): Django 6.1 added the MAILERS setting and backend aliases.
 HAS_MAILERS = django.VERSION >= (6, 1)
+# DJANGO_COMPAT(<6.0): Django 6.0 added the Tasks framework, django.tasks.
+HAS_TASKS = django.VERSION >= (6, 0)
+
+
+def tasks_framework() -> Any:
+    """``django.tasks``; before Django 6.0 the django-tasks backport (ImportError without it)."""
+    if HAS_TASKS:
+        from django import tasks
+
+        return tasks
+    # DJANGO_COMPAT(<6.0): the backport has django.tasks' API under the name django_tasks.
+    import django_tasks
+
+    return django_tasks
 
 
 def render(message: EmailMessage, *, utf8: bool = False) -> bytes:

@@ -25,7 +25,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import retry, storage
+from . import retry, signals, storage
 from .conf import settings
 from .exceptions import MessageTooLarge
 from .outcome import Outcome, Verdict
@@ -55,6 +55,7 @@ __all__ = [
     "Message",
     "MessageLog",
     "Status",
+    "TaskWakeup",
 ]
 
 logger = logging.getLogger("mailer.queue")
@@ -335,6 +336,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         done: list[int] = []
         changed: list[Message] = []
         logs: list[MessageLog] = []
+        signalled: list[tuple[str, Message, Outcome, MessageLog | None]] = []
         for message, outcome in results:
             attempt = message.retry_count + 1
             if getattr(message, "_deferred_by_handler", False):
@@ -351,10 +353,9 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 Verdict.SENT: RESULT_SUCCESS,
                 Verdict.SKIPPED: RESULT_DONT_SEND,
             }.get(outcome.verdict, RESULT_FAILURE)
-            if getattr(message, "_logged_attempt", False):
-                continue  # a custom error handler already logged this attempt
-            logs.append(
-                MessageLog(
+            log = None
+            if not getattr(message, "_logged_attempt", False):  # else an error handler logged it
+                log = MessageLog(
                     message_data=message.message_data
                     if (log_data and final != "deferred")
                     else None,
@@ -373,7 +374,9 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     mailer=message.mailer,
                     worker=worker,
                 )
-            )
+                logs.append(log)
+            sent = final == "done" and outcome.verdict is Verdict.SENT
+            signalled.append(("sent" if sent else final, message, outcome, log))
         db = self.db
         with transaction.atomic(using=db):
             if done:
@@ -394,6 +397,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 )
             if logs:
                 MessageLog.objects.using(db).bulk_create(logs)
+            signals.recorded_on_commit(self.model, signalled, db)
 
     # Enqueueing.
 
@@ -481,6 +485,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
             from .postgres import notify_queued
 
             notify_queued(self.db)
+            signals.queued_on_commit(self.model, rows, self.db)
         if skipped:
             MessageLog.objects.using(self.db).bulk_create(skipped)
         return rows
@@ -1026,6 +1031,26 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TaskWakeup(models.Model):
+    """A queue-draining Django task that was enqueued and has not started yet.
+
+    One row per kind at most: ``"now"``, the drain enqueued when mail was
+    queued; ``"next"``, the one that runs when scheduled or deferred mail
+    falls due. ``mailer.tasks`` enqueues a drain only when no row says one is
+    on its way, and the drain deletes the rows it serves as it starts.
+    """
+
+    kind = models.CharField(_("kind"), max_length=10, primary_key=True)
+    run_at = models.DateTimeField(_("runs at"))
+
+    class Meta:
+        verbose_name = _("task wake-up")
+        verbose_name_plural = _("task wake-ups")
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.run_at.isoformat(timespec='seconds')}"
 
 
 class RateLimitQuerySet(models.QuerySet["RateLimit"]):

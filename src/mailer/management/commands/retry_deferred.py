@@ -6,6 +6,7 @@ import datetime
 from argparse import ArgumentParser
 from typing import Any
 
+from ...conf import settings
 from ...models import Message
 from ..base import MailerCommand
 
@@ -13,7 +14,8 @@ from ..base import MailerCommand
 class Command(MailerCommand):
     help = (
         "Make deferred mail due now (it is also retried automatically with backoff). "
-        "Mail past MAILER_EMAIL_MAX_RETRIES is failed instead."
+        "Mail past MAILER_EMAIL_MAX_RETRIES is failed instead. With "
+        "MAILER_TASKS_ENQUEUE_ON_COMMIT, a drain task is enqueued for the retried mail."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -36,6 +38,10 @@ class Command(MailerCommand):
             limit=options.get("limit"),
         )
         failed = Message.objects.failed().count() - before
+        if count and settings.TASKS_ENQUEUE_ON_COMMIT:
+            from ...tasks import wake
+
+            wake()  # the retried mail is due now
         line = f"{count} message(s) retried"
         if failed:
             line += f", {failed} failed (retries used up)"

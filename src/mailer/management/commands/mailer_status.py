@@ -1,0 +1,117 @@
+"""``manage.py mailer_status``: the queue's health, for people and for monitoring.
+
+Exit status: 0 when every limit given holds, 2 when one does not (the
+reasons go to stderr), 1 on any other error (such as a database that cannot
+be reached).
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from ...health import STATES, Attempts, Health, check
+from ..base import MailerCommand
+
+ALERT = 2
+
+
+class Command(MailerCommand):
+    help = (
+        "Show the queue's health: messages by state, how long the oldest due message has "
+        "waited, failed attempts in the last hour and day, workers. Exits with status 2 when "
+        "a limit given (--max-age, --max-failed, --min-workers) is crossed."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument(
+            "--max-age",
+            type=float,
+            metavar="SECONDS",
+            help="Exit with 2 if the oldest due message has waited longer than SECONDS.",
+        )
+        parser.add_argument(
+            "--max-failed",
+            type=int,
+            metavar="N",
+            help="Exit with 2 if more than N messages are failed.",
+        )
+        parser.add_argument(
+            "--min-workers",
+            type=int,
+            metavar="N",
+            help="Exit with 2 if fewer than N runmailer workers sent a heartbeat within "
+            "MAILER_LEASE_SECONDS.",
+        )
+        parser.add_argument(
+            "--database", default="default", help="Database alias holding the queue."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        health = check(using=options["database"])
+        problems = limits_crossed(health, options)
+        if options["json"]:
+            self.stdout.write(json.dumps({**health.as_json(), "problems": problems}, indent=2))
+        elif self.verbosity >= 1:
+            self.stdout.write(report(health))
+        if problems:
+            raise CommandError("; ".join(problems), returncode=ALERT)
+
+
+def limits_crossed(health: Health, options: dict[str, Any]) -> list[str]:
+    problems = []
+    max_age, age = options.get("max_age"), health.oldest_due_age
+    if max_age is not None and age is not None and age > max_age:
+        problems.append(
+            f"the oldest due message has waited {age:.0f} s, more than --max-age {max_age:g}"
+        )
+    max_failed, failed = options.get("max_failed"), health.states["failed"]
+    if max_failed is not None and failed > max_failed:
+        problems.append(f"{failed} messages failed, more than --max-failed {max_failed}")
+    min_workers, alive = options.get("min_workers"), health.alive_workers
+    if min_workers is not None and alive < min_workers:
+        problems.append(f"{alive} workers alive, fewer than --min-workers {min_workers}")
+    return problems
+
+
+def report(health: Health) -> str:
+    lines = ["queue: " + ", ".join(f"{health.states[s]} {s}" for s in STATES)]
+    if health.oldest_due_at is None:
+        lines.append("oldest due: none")
+    else:
+        lines.append(
+            f"oldest due: waiting {_duration(health.oldest_due_age or 0.0)}, "
+            f"since {health.oldest_due_at.isoformat(timespec='seconds')}"
+        )
+    lines.append(f"last hour: {_attempts(health.last_hour)}")
+    lines.append(f"last day: {_attempts(health.last_day)}")
+    lines.append(f"workers: {health.alive_workers} alive")
+    for w in health.workers:
+        beat = _duration((health.now - w.heartbeat_at).total_seconds())
+        state = "" if w.alive else ", not alive"
+        lines.append(
+            f"  {w.name} ({w.hostname}, pid {w.pid}): {w.concurrency} connection(s), "
+            f"last heartbeat {beat} ago{state}"
+        )
+    return "\n".join(lines)
+
+
+def _attempts(window: Attempts) -> str:
+    rate = window.failure_rate
+    share = f" ({rate:.1%})" if rate is not None else ""
+    return f"{window.total} attempts, {window.failed} deferred or failed{share}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
