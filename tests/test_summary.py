@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailer import storage
+from mailer.exceptions import UndecodableMessage
 from mailer.models import Message, MessageLog
 
 from .samples import non_ascii
@@ -78,3 +80,8 @@ def test_models_describe_odd_rows(doc: dict[str, Any]) -> None:
     assert isinstance(message.subject, str)
     log = MessageLog(message_data=data, priority=2, result="3")
     assert isinstance(str(log), str)
+
+
+def test_deeply_nested_data_cannot_be_decoded() -> None:
+    with pytest.raises(UndecodableMessage):
+        storage.decode("[" * 100_000 + "]" * 100_000)

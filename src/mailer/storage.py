@@ -387,7 +387,14 @@ def decode(data: str | bytes) -> EmailMessage:
         return from_document(doc)
     except UndecodableMessage:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        binascii.Error,
+    ) as error:
         raise UndecodableMessage(f"Stored message data cannot be decoded: {error}") from error
 
 
