@@ -7,8 +7,11 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from mailer import dashboard
 from mailer.models import (
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.django_db
 # Half past ten: the current hour has started, so "the last 24 hours" are 10:00 yesterday on.
 NOW = datetime.datetime(2030, 3, 10, 10, 30, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
+URL = "/admin/mailer/message/dashboard/"
 
 
 def message(priority: int = PRIORITY_MEDIUM, **fields: Any) -> Message:
@@ -209,3 +213,36 @@ def test_chart_layout() -> None:
     assert [t.label for t in chart.x_ticks] == [f"{(11 + i) % 24:02d}:00" for i in range(0, 24, 3)]
     assert all(chart.plot_left <= b.x and b.x + b.width <= chart.plot_right for b in chart.bars)
     assert "53 sent" not in chart.description and "50 sent, 3 failed" in chart.description
+
+
+# -- The page ------------------------------------------------------------------------------
+
+
+def test_the_page(admin_client: Client, django_assert_max_num_queries: Any) -> None:
+    now = timezone.now()
+    message(due_at=now - HOUR)
+    message(status=Status.FAILED, due_at=None)
+    attempt(now, RESULT_SUCCESS)
+    attempt(now, RESULT_FAILURE, smtp_code=550, smtp_reply="Mailbox <x@example.com> unknown")
+    Worker.objects.create(name="host:10:99", hostname="host", pid=10)
+    # The session and the user, and the five queries of gather().
+    with django_assert_max_num_queries(7):
+        response = admin_client.get(URL)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "<svg" in page and "<rect" in page
+    assert "Mailbox &lt;x@example.com&gt; unknown" in page
+    assert "host:10:99" in page and "alive" in page
+    assert 'href="/admin/mailer/message/?state=failed"' in page
+    assert re.search(r"oldest due for (59|1)", page)
+    # No script, font or stylesheet from anywhere else.
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "<script" not in page.split('id="content-main"', 1)[1]
+
+
+def test_the_page_needs_the_view_permission(client: Client) -> None:
+    user = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(user)
+    assert client.get(URL).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_message"))
+    assert client.get(URL).status_code == 200

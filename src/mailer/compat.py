@@ -18,6 +18,8 @@ from django.utils.encoding import force_str
 MODERN_EMAIL = django.VERSION >= (6, 0)
 # DJANGO_COMPAT(<6.1): Django 6.1 added the MAILERS setting and backend aliases.
 HAS_MAILERS = django.VERSION >= (6, 1)
+# DJANGO_COMPAT(<6.1): Django 6.1 added admin actions on the change form.
+CHANGE_FORM_ACTIONS = django.VERSION >= (6, 1)
 
 
 def render(message: EmailMessage, *, utf8: bool = False) -> bytes:
