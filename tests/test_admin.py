@@ -274,6 +274,7 @@ def test_search_finds_recipients_subjects_and_message_ids_but_not_bodies(
     assert rows(admin_client.get(LIST, {"q": "zoe order"})) == [str(target.pk)]
     assert rows(admin_client.get(LIST, {"q": "zoe other"})) == []
     assert rows(admin_client.get(LIST, {"q": "9" * 40})) == []
+    assert 'id="searchbar"' in text(admin_client.get(LIST))
 
 
 def test_log_search_and_queue_link(admin_client: Client, smtp: Any) -> None:

@@ -303,6 +303,8 @@ class StoredMailAdmin(StoredMailBase):
     ordering = ("-id",)
     change_form_template = "admin/mailer/stored_mail_change_form.html"
     change_list_template = "admin/mailer/stored_mail_change_list.html"
+    # Shows the search box; get_search_results decides what a search matches.
+    search_fields = ("message_data",)
     search_help_text = _(
         "Searches subjects, senders, recipients and Message-IDs (never bodies), "
         "and ids. Quote words to search for them together."
