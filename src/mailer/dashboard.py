@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Case, Count, IntegerField, Max, Min, Q, Sum, Value, When
-from django.db.models.functions import Substr, TruncHour
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 from .conf import settings
@@ -209,33 +209,34 @@ def hourly(now: datetime.datetime, using: str = "default") -> list[Hour]:
     """Sent and failed attempts in each of the last 24 hours, the current one included.
 
     Hours are whole UTC hours. Reads only the log rows of that window, through
-    the ``when_attempted`` index; "failed" counts every failed attempt, the
-    ones that were deferred to be tried again included.
+    the ``when_attempted`` index, and puts each in its hour with a CASE of
+    plain comparisons (a date function per row is slow on SQLite). "Failed"
+    counts every failed attempt, the ones deferred to be tried again included.
     """
     first = hour_floor(now) - datetime.timedelta(hours=HOURS - 1)
+    starts = [first + datetime.timedelta(hours=offset) for offset in range(HOURS)]
+    hour = Case(
+        *(
+            When(when_attempted__lt=start, then=Value(index - 1))
+            for index, start in enumerate(starts)
+            if index
+        ),
+        default=Value(HOURS - 1),
+        output_field=IntegerField(),
+    )
     rows = (
         MessageLog.objects.using(using)
         .filter(when_attempted__gte=first, result__in=[RESULT_SUCCESS, RESULT_FAILURE])
-        .annotate(hour=TruncHour("when_attempted", tzinfo=datetime.UTC))
+        .annotate(hour=hour)
         .order_by()
         .values("hour", "result")
         .annotate(count=Count("*"))
     )
-    counts: dict[tuple[datetime.datetime, str], int] = {}
-    for row in rows:
-        if row["hour"] is not None:
-            counts[(hour_floor(row["hour"]), row["result"])] = row["count"]
-    hours = []
-    for offset in range(HOURS):
-        start = first + datetime.timedelta(hours=offset)
-        hours.append(
-            Hour(
-                start,
-                counts.get((start, RESULT_SUCCESS), 0),
-                counts.get((start, RESULT_FAILURE), 0),
-            )
-        )
-    return hours
+    counts = {(row["hour"], row["result"]): row["count"] for row in rows}
+    return [
+        Hour(start, counts.get((index, RESULT_SUCCESS), 0), counts.get((index, RESULT_FAILURE), 0))
+        for index, start in enumerate(starts)
+    ]
 
 
 def common_failures(now: datetime.datetime, using: str = "default") -> list[FailureReply]:
