@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailer import admin as mailer_admin
-from mailer import display, operations
+from mailer import display, listing, operations
 from mailer.compat import CHANGE_FORM_ACTIONS, MODERN_EMAIL
 from mailer.engine import send_all
 from mailer.models import (
@@ -334,9 +334,9 @@ def test_a_viewer_sees_headers_but_no_body_and_cannot_send(viewer: Client) -> No
     assert "<iframe" not in page
     assert "Can view the bodies" in page
     assert viewer.get(f"{LIST}{message.pk}/preview/").status_code == 403
-    listing = text(viewer.get(LIST))
-    assert 'value="retry_now"' not in listing
-    assert 'value="cancel_messages"' not in listing
+    page = text(viewer.get(LIST))
+    assert 'value="retry_now"' not in page
+    assert 'value="cancel_messages"' not in page
 
     Message.objects.filter(pk=message.pk).update(status=Status.DEFERRED, due_at=None)
     action(viewer, "retry_now", [message.pk])
@@ -456,7 +456,7 @@ def test_copies_are_limited(operator: Client, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_big_lists_count_up_to_a_limit(operator: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mailer_admin, "COUNT_LIMIT", 3)
+    monkeypatch.setattr(listing, "COUNT_LIMIT", 3)
     ids = [queue(status=Status.DEFERRED, due_at=None).pk for _ in range(5)]
     page = text(operator.get(LIST))
     assert "Counting stopped at 3" in page
@@ -554,33 +554,53 @@ def test_a_queued_message_shows_its_recipient_results(admin_client: Client) -> N
 # -- The log's date hierarchy --------------------------------------------------------------
 
 
-def test_the_date_hierarchy_probes_periods_instead_of_reading_every_row(
-    admin_client: Client,
-) -> None:
+DATES = [
+    datetime.datetime(2024, 12, 31, 23, 30),
+    datetime.datetime(2025, 2, 3, 10),
+    datetime.datetime(2025, 2, 3, 11),
+    datetime.datetime(2025, 2, 17, 0, 0),
+    datetime.datetime(2025, 2, 28, 23, 59, 59),
+    datetime.datetime(2025, 7, 1),
+]
+
+
+@pytest.mark.parametrize(
+    "queryset, field",
+    [
+        (listing.LogDatesQuerySet(model=MessageLog), "when_attempted"),
+        (listing.MessageDatesQuerySet(model=Message), "when_added"),
+    ],
+)
+def test_the_date_hierarchy_lists_the_same_dates_as_django(queryset: Any, field: str) -> None:
     zone = timezone.get_current_timezone()
-    for when in (
-        datetime.datetime(2024, 12, 31, 23, 30, tzinfo=zone),
-        datetime.datetime(2025, 2, 3, 10, tzinfo=zone),
-        datetime.datetime(2025, 2, 3, 11, tzinfo=zone),
-        datetime.datetime(2025, 2, 17, 0, 0, tzinfo=zone),
-        datetime.datetime(2025, 7, 1, tzinfo=zone),
-    ):
-        MessageLog.objects.create(
-            when_added=when, when_attempted=when, priority=2, result=RESULT_SUCCESS
-        )
-    probed = mailer_admin.ProbedDatesLogQuerySet(model=MessageLog)
+    for when in DATES:
+        aware = when.replace(tzinfo=zone)
+        if field == "when_attempted":
+            attempt = {"when_added": aware, "when_attempted": aware}
+            MessageLog.objects.create(priority=2, result=RESULT_SUCCESS, **attempt)
+        else:
+            queue(when_added=aware)
+    model = queryset.model
     for kind in ("year", "month", "day"):
         for order in ("ASC", "DESC"):
-            expected = list(MessageLog.objects.datetimes("when_attempted", kind, order))  # type: ignore[arg-type]
-            assert list(probed.datetimes("when_attempted", kind, order)) == expected  # type: ignore[arg-type]
-    february = probed.filter(when_attempted__year=2025, when_attempted__month=2)
-    days = list(february.datetimes("when_attempted", "day"))
-    assert [d.day for d in days] == [3, 17]
+            expected = list(model.objects.datetimes(field, kind, order))
+            assert list(queryset.datetimes(field, kind, order)) == expected, (kind, order)
+    february = queryset.filter(**{f"{field}__year": 2025, f"{field}__month": 2})
+    assert [d.day for d in february.datetimes(field, "day")] == [3, 17, 28]
     with CaptureQueriesContext(connection) as queries:
-        list(probed.datetimes("when_attempted", "day"))
-    assert len(queries) == 2
-    assert "DISTINCT" not in " ".join(q["sql"] for q in queries).upper()
+        list(queryset.datetimes(field, "day"))
+    assert len(queries) == (3 if field in queryset.probed else 2)
+    assert "DISTINCT DJANGO_DATETIME" not in " ".join(q["sql"] for q in queries).upper()
+    assert "TRUNC" not in " ".join(q["sql"] for q in queries).upper()
 
+
+def test_the_date_hierarchy_on_the_log_page(admin_client: Client) -> None:
+    zone = timezone.get_current_timezone()
+    for when in DATES:
+        aware = when.replace(tzinfo=zone)
+        MessageLog.objects.create(
+            when_added=aware, when_attempted=aware, priority=2, result=RESULT_SUCCESS
+        )
     page = text(admin_client.get(LOG_LIST, {"when_attempted__year": "2025"}))
     assert "when_attempted__month=2" in page and "when_attempted__month=7" in page
     assert "when_attempted__month=3" not in page

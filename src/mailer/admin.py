@@ -16,27 +16,24 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Exists, Max, Min, Q, QuerySet
-from django.db.models.functions import Substr
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from . import dashboard, display, operations
+from . import dashboard, display, listing, operations
 from .compat import CHANGE_FORM_ACTIONS
 from .conf import mailers_setting, settings
 from .mailers import is_queueing_backend
@@ -47,7 +44,6 @@ from .models import (
     DontSendEntry,
     Message,
     MessageLog,
-    MessageLogQuerySet,
     MessageQuerySet,
     Worker,
 )
@@ -58,16 +54,12 @@ if TYPE_CHECKING:
     StoredMailBase = admin.ModelAdmin[Any]
     DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
     WorkerBase = admin.ModelAdmin[Worker]
-    PaginatorBase = Paginator[Any]
 else:  # generic in the type stubs only
     StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
-    PaginatorBase = Paginator
     StrOrPromise = str
 
 BODY_PERMISSION = "mailer.view_message_body"
 SEND_PERMISSION = "mailer.send_message"
-# Lists count at most this many rows; actions refuse "select all" beyond it.
-COUNT_LIMIT = 10_000
 MAX_ATTEMPTS_SHOWN = 50
 PREVIEW_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -94,102 +86,6 @@ def send_action(description: StrOrPromise) -> Callable[[F], F]:
 
 def can_view_body(request: HttpRequest) -> bool:
     return request.user.has_perm(BODY_PERMISSION)
-
-
-# -- Lists that stay fast on millions of rows ------------------------------------------
-
-
-class CappedPaginator(PaginatorBase):
-    """Counts at most ``COUNT_LIMIT`` + 1 rows; ``capped`` says there were more."""
-
-    capped = False
-
-    @cached_property
-    def count(self) -> int:
-        rows = cast(QuerySet[Any], self.object_list)
-        found = rows.order_by().values("pk")[: COUNT_LIMIT + 1].count()
-        self.capped = found > COUNT_LIMIT
-        return min(found, COUNT_LIMIT)
-
-
-class SummaryChangeList(ChangeList):
-    """Reads only the start of each row's data: enough for subject and recipients."""
-
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
-        queryset: QuerySet[Any] = super().get_queryset(request, exclude_parameters)
-        head = Substr("message_data", 1, display.SUMMARY_PREFIX)
-        summarised: QuerySet[Any] = queryset.defer("message_data").annotate(data_head=head)
-        return summarised
-
-
-class ProbedDatesLogQuerySet(MessageLogQuerySet):
-    """``datetimes()`` for the date hierarchy without reading every row of the log.
-
-    Django lists the years, months or days that hold rows with a SELECT
-    DISTINCT over all of them. This asks the ``when_attempted`` index once per
-    candidate period instead, in a single query.
-    """
-
-    def datetimes(
-        self,
-        field_name: str,
-        kind: Literal["year", "month", "week", "day", "hour", "minute", "second"],
-        order: Literal["ASC", "DESC"] = "ASC",
-        tzinfo: datetime.tzinfo | None = None,
-    ) -> Any:
-        if field_name != "when_attempted" or kind not in ("year", "month", "day"):
-            return super().datetimes(field_name, kind, order, tzinfo)
-        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
-        if bounds["first"] is None:
-            return []
-        zone = tzinfo or timezone.get_current_timezone()
-        starts = _periods(bounds["first"].astimezone(zone), bounds["last"].astimezone(zone), kind)
-        if len(starts) > 400:
-            return super().datetimes(field_name, kind, order, tzinfo)
-        ends = [*starts[1:], _next_period(starts[-1], kind)]
-        probes = {
-            f"p{index}": Exists(
-                self.order_by().filter(when_attempted__gte=start, when_attempted__lt=end)
-            )
-            for index, (start, end) in enumerate(zip(starts, ends, strict=True))
-        }
-        any_row = self.model.objects.using(self.db).order_by()
-        row = any_row.annotate(**probes).values(*probes)[:1]
-        found: dict[str, Any] = next(iter(row), {})
-        chosen = [start for index, start in enumerate(starts) if found.get(f"p{index}")]
-        return chosen if order == "ASC" else chosen[::-1]
-
-
-def _period_start(when: datetime.datetime, kind: str) -> datetime.datetime:
-    naive = when.replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
-    if kind in ("year", "month"):
-        naive = naive.replace(day=1)
-    if kind == "year":
-        naive = naive.replace(month=1)
-    return timezone.make_aware(naive, when.tzinfo)
-
-
-def _next_period(start: datetime.datetime, kind: str) -> datetime.datetime:
-    naive = start.replace(tzinfo=None)
-    if kind == "year":
-        naive = naive.replace(year=naive.year + 1)
-    elif kind == "month":
-        naive = naive.replace(year=naive.year + naive.month // 12, month=naive.month % 12 + 1)
-    else:
-        naive = naive + datetime.timedelta(days=1)
-    return timezone.make_aware(naive, start.tzinfo)
-
-
-def _periods(
-    first: datetime.datetime, last: datetime.datetime, kind: str
-) -> list[datetime.datetime]:
-    starts = [_period_start(first, kind)]
-    while len(starts) <= 400:
-        following = _next_period(starts[-1], kind)
-        if following > last:
-            break
-        starts.append(following)
-    return starts
 
 
 # -- Filters -----------------------------------------------------------------------------
@@ -296,7 +192,7 @@ def _search_terms(search_term: str) -> list[str]:
 class StoredMailAdmin(StoredMailBase):
     """What ``MessageAdmin`` and ``MessageLogAdmin`` share: read-only mail, bodies by permission."""
 
-    paginator = CappedPaginator
+    paginator = listing.CappedPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
@@ -326,7 +222,7 @@ class StoredMailAdmin(StoredMailBase):
         return request.user.has_perm(SEND_PERMISSION)
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return SummaryChangeList
+        return listing.SummaryChangeList
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
@@ -435,7 +331,8 @@ class StoredMailAdmin(StoredMailBase):
     def _too_many(self, request: HttpRequest, queryset: QuerySet[Any]) -> bool:
         if request.POST.get("select_across") != "1":
             return False
-        if queryset.order_by().values("pk")[: COUNT_LIMIT + 1].count() <= COUNT_LIMIT:
+        limit = listing.COUNT_LIMIT
+        if queryset.order_by().values("pk")[: limit + 1].count() <= limit:
             return False
         self.message_user(
             request,
@@ -443,7 +340,7 @@ class StoredMailAdmin(StoredMailBase):
                 "More than %(limit)s messages match: narrow the list with filters, "
                 "search or dates first."
             )
-            % {"limit": f"{COUNT_LIMIT:,}"},
+            % {"limit": f"{limit:,}"},
             messages.ERROR,
         )
         return True
@@ -532,6 +429,10 @@ class MessageAdmin(StoredMailAdmin):
         "lease_expires_at",
     )
     actions = ["retry_now", "requeue_failed", "cancel_messages", "send_copies"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        queryset = super().get_queryset(request)
+        return listing.MessageDatesQuerySet(model=Message, query=queryset.query, using=queryset.db)
 
     @admin.display(description=_("state"), ordering="status")
     def state_column(self, obj: Message) -> str:
@@ -668,7 +569,7 @@ class MessageLogAdmin(StoredMailAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[MessageLog]:
         queryset = super().get_queryset(request)
-        return ProbedDatesLogQuerySet(model=MessageLog, query=queryset.query, using=queryset.db)
+        return listing.LogDatesQuerySet(model=MessageLog, query=queryset.query, using=queryset.db)
 
     def search_condition(self, term: str) -> Q:
         condition = (
