@@ -395,27 +395,8 @@ class MessageAdmin(StoredMailAdmin):
     list_display_links = ("id", "subject_column")
     list_filter = (StateFilter, "priority", MailerFilter)
     date_hierarchy = "when_added"
-    fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "subject_column",
-                    "state_column",
-                    "priority",
-                    "mailer",
-                    "when_added",
-                    "due_at",
-                    "expires_at",
-                    "retry_count",
-                    "last_reply_column",
-                    "claimed_by",
-                    "lease_expires_at",
-                )
-            },
-        ),
-    )
-    readonly_fields = (
+    # Read-only: all of them; the stored data itself is shown by the template, by permission.
+    fields = readonly_fields = (
         "subject_column",
         "state_column",
         "priority",
@@ -528,29 +509,8 @@ class MessageLogAdmin(StoredMailAdmin):
     list_display_links = ("id", "when_attempted")
     list_filter = ("result", "priority", MailerFilter)
     date_hierarchy = "when_attempted"
-    fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "subject_column",
-                    "result_column",
-                    "when_attempted",
-                    "attempt",
-                    "queue_column",
-                    "message_id",
-                    "priority",
-                    "mailer",
-                    "when_added",
-                    "reply_column",
-                    "exception",
-                    "log_message",
-                    "worker",
-                )
-            },
-        ),
-    )
-    readonly_fields = (
+    # Read-only: all of them; the stored data itself is shown by the template, by permission.
+    fields = readonly_fields = (
         "subject_column",
         "result_column",
         "when_attempted",
