@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, TextIO
+from typing import Any
 
 
 class ProgressBar:
@@ -11,7 +11,7 @@ class ProgressBar:
 
     def __init__(self, total: int, out: Any, width: int = 30) -> None:
         self.total = max(total, 1)
-        self.out: TextIO = out
+        self.out = out  # a Django OutputWrapper
         self.width = width
         self.started = time.monotonic()
         self._last = 0.0
