@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,42 @@ fetch("/admin/login/?script-ran=1");
 </body></html>"""
 
 
+def queue_like_a_site(say: Callable[[str], None]) -> None:
+    """Queue mail the ways a Django site sends it; ``say`` tells how each went."""
+    from django.core import mail
+
+    import mailer
+    from mailer.models import PRIORITY_HIGH
+
+    mail.send_mail("Welcome!", "Thanks for signing up.", None, ["new.user@example.com"])
+    say("   django.core.mail.send_mail(...)              -> queued")
+    order = mail.EmailMultiAlternatives(
+        "Your order #1024",
+        "Order confirmed.",
+        None,
+        ["buyer@example.com"],
+        cc=["sales@example.com"],
+    )
+    order.attach_alternative("<h1>Order confirmed</h1><p>Thank you!</p>", "text/html")
+    order.attach("receipt.txt", "1 x Teapot  24.00 EUR\n", "text/plain")
+    order.send()
+    say("   EmailMultiAlternatives(...).send()           -> queued (HTML + attachment)")
+    mail.send_mass_mail(
+        [("Newsletter", f"Issue {n}", None, [f"reader{n}@example.com"]) for n in range(1, 4)]
+    )
+    say("   django.core.mail.send_mass_mail(3 messages)  -> queued in one INSERT")
+    mailer.send_mail(
+        "Password reset",
+        "Your link: https://shop.example.com/reset/4f2a-secret",
+        None,
+        ["forgetful@example.com"],
+        priority=PRIORITY_HIGH,
+    )
+    say("   mailer.send_mail(..., priority=PRIORITY_HIGH) -> queued first in line")
+    mail.mail_admins("Disk almost full", "85% used on /var")
+    say("   django.core.mail.mail_admins(...)            -> queued")
+
+
 def tour() -> None:
     from aiosmtpd.controller import Controller
 
@@ -108,41 +145,16 @@ def tour() -> None:
     import django
 
     django.setup()
-    from django.core import mail
     from django.core.management import call_command
 
-    import mailer
-    from mailer.models import PRIORITY_HIGH, Message
+    from mailer.models import Message
 
     database = var / "demo.sqlite3"
     print(f"Django {django.get_version()}, SQLite at {database}, SMTP server on 127.0.0.1:{port}")
     call_command("migrate", verbosity=0)
 
     print("\n1. Queue mail the ways a Django site sends it")
-    mail.send_mail("Welcome!", "Thanks for signing up.", None, ["new.user@example.com"])
-    print("   django.core.mail.send_mail(...)              -> queued")
-    order = mail.EmailMultiAlternatives(
-        "Your order #1024",
-        "Order confirmed.",
-        None,
-        ["buyer@example.com"],
-        cc=["sales@example.com"],
-    )
-    order.attach_alternative("<h1>Order confirmed</h1><p>Thank you!</p>", "text/html")
-    order.attach("receipt.txt", "1 x Teapot  24.00 EUR\n", "text/plain")
-    order.send()
-    print("   EmailMultiAlternatives(...).send()           -> queued (HTML + attachment)")
-    mail.send_mass_mail(
-        [("Newsletter", f"Issue {n}", None, [f"reader{n}@example.com"]) for n in range(1, 4)]
-    )
-    print("   django.core.mail.send_mass_mail(3 messages)  -> queued in one INSERT")
-    mailer.send_mail(
-        "Password reset", "Your link: ...", None, ["forgetful@example.com"], priority=PRIORITY_HIGH
-    )
-    print("   mailer.send_mail(..., priority=PRIORITY_HIGH) -> queued first in line")
-    mail.mail_admins("Disk almost full", "85% used on /var")
-    print("   django.core.mail.mail_admins(...)            -> queued")
-
+    queue_like_a_site(say=print)
     print(f"\n   The queue now holds {Message.objects.count()} messages; nothing was sent yet.")
     print(f"   The SMTP server has received {len(inbox.messages)} messages.")
 
@@ -213,32 +225,11 @@ def seed() -> None:
 
     import mailer
     from mailer.engine import send_all
-    from mailer.models import PRIORITY_HIGH, Message
+    from mailer.models import Message
 
-    mail.send_mail("Welcome!", "Thanks for signing up.", None, ["new.user@example.com"])
-    order = mail.EmailMultiAlternatives(
-        "Your order #1024",
-        "Order confirmed.",
-        None,
-        ["buyer@example.com"],
-        cc=["sales@example.com"],
-    )
-    order.attach_alternative("<h1>Order confirmed</h1><p>Thank you!</p>", "text/html")
-    order.attach("receipt.txt", "1 x Teapot  24.00 EUR\n", "text/plain")
-    order.send()
-    mail.send_mass_mail(
-        [("Newsletter", f"Issue {n}", None, [f"reader{n}@example.com"]) for n in range(1, 4)]
-    )
-    mailer.send_mail(
-        "Password reset",
-        "Your link: https://shop.example.com/reset/4f2a-secret",
-        None,
-        ["forgetful@example.com"],
-        priority=PRIORITY_HIGH,
-    )
+    queue_like_a_site(say=lambda line: None)
     mail.send_mail("Your invoice", "Attached.", None, ["nobody@example.com"])
     mail.send_mail("Weekly digest", "Five new posts.", None, ["greylisted@example.net"])
-    mail.mail_admins("Disk almost full", "85% used on /var")
     # A row another program wrote: the worker fails it, the admin still shows it.
     Message.objects.create(message_data="not a message this mailer wrote", due_at=timezone.now())
     counts = send_all()
