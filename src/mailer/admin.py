@@ -189,7 +189,20 @@ def _search_terms(search_term: str) -> list[str]:
 # -- Shared by the queue and the log -----------------------------------------------------
 
 
-class StoredMailAdmin(StoredMailBase):
+class ReadOnly:
+    """Rows written by the queue and its workers: nobody adds, edits or deletes them here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StoredMailAdmin(ReadOnly, StoredMailBase):
     """What ``MessageAdmin`` and ``MessageLogAdmin`` share: read-only mail, bodies by permission."""
 
     paginator = listing.CappedPaginator
@@ -208,15 +221,6 @@ class StoredMailAdmin(StoredMailBase):
 
     class Media:
         css = {"all": ["mailer/admin.css"]}
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_send_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(SEND_PERMISSION)
@@ -594,7 +598,7 @@ class DontSendEntryAdmin(DontSendEntryBase):
 
 
 @admin.register(Worker)
-class WorkerAdmin(WorkerBase):
+class WorkerAdmin(ReadOnly, WorkerBase):
     list_display = (
         "name",
         "hostname",
@@ -608,15 +612,6 @@ class WorkerAdmin(WorkerBase):
         "failed",
     )
     ordering = ("-heartbeat_at",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("alive"), boolean=True)
     def alive(self, obj: Worker) -> bool:
