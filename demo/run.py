@@ -279,7 +279,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "admin":
         var = args.var or Path(tempfile.mkdtemp(prefix="mailer-demo-admin-"))
-        admin(args.port, var, worker=not args.no_worker)
+        try:
+            admin(args.port, var, worker=not args.no_worker)
+        finally:
+            if args.var is None:
+                shutil.rmtree(var, ignore_errors=True)
     else:
         tour()
 
