@@ -30,6 +30,20 @@ ensure_system_packages() {
     fi
 }
 
+# ensure_chromium: Debian's Chromium for the browser tests (never `playwright install`).
+# Returns non-zero if it is missing and cannot be installed.
+ensure_chromium() {
+    local chromium=${MAILER_CHROMIUM:-/usr/bin/chromium}
+    [ -x "$chromium" ] && return 0
+    echo "installing chromium for the browser tests"
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        sudo -n apt-get update -qq && sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+    [ -x "$chromium" ]
+}
+
 # make_env DIR PYTHON "Django spec" [extra pip args...]: a virtualenv with the project and its test tools.
 make_env() {
     local dir=$1 python=$2 django=$3

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite: Django 5.2 (Python 3.11) and Django 6.1 (Python 3.12+), each on
-# SQLite, PostgreSQL and MariaDB; then ruff and mypy. Sets up its virtualenvs in .venvs/.
+# SQLite, PostgreSQL and MariaDB; the admin in a real browser (Django 6.1, the demo project
+# on SQLite, Debian's Chromium); then ruff and mypy. Sets up its virtualenvs in .venvs/.
 #
 #   bash scripts/test.sh                 # everything
 #   bash scripts/test.sh -k retry        # extra arguments go to every pytest run
 #   MAILER_TEST_DBS=sqlite bash scripts/test.sh    # only some databases
 #   MAILER_TEST_DJANGOS=dj61 bash scripts/test.sh  # only some Django versions
 #
-# With dj61, ruff, mypy and the documentation (Sphinx, warnings as errors) are checked too.
+# With dj61, ruff, mypy, the documentation (Sphinx, warnings as errors) and the admin in
+# Chromium are checked too.
 #
-# Outside CI a database server that does not answer is skipped, and said so; with
-# CI=true it is a failure.
+# Outside CI a database server that does not answer, or a missing Chromium, is skipped,
+# and said so; with CI=true it is a failure. Screenshots of the browser tests go to
+# $MAILER_SCREENSHOTS (default .ci/artifacts/screenshots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -28,7 +31,7 @@ for env in $djangos; do
         # the django-tasks backport too (the "tasks" extra), Django 6 has django.tasks.
         dj52) make_env .venvs/dj52 "$py311" "Django>=5.2,<5.3" "django-tasks>=0.12" "django-tasks-db>=0.13" ;;
         dj61) make_env .venvs/dj61 "$py312" "Django>=6.1,<6.2" "django-tasks-db>=0.13" \
-                  "ruff>=0.6" "mypy>=1.11" "django-stubs>=6.1,<6.2" ;;
+                  "ruff>=0.6" "mypy>=1.11" "django-stubs>=6.1,<6.2" "playwright>=1.40" ;;
         *) echo "unknown Django environment $env" >&2; exit 2 ;;
     esac
 done
@@ -64,7 +67,8 @@ for env in $djangos; do
         fi
         echo "=== $env / $db ==="
         start=$(date +%s)
-        if MAILER_TEST_DB=$db ".venvs/$env/bin/python" "${warnings[@]}" -m pytest -q -p no:cacheprovider "$@"; then
+        if MAILER_TEST_DB=$db ".venvs/$env/bin/python" "${warnings[@]}" -m pytest -q -p no:cacheprovider \
+                --ignore=tests/browser "$@"; then
             summary+=("$env/$db: passed in $(( $(date +%s) - start ))s")
         else
             failed+=("$env/$db")
@@ -72,6 +76,35 @@ for env in $djangos; do
         fi
     done
 done
+
+# The browser tests start the demo project themselves (SQLite): one run, not one per database.
+if [[ " $djangos " == *" dj61 "* ]]; then
+    echo "=== browser / dj61 / demo project on SQLite ==="
+    export MAILER_SCREENSHOTS=${MAILER_SCREENSHOTS:-$PWD/.ci/artifacts/screenshots}
+    if ! ensure_chromium; then
+        if [ "${CI:-}" = "true" ]; then
+            echo "FAIL: no Chromium at ${MAILER_CHROMIUM:-/usr/bin/chromium}" >&2
+            failed+=("browser (no chromium)")
+        else
+            echo "SKIP: no Chromium at ${MAILER_CHROMIUM:-/usr/bin/chromium} (apt-get install chromium); the browser tests are not run" >&2
+            summary+=("browser: skipped, no chromium")
+        fi
+    else
+        mkdir -p "$MAILER_SCREENSHOTS"
+        rm -f "$MAILER_SCREENSHOTS"/*.png
+        start=$(date +%s)
+        status=0
+        .venvs/dj61/bin/python -W error -m pytest -q -p no:cacheprovider tests/browser "$@" || status=$?
+        if [ "$status" = 0 ]; then
+            summary+=("browser: passed in $(( $(date +%s) - start ))s, screenshots in $MAILER_SCREENSHOTS")
+        elif [ "$status" = 5 ]; then
+            summary+=("browser: no test selected")
+        else
+            failed+=("browser")
+            summary+=("browser: FAILED")
+        fi
+    fi
+fi
 
 if [[ " $djangos " == *" dj61 "* ]]; then
     echo "=== ruff, mypy ==="

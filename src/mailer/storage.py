@@ -594,7 +594,14 @@ def decode(data: str | bytes) -> EmailMessage:
         return from_document(doc)
     except UndecodableMessage:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        binascii.Error,
+    ) as error:
         raise UndecodableMessage(f"Stored message data cannot be decoded: {error}") from error
 
 
@@ -621,17 +628,43 @@ def document_summary(data: str | None) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
+    return summarize(doc)
+
+
+def summarize(doc: Any) -> dict[str, Any]:
+    """The summary of a parsed document (or of the keys read so far); empty if not ours.
+
+    Whatever the document holds, the values are strings (``message_id`` may be
+    None) and the recipient lists are lists of strings, so callers can display
+    and join them without checking.
+    """
     if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
         return {}
-    headers = doc.get("headers") or {}
+    headers = doc.get("headers")
+    if not isinstance(headers, dict):
+        headers = {}
     msgid = next((v for k, v in headers.items() if k.lower() == "message-id"), None)
     return {
-        "subject": doc.get("subject", ""),
-        "from_email": doc.get("from_email", ""),
-        "to": list(doc.get("to") or []),
-        "cc": list(doc.get("cc") or []),
-        "bcc": list(doc.get("bcc") or []),
-        "message_id": msgid,
+        "subject": _display(doc.get("subject")),
+        "from_email": _display(doc.get("from_email")),
+        "to": _display_list(doc.get("to")),
+        "cc": _display_list(doc.get("cc")),
+        "bcc": _display_list(doc.get("bcc")),
+        "message_id": None if msgid is None else _display(msgid),
     }
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _display_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return [_display(value)]
+    return [_display(item) for item in value]

@@ -1,0 +1,619 @@
+"""The admin: the queue, the log, the don't-send list, the workers, and a dashboard.
+
+Least privilege:
+
+* stored mail is read-only here; nothing is added, edited or deleted by hand
+  (cancelling leaves a log row);
+* bodies, attachments and the HTML preview need ``mailer.view_message_body``
+  (password-reset links live in bodies); search never looks into bodies;
+* retry now, requeue, cancel and send a copy need ``mailer.send_message``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import smart_split, unescape_string_literal
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+
+from . import dashboard, display, listing, operations
+from .compat import CHANGE_FORM_ACTIONS
+from .conf import mailers_setting, settings
+from .mailers import is_queueing_backend
+from .models import (
+    RESULT_DONT_SEND,
+    RESULT_FAILURE,
+    RESULT_SUCCESS,
+    DontSendEntry,
+    Message,
+    MessageLog,
+    MessageQuerySet,
+    Worker,
+)
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise
+
+    StoredMailBase = admin.ModelAdmin[Any]
+    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
+    WorkerBase = admin.ModelAdmin[Worker]
+else:  # generic in the type stubs only
+    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
+    StrOrPromise = str
+
+BODY_PERMISSION = "mailer.view_message_body"
+SEND_PERMISSION = "mailer.send_message"
+MAX_ATTEMPTS_SHOWN = 50
+PREVIEW_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox"
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def send_action(description: StrOrPromise) -> Callable[[F], F]:
+    """An action that needs ``mailer.send_message``, offered on the list and on each page."""
+    where: dict[str, Any] = (
+        {"location": [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_FORM]}
+        if CHANGE_FORM_ACTIONS
+        else {}  # DJANGO_COMPAT(<6.1): on the list only
+    )
+
+    def decorate(func: F) -> F:
+        admin.action(description=description, permissions=["send"], **where)(func)
+        return func
+
+    return decorate
+
+
+def can_view_body(request: HttpRequest) -> bool:
+    return request.user.has_perm(BODY_PERMISSION)
+
+
+# -- Filters -----------------------------------------------------------------------------
+
+
+class StateFilter(admin.SimpleListFilter):
+    """The states of ``Message.state``, plus "due now": what a worker would take next."""
+
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("due", _("due now")),
+            ("queued", _("queued")),
+            ("scheduled", _("scheduled")),
+            ("sending", _("sending")),
+            ("deferred", _("deferred")),
+            ("held", _("held")),
+            ("failed", _("failed")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        assert isinstance(queryset, MessageQuerySet)
+        now = timezone.now()
+        value = self.value()
+        if value == "due":
+            return queryset.due(now)
+        if value == "queued":
+            return queryset.queued().exclude(due_at__gt=now)
+        if value == "scheduled":
+            return queryset.scheduled(now)
+        if value == "sending":
+            return queryset.claimed()
+        if value == "deferred":
+            return queryset.deferred().filter(due_at__isnull=False)
+        if value == "held":
+            return queryset.held()
+        if value == "failed":
+            return queryset.failed()
+        return queryset
+
+
+DEFAULT_MAILER = "-"
+
+
+class MailerFilter(admin.SimpleListFilter):
+    """The delivery aliases in MAILERS (a DISTINCT over the table would read all of it)."""
+
+    title = _("mailer")
+    parameter_name = "mailer"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        aliases = [
+            alias
+            for alias, config in mailers_setting().items()
+            if not is_queueing_backend(config.get("BACKEND"))
+        ]
+        if not aliases:
+            return []
+        return [(DEFAULT_MAILER, _("(default delivery backend)")), *((a, a) for a in aliases)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(mailer="" if value == DEFAULT_MAILER else value)
+
+
+# -- Search ------------------------------------------------------------------------------
+
+
+def _data_pattern(term: str) -> str:
+    """A regex finding ``term`` in the subject, sender, recipients or Message-ID of stored data.
+
+    It matches inside those JSON values only: a word that appears only in a
+    body is not found, so search cannot be used to read bodies letter by letter.
+    """
+    literal = re.escape(json.dumps(term, ensure_ascii=False)[1:-1])
+    string = r'([^"\\]|\\.)*'
+    return (
+        rf'"(subject|from_email|message-id)":"{string}{literal}'
+        rf'|"(to|cc|bcc|reply_to)":\[[^]]*{literal}'
+    )
+
+
+def _is_id(term: str) -> bool:
+    return term.isascii() and term.isdigit() and len(term) <= 18
+
+
+def _search_terms(search_term: str) -> list[str]:
+    terms = []
+    for bit in smart_split(search_term):
+        if bit.startswith(('"', "'")) and bit[0] == bit[-1] and len(bit) > 1:
+            bit = unescape_string_literal(bit)
+        if bit:
+            terms.append(bit)
+    return terms
+
+
+# -- Shared by the queue and the log -----------------------------------------------------
+
+
+class ReadOnly:
+    """Rows written by the queue and its workers: nobody adds, edits or deletes them here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StoredMailAdmin(ReadOnly, StoredMailBase):
+    """What ``MessageAdmin`` and ``MessageLogAdmin`` share: read-only mail, bodies by permission."""
+
+    paginator = listing.CappedPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
+    ordering = ("-id",)
+    change_form_template = "admin/mailer/stored_mail_change_form.html"
+    change_list_template = "admin/mailer/stored_mail_change_list.html"
+    # Shows the search box; get_search_results decides what a search matches.
+    search_fields = ("message_data",)
+    search_help_text = _(
+        "Searches subjects, senders, recipients and Message-IDs (never bodies), "
+        "and ids. Quote words to search for them together."
+    )
+
+    class Media:
+        css = {"all": ["mailer/admin.css"]}
+
+    def has_send_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(SEND_PERMISSION)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return listing.SummaryChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        for term in _search_terms(search_term):
+            queryset = queryset.filter(self.search_condition(term))
+        return queryset, False
+
+    def search_condition(self, term: str) -> Q:
+        condition = Q(message_data__iregex=_data_pattern(term))
+        if _is_id(term):
+            condition |= Q(pk=int(term))
+        return condition
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:pk>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    @xframe_options_sameorigin
+    def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The HTML body, for the sandboxed iframe: no script runs, nothing remote loads."""
+        obj = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not (self.has_view_permission(request, obj) and can_view_body(request)):
+            raise PermissionDenied
+        html = display.email_view(obj.message_data).preview()
+        response = HttpResponse(html, content_type="text/html; charset=utf-8")
+        response["Content-Security-Policy"] = PREVIEW_POLICY
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Referrer-Policy"] = "no-referrer"
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    # The summary columns, from the start of the data only (see SummaryChangeList).
+
+    def summary(self, obj: Any) -> dict[str, Any]:
+        if not hasattr(obj, "_admin_summary"):
+            head = obj.data_head if hasattr(obj, "data_head") else obj.message_data
+            obj._admin_has_data = bool(head)
+            obj._admin_summary = display.summary(head)
+        return obj._admin_summary  # type: ignore[no-any-return]
+
+    def action_checkbox(self, obj: Any) -> SafeString:
+        """Django's checkbox, labelled from the summary (``str(obj)`` would read all the data)."""
+        summary = self.summary(obj)
+        label = f'"{summary["subject"]}" to {", ".join(summary["to"])}' if summary else ""
+        return super().action_checkbox(_Labelled(obj.pk, label or f"#{obj.pk}"))
+
+    @admin.display(description=_("subject"))
+    def subject_column(self, obj: Any) -> str:
+        summary = self.summary(obj)
+        if not summary:
+            return str(_("(cannot be read)")) if obj._admin_has_data else "—"
+        return str(summary["subject"]) or str(_("(no subject)"))
+
+    @admin.display(description=_("recipients"))
+    def to_column(self, obj: Any) -> str:
+        recipients = display.recipients_of(self.summary(obj))
+        if not recipients:
+            return "—"
+        shown = ", ".join(recipients[:2])
+        more = len(recipients) - 2
+        return f"{shown} (+{more})" if more > 0 else shown
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None:
+            context.update(self.mail_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        view = display.email_view(obj.message_data)
+        body = can_view_body(request)
+        if not body:
+            view.text = view.html = None
+            view.raw = ""
+            view.attachments = []
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return {
+            "email": view,
+            "can_view_body": body,
+            "preview_url": reverse(f"admin:{prefix}_preview", args=[obj.pk])
+            if body and view.html is not None
+            else "",
+        }
+
+    def attempts(self, queue_id: int | None) -> list[MessageLog]:
+        """The latest attempts at queue entry ``queue_id``, oldest first."""
+        if queue_id is None:
+            return []
+        latest = MessageLog.objects.filter(queue_id=queue_id).order_by("-when_attempted", "-pk")
+        return list(latest[:MAX_ATTEMPTS_SHOWN])[::-1]
+
+    def _too_many(self, request: HttpRequest, queryset: QuerySet[Any]) -> bool:
+        if request.POST.get("select_across") != "1":
+            return False
+        limit = listing.COUNT_LIMIT
+        if queryset.order_by().values("pk")[: limit + 1].count() <= limit:
+            return False
+        self.message_user(
+            request,
+            _(
+                "More than %(limit)s messages match: narrow the list with filters, "
+                "search or dates first."
+            )
+            % {"limit": f"{limit:,}"},
+            messages.ERROR,
+        )
+        return True
+
+    def _report(self, request: HttpRequest, report: operations.Report) -> None:
+        level = messages.WARNING if report.skipped or not report.done else messages.SUCCESS
+        if len(report.created) == 1:
+            url = reverse("admin:mailer_message_change", args=[report.created[0]])
+            self.message_user(
+                request, format_html('{} <a href="{}">{}</a>', report, url, _("Open it")), level
+            )
+        else:
+            self.message_user(request, str(report), level)
+
+    @send_action(_("Send a copy"))
+    def send_copies(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        selected = queryset.order_by().values("pk")[: operations.MAX_COPIES + 1].count()
+        if selected > operations.MAX_COPIES:
+            self.message_user(request, operations.too_many_to_copy(selected), messages.ERROR)
+            return
+        model = queryset.model
+        rows = list(model.objects.filter(pk__in=queryset.values("pk")).order_by("pk"))
+        self._report(request, operations.send_copy(rows))
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    pk: Any
+    label: str
+
+    def __str__(self) -> str:
+        return self.label
+
+
+# -- The queue -------------------------------------------------------------------------
+
+
+@admin.register(Message)
+class MessageAdmin(StoredMailAdmin):
+    list_display = (
+        "id",
+        "subject_column",
+        "to_column",
+        "state_column",
+        "priority",
+        "mailer",
+        "when_added",
+        "due_at",
+        "retry_count",
+        "last_reply_column",
+    )
+    list_display_links = ("id", "subject_column")
+    list_filter = (StateFilter, "priority", MailerFilter)
+    date_hierarchy = "when_added"
+    # Read-only: all of them; the stored data itself is shown by the template, by permission.
+    fields = readonly_fields = (
+        "subject_column",
+        "state_column",
+        "priority",
+        "mailer",
+        "when_added",
+        "due_at",
+        "expires_at",
+        "retry_count",
+        "last_reply_column",
+        "claimed_by",
+        "lease_expires_at",
+    )
+    actions = ["retry_now", "requeue_failed", "cancel_messages", "send_copies"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        queryset = super().get_queryset(request)
+        return listing.MessageDatesQuerySet(model=Message, query=queryset.query, using=queryset.db)
+
+    @admin.display(description=_("state"), ordering="status")
+    def state_column(self, obj: Message) -> str:
+        return format_html('<span class="mailer-state mailer-{}">{}</span>', obj.status, obj.state)
+
+    @admin.display(description=_("last reply"))
+    def last_reply_column(self, obj: Message) -> str:
+        if obj.last_code is None and not obj.last_reply:
+            return "—"
+        reply = obj.last_reply if len(obj.last_reply) <= 120 else obj.last_reply[:119] + "…"
+        return f"{obj.last_code} {reply}" if obj.last_code is not None else reply
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "dashboard/",
+                self.admin_site.admin_view(self.dashboard_view),
+                name="mailer_message_dashboard",
+            ),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """Counts by state and priority, the last day's deliveries, failures and workers."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        data = dashboard.gather()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Queue dashboard"),
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "data": data,
+            "chart": dashboard.chart(data.hours),
+            "message_list": reverse("admin:mailer_message_changelist"),
+            "log_list": reverse("admin:mailer_messagelog_changelist"),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/mailer/dashboard.html", context)
+
+    def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        return {
+            **super().mail_context(request, obj),
+            "recipients": display.recipient_rows(obj.summary, obj.recipient_results),
+            "attempts": self.attempts(obj.pk),
+        }
+
+    @send_action(_("Retry now"))
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        if not self._too_many(request, queryset):
+            self._report(request, operations.retry_now(queryset))
+
+    @send_action(_("Requeue failed messages"))
+    def requeue_failed(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        if not self._too_many(request, queryset):
+            self._report(request, operations.requeue_failed(queryset))
+
+    @send_action(_("Cancel (remove from the queue)"))
+    def cancel_messages(
+        self, request: HttpRequest, queryset: QuerySet[Message]
+    ) -> HttpResponse | None:
+        if self._too_many(request, queryset):
+            return None
+        user = request.user.get_username() if request.user.is_authenticated else ""
+        report = operations.cancel(queryset, by=user)
+        self._report(request, report)
+        match = request.resolver_match
+        if match is not None and match.url_name == "mailer_message_change" and report.done:
+            # The page of a cancelled message is gone: show where its log row is.
+            return HttpResponseRedirect(reverse("admin:mailer_messagelog_changelist"))
+        return None
+
+
+# -- The log ----------------------------------------------------------------------------
+
+
+RESULT_CLASSES = {RESULT_SUCCESS: "sent", RESULT_DONT_SEND: "skipped", RESULT_FAILURE: "failed"}
+
+
+@admin.register(MessageLog)
+class MessageLogAdmin(StoredMailAdmin):
+    list_display = (
+        "id",
+        "when_attempted",
+        "result_column",
+        "subject_column",
+        "to_column",
+        "reply_column",
+        "attempt",
+        "queue_column",
+        "mailer",
+    )
+    list_display_links = ("id", "when_attempted")
+    list_filter = ("result", "priority", MailerFilter)
+    date_hierarchy = "when_attempted"
+    # Read-only: all of them; the stored data itself is shown by the template, by permission.
+    fields = readonly_fields = (
+        "subject_column",
+        "result_column",
+        "when_attempted",
+        "attempt",
+        "queue_column",
+        "message_id",
+        "priority",
+        "mailer",
+        "when_added",
+        "reply_column",
+        "exception",
+        "log_message",
+        "worker",
+    )
+    actions = ["send_copies"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MessageLog]:
+        queryset = super().get_queryset(request)
+        return listing.LogDatesQuerySet(model=MessageLog, query=queryset.query, using=queryset.db)
+
+    def search_condition(self, term: str) -> Q:
+        condition = (
+            super().search_condition(term)
+            | Q(message_id__icontains=term)
+            | Q(recipients__icontains=term)
+        )
+        if _is_id(term):
+            condition |= Q(queue_id=int(term))
+        return condition
+
+    @admin.display(description=_("recipients"))
+    def to_column(self, obj: MessageLog) -> str:
+        rows = display.log_recipient_rows(obj.recipients)
+        if not rows:
+            return super().to_column(obj)
+        shown = ", ".join(row.address for row in rows[:2])
+        return f"{shown} (+{len(rows) - 2})" if len(rows) > 2 else shown
+
+    @admin.display(description=_("result"), ordering="result")
+    def result_column(self, obj: MessageLog) -> str:
+        return format_html(
+            '<span class="mailer-state mailer-{}">{}</span>',
+            RESULT_CLASSES.get(obj.result, "unknown"),
+            obj.get_result_display(),
+        )
+
+    @admin.display(description=_("reply"))
+    def reply_column(self, obj: MessageLog) -> str:
+        reply = obj.smtp_reply or obj.log_message or ""
+        reply = reply if len(reply) <= 120 else reply[:119] + "…"
+        return f"{obj.smtp_code} {reply}" if obj.smtp_code is not None else (reply or "—")
+
+    @admin.display(description=_("queue entry"))
+    def queue_column(self, obj: MessageLog) -> str:
+        if obj.queue_id is None:
+            return "—"
+        url = reverse("admin:mailer_messagelog_changelist")
+        return format_html('<a href="{}?queue_id={}">#{}</a>', url, obj.queue_id, obj.queue_id)
+
+    def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
+        return {
+            **super().mail_context(request, obj),
+            "recipients": display.log_recipient_rows(obj.recipients),
+            "attempts": self.attempts(obj.queue_id),
+            "queued_url": reverse("admin:mailer_message_change", args=[obj.queue_id])
+            if queued
+            else "",
+            "current_log": obj.pk,
+        }
+
+
+# -- The don't-send list and the workers --------------------------------------------------
+
+
+@admin.register(DontSendEntry)
+class DontSendEntryAdmin(DontSendEntryBase):
+    list_display = ("to_address", "when_added")
+    search_fields = ("to_address",)
+    ordering = ("-id",)
+
+
+@admin.register(Worker)
+class WorkerAdmin(ReadOnly, WorkerBase):
+    list_display = (
+        "name",
+        "hostname",
+        "pid",
+        "started_at",
+        "heartbeat_at",
+        "alive",
+        "concurrency",
+        "sent",
+        "deferred",
+        "failed",
+    )
+    ordering = ("-heartbeat_at",)
+
+    @admin.display(description=_("alive"), boolean=True)
+    def alive(self, obj: Worker) -> bool:
+        limit = timezone.now() - datetime.timedelta(seconds=settings.LEASE_SECONDS)
+        return obj.heartbeat_at >= limit
