@@ -32,6 +32,8 @@ def tasks_framework() -> Any:
     import django_tasks
 
     return django_tasks
+
+
 # DJANGO_COMPAT(<6.1): Django 6.1 added admin actions on the change form.
 CHANGE_FORM_ACTIONS = django.VERSION >= (6, 1)
 
