@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Case, Count, IntegerField, Max, Min, Q, Sum, Value, When
+from django.db.models import Case, Count, IntegerField, Max, Min, Q, Value, When
 from django.db.models.functions import Substr
 from django.utils import timezone
 
@@ -29,8 +29,8 @@ from .models import (
     RESULT_SUCCESS,
     Message,
     MessageLog,
-    Status,
     Worker,
+    count_where,
 )
 
 HOURS = 24
@@ -132,41 +132,10 @@ def gather(now: datetime.datetime | None = None, using: str = "default") -> Dash
     )
 
 
-def _ones(condition: Q) -> Sum:
-    """How many rows meet ``condition`` (portable: no FILTER clause, no COUNT(*) on a CASE)."""
-    return Sum(Case(When(condition, then=Value(1)), default=Value(0)), output_field=IntegerField())
-
-
 def state_counts(now: datetime.datetime, using: str = "default") -> list[StateCount]:
-    """Messages in each state, the way the message list's state filter names them.
-
-    One GROUP BY over the ``(status, due_at)`` index.
-    """
-    rows = (
-        Message.objects.using(using)
-        .order_by()
-        .values("status")
-        .annotate(
-            total=Count("*"),
-            later=_ones(Q(due_at__gt=now)),
-            unset=_ones(Q(due_at__isnull=True)),
-        )
-    )
-    by_status: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
-
-    def get(status: str, key: str) -> int:
-        return int(by_status.get(status, {}).get(key) or 0)
-
-    return [
-        StateCount("queued", "queued", get(Status.QUEUED, "total") - get(Status.QUEUED, "later")),
-        StateCount("scheduled", "scheduled", get(Status.QUEUED, "later")),
-        StateCount("sending", "sending", get(Status.CLAIMED, "total")),
-        StateCount(
-            "deferred", "deferred", get(Status.DEFERRED, "total") - get(Status.DEFERRED, "unset")
-        ),
-        StateCount("held", "held", get(Status.DEFERRED, "unset")),
-        StateCount("failed", "failed", get(Status.FAILED, "total")),
-    ]
+    """Messages in each state, the way the message list's state filter names them."""
+    counts, _ = Message.objects.using(using).states(now)
+    return [StateCount(state, state, count) for state, count in counts.items()]
 
 
 def priority_counts(now: datetime.datetime, using: str = "default") -> list[PriorityCount]:
@@ -180,7 +149,7 @@ def priority_counts(now: datetime.datetime, using: str = "default") -> list[Prio
         .filter(due_at__isnull=False)
         .order_by()
         .values("priority")
-        .annotate(waiting=Count("*"), due=_ones(Q(due_at__lte=now)), first=Min("due_at"))
+        .annotate(waiting=Count("*"), due=count_where(Q(due_at__lte=now)), first=Min("due_at"))
     )
     by_priority: dict[int, dict[str, Any]] = {row["priority"]: dict(row) for row in rows}
     counts = []

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import Case, Count, IntegerField, Min, Q, Sum, Value, When
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from .conf import settings
-from .models import RESULT_FAILURE, RESULT_SUCCESS, Message, MessageLog, Status, Worker
+from .models import RESULT_FAILURE, RESULT_SUCCESS, Message, MessageLog, Worker, count_where
 
 STATES = ("queued", "scheduled", "sending", "deferred", "held", "failed")
 HOUR = datetime.timedelta(hours=1)
@@ -106,45 +106,9 @@ class Health:
 def check(now: datetime.datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> Health:
     """The queue's health as of ``now``."""
     now = now or timezone.now()
-    states, oldest_due_at = _states(now, using)
+    states, oldest_due_at = Message.objects.using(using).states(now)
     last_hour, last_day = _attempts(now, using)
     return Health(now, states, oldest_due_at, last_hour, last_day, _workers(now, using))
-
-
-def _ones(condition: Q) -> Sum:
-    """How many rows meet ``condition`` (portable: no FILTER clause)."""
-    return Sum(Case(When(condition, then=Value(1)), default=Value(0)), output_field=IntegerField())
-
-
-def _states(now: datetime.datetime, using: str) -> tuple[dict[str, int], datetime.datetime | None]:
-    rows = (
-        Message.objects.using(using)
-        .order_by()
-        .values("status")
-        .annotate(
-            total=Count("*"),
-            later=_ones(Q(due_at__gt=now)),
-            unset=_ones(Q(due_at__isnull=True)),
-            first=Min("due_at"),
-        )
-    )
-    found: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
-
-    def get(status: str, key: str) -> Any:
-        return found.get(status, {}).get(key) or 0
-
-    states = {
-        "queued": get(Status.QUEUED, "total") - get(Status.QUEUED, "later"),
-        "scheduled": get(Status.QUEUED, "later"),
-        "sending": get(Status.CLAIMED, "total"),
-        "deferred": get(Status.DEFERRED, "total") - get(Status.DEFERRED, "unset"),
-        "held": get(Status.DEFERRED, "unset"),
-        "failed": get(Status.FAILED, "total"),
-    }
-    # The earliest due_at of a state that may be claimed is the oldest due message, if it is due.
-    firsts = [get(status, "first") for status in (Status.QUEUED, Status.DEFERRED)]
-    due = [first for first in firsts if first and first <= now]
-    return {name: int(count) for name, count in states.items()}, min(due) if due else None
 
 
 def _attempts(now: datetime.datetime, using: str) -> tuple[Attempts, Attempts]:
@@ -154,7 +118,7 @@ def _attempts(now: datetime.datetime, using: str) -> tuple[Attempts, Attempts]:
         .filter(result__in=[RESULT_SUCCESS, RESULT_FAILURE], when_attempted__gte=now - DAY)
         .order_by()
         .values("result")
-        .annotate(day=Count("*"), hour=_ones(Q(when_attempted__gte=now - HOUR)))
+        .annotate(day=Count("*"), hour=count_where(Q(when_attempted__gte=now - HOUR)))
     )
     counts = {row["result"]: row for row in rows}
     empty = {"day": 0, "hour": 0}

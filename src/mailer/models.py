@@ -211,6 +211,42 @@ class MessageQuerySet(models.QuerySet["Message"]):
         found = later.order_by("due_at").values_list("due_at", flat=True).first()
         return found
 
+    def states(
+        self, now: datetime.datetime | None = None
+    ) -> tuple[dict[str, int], datetime.datetime | None]:
+        """How many messages are in each state (by ``Message.state``'s names), and since
+        when the longest-waiting due message has been due (None: nothing is due).
+
+        One GROUP BY over the ``(status, due_at)`` index.
+        """
+        now = now or timezone.now()
+        rows = (
+            self.order_by()
+            .values("status")
+            .annotate(
+                total=models.Count("*"),
+                later=count_where(Q(due_at__gt=now)),
+                unset=count_where(Q(due_at__isnull=True)),
+                first=models.Min("due_at"),
+            )
+        )
+        found: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
+
+        def get(status: str, key: str) -> int:
+            return int(found.get(status, {}).get(key) or 0)
+
+        counts = {
+            "queued": get(Status.QUEUED, "total") - get(Status.QUEUED, "later"),
+            "scheduled": get(Status.QUEUED, "later"),
+            "sending": get(Status.CLAIMED, "total"),
+            "deferred": get(Status.DEFERRED, "total") - get(Status.DEFERRED, "unset"),
+            "held": get(Status.DEFERRED, "unset"),
+            "failed": get(Status.FAILED, "total"),
+        }
+        firsts = [found.get(status, {}).get("first") for status in DUE_STATUSES]
+        due = [first for first in firsts if first is not None and first <= now]
+        return counts, min(due) if due else None
+
     def in_send_order(self) -> MessageQuerySet:
         """Priority first, then the time they became due, then queue order."""
         return self.order_by("priority", "due_at", "pk")
@@ -489,6 +525,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
         if skipped:
             MessageLog.objects.using(self.db).bulk_create(skipped)
         return rows
+
+
+def count_where(condition: Q) -> models.Sum:
+    """How many rows meet ``condition``, as an aggregate (portable: no FILTER clause)."""
+    one = models.Case(models.When(condition, then=models.Value(1)), default=models.Value(0))
+    return models.Sum(one, output_field=models.IntegerField())
 
 
 def _apply_outcome(message: Message, outcome: Outcome, now: datetime.datetime) -> str:
