@@ -7,6 +7,7 @@ rejected here instead, in the caller, with an exception from
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from email.errors import HeaderParseError
@@ -24,6 +25,8 @@ from .exceptions import InvalidAddress, InvalidHeader, InvalidMessage, InvalidRe
 _SIMPLE_ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 )
+# The same inside angle brackets after a display name of plain words ("Shop <a@b.c>").
+_SIMPLE_NAME_ADDR = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <" + _SIMPLE_ADDRESS.pattern + ">")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':'
 _FORBIDDEN_IN_HEADER = ("\r", "\n", "\x00")
 _RECIPIENT_FIELDS = ("to", "cc", "bcc", "reply_to")
@@ -36,24 +39,33 @@ def check_address(address: Any, field: str) -> str:
     if not isinstance(address, str | Promise):
         raise InvalidAddress(f"{field}: {address!r} is not an address string.")
     text = force_str(address)
-    if any(char in text for char in _FORBIDDEN_IN_HEADER):
+    if "\r" in text or "\n" in text or "\x00" in text:  # _FORBIDDEN_IN_HEADER, unrolled
         raise InvalidAddress(f"{field}: {text!r} contains a line break or NUL.")
-    if _SIMPLE_ADDRESS.fullmatch(text):
+    if _SIMPLE_ADDRESS.fullmatch(text) or _SIMPLE_NAME_ADDR.fullmatch(text):
         return text
+    problem = _address_problem(text)
+    if problem:
+        raise InvalidAddress(f"{field}: {text!r} {problem}.")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_problem(text: str) -> str | None:
+    """Why ``text`` is not one valid mailbox (None: it is). Cached: senders repeat."""
     try:
         parsed = AddressHeader.value_parser(text)
     except (HeaderParseError, IndexError, ValueError) as error:
-        raise InvalidAddress(f"{field}: {text!r} is not a valid address ({error}).") from None
+        return f"is not a valid address ({error})"
     defects = {str(defect) for defect in parsed.all_defects}
     # Django accepts local mailboxes such as "webmaster" (its ticket #15042).
     defects.discard("addr-spec local part with no domain")
     # A non-ASCII local part is fine here: it is delivered with SMTPUTF8.
     defects.discard("local-part contains non-ASCII characters)")
     if defects:
-        raise InvalidAddress(f"{field}: {text!r} is not a valid address ({'; '.join(defects)}).")
+        return f"is not a valid address ({'; '.join(defects)})"
     if len(parsed.all_mailboxes) != 1 or not parsed.all_mailboxes[0].local_part:
-        raise InvalidAddress(f"{field}: {text!r} must be exactly one address.")
-    return text
+        return "must be exactly one address"
+    return None
 
 
 def check_recipient_list(value: Any, field: str) -> list[str]:
