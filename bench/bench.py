@@ -654,6 +654,7 @@ class Bench:
 
     def run(self) -> int:
         started = time.time()
+        self.load_at_start = tuple(round(x, 2) for x in os.getloadavg())
         self.start_sink()
         dbs = self.size["dbs"]
         try:
@@ -743,7 +744,42 @@ class Bench:
             print(f"FAILURE: {failure}")
         print(f"Mode {self.mode}, {elapsed:.0f} s. JSON: {path.relative_to(ROOT)}")
         print(f"Reproduce: {command}")
+        if self.mode == "full" and not self.only and not self.args.db:
+            self.write_results_md(data, command, path)
+            print("Wrote bench/RESULTS.md")
         return 1 if self.results.failures else 0
+
+    def write_results_md(self, data: dict[str, Any], command: str, path: Path) -> None:
+        """bench/RESULTS.md: the latest full run, as measured (written by the run itself)."""
+        machine = data["machine"]
+        lines = [
+            "# Benchmark results",
+            "",
+            "The latest full run of `bench/run.sh`, written by that run (nothing here is typed",
+            "by hand). How it measures: README.md, *Benchmarks*, and `bench/bench.py`.",
+            "",
+            f"- Command: `{command}`",
+            f"- Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+            f"the run took {data['seconds'] / 60:.0f} min",
+            f"- Machine: {machine['cpus']} cores ({machine['cpu_model']}), "
+            f"{machine['memory_gb']} GB RAM, {machine['platform']}",
+            f"- Load average at start {self.load_at_start}, at end "
+            f"{tuple(round(x, 2) for x in machine['load_at_end'])} (the machine is shared)",
+            f"- JSON: `{path.relative_to(ROOT)}` (git-ignored)",
+            "",
+            "## Table",
+            "",
+            render_table(self.results, self.info, machine, self.mode),
+            "",
+            "## Targets",
+            "",
+            render_targets(data["targets"]),
+            "",
+            f"{self.results.verified:,} messages delivered and checked by token: "
+            + ("each exactly once." if not self.results.failures else "FAILURES:"),
+        ]
+        lines += [f"- {failure}" for failure in self.results.failures]
+        (BENCH / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
     def targets(self) -> list[dict[str, Any]]:
         r = self.results
