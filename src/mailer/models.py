@@ -213,8 +213,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
         connection = connections[self.db]
         due = self.due(now).in_send_order()
         mine = self.model.objects.using(self.db)
-        if connection.vendor == "postgresql":
-            ids = self._claim_returning(due, limit, claim)
+        if connection.vendor == "postgresql" or (
+            # SQLite 3.35+: UPDATE ... RETURNING, so that only the rows this call
+            # claimed come back (not also earlier claims not yet recorded).
+            connection.vendor == "sqlite" and connection.features.can_return_rows_from_bulk_insert
+        ):
+            skip = connection.vendor != "sqlite"
+            ids = self._claim_returning(due, limit, claim, skip_locked=skip)
             return list(mine.filter(pk__in=ids).in_send_order()) if ids else []
         if connection.features.has_select_for_update:
             skip = connection.features.has_select_for_update_skip_locked
@@ -233,9 +238,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
         return list(mine.filter(claimed_by=owner).claimed().in_send_order())
 
     def _claim_returning(
-        self, due: MessageQuerySet, limit: int, claim: dict[str, Any]
+        self, due: MessageQuerySet, limit: int, claim: dict[str, Any], *, skip_locked: bool = True
     ) -> list[int]:
-        """PostgreSQL: claim in one statement, skipping rows other workers hold."""
+        """Claim in one statement, skipping rows other workers hold (PostgreSQL; on
+        SQLite the statement holds the write lock)."""
         connection = connections[self.db]
         quote = connection.ops.quote_name
         meta = self.model._meta
@@ -243,12 +249,14 @@ class MessageQuerySet(models.QuerySet["Message"]):
         columns = {field.name: str(field.column) for field in meta.concrete_fields}
         assignments = ", ".join(f"{quote(columns[name])} = %s" for name in claim)
         pk = quote(columns["id"])
+        lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
         sql = (
             f"UPDATE {quote(meta.db_table)} SET {assignments} "
-            f"WHERE {pk} IN ({picked_sql} FOR UPDATE SKIP LOCKED) RETURNING {pk}"
+            f"WHERE {pk} IN ({picked_sql}{lock}) RETURNING {pk}"
         )
+        values = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in claim.items()]
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*claim.values(), *picked_params])
+            cursor.execute(sql, [*values, *picked_params])
             return [row[0] for row in cursor.fetchall()]
 
     def renew_leases(self, owner: str, lease: float) -> int:
