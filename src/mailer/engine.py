@@ -38,6 +38,7 @@ from .transport import Transport
 logger = logging.getLogger("mailer.engine")
 
 RECORD_EVERY_SECONDS = 1.0
+INITIAL_CLAIM = 4  # messages claimed before the delivery speed is known
 
 
 class SendCounts(NamedTuple):
@@ -160,7 +161,9 @@ class Engine:
         the queue), at most MAILER_CLAIM_BATCH_SIZE."""
         size = settings.CLAIM_BATCH_SIZE
         if self._seconds_per_message is None:
-            size = max(1, size // self.share)  # until the speed is known, share out the batch
+            # Until the speed is known, claim a few: a whole batch could be minutes of
+            # work on a slow server, all of it kept from the other workers and slots.
+            size = max(1, min(size // self.share, INITIAL_CLAIM))
         else:
             size = max(1, min(size, int(1.0 / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
