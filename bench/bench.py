@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -697,6 +698,7 @@ class Bench:
             except Exception:
                 self.sink_proc.kill()
             self.sink_proc.wait(10)
+            shutil.rmtree(self.tmp, ignore_errors=True)
         elapsed = time.time() - started
         return self.report(elapsed)
 

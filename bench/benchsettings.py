@@ -57,9 +57,6 @@ else:
     }
 
 DEFAULT_FROM_EMAIL = "bench@example.com"
-EMAIL_HOST = "127.0.0.1"
-EMAIL_PORT = SMTP_PORT
-EMAIL_TIMEOUT = 30
 MAILER_LOCK_PATH = os.path.join(TMP, f"lock-{SIDE}-{DB}-{DB_NAME}")
 
 if SIDE == "ours" and django.VERSION >= (6, 1):
@@ -74,5 +71,8 @@ if SIDE == "ours" and django.VERSION >= (6, 1):
 else:
     EMAIL_BACKEND = "mailer.backend.DbBackend"
     MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = SMTP_PORT
+    EMAIL_TIMEOUT = 30
 
 globals().update(json.loads(os.environ.get("BENCH_EXTRA", "{}")))
