@@ -38,7 +38,7 @@ from .transport import Transport
 logger = logging.getLogger("mailer.engine")
 
 RECORD_EVERY_SECONDS = 1.0
-INITIAL_CLAIM = 4  # messages claimed before the delivery speed is known
+INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is known
 
 
 class SendCounts(NamedTuple):
@@ -94,6 +94,7 @@ class Engine:
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
         share: int = 1,
+        first_claim: int | None = None,
     ) -> None:
         """``owner`` is the claim owner (see ``mailer.leases``); ``share`` is how many
         engines of one worker drain the queue together.
@@ -120,6 +121,7 @@ class Engine:
         self._seconds_per_message: float | None = None
         self._check_dont_send = True
         self.share = max(share, 1)
+        self.first_claim = first_claim
 
     # -- the run ---------------------------------------------------------------------
 
@@ -161,9 +163,10 @@ class Engine:
         the queue), at most MAILER_CLAIM_BATCH_SIZE."""
         size = settings.CLAIM_BATCH_SIZE
         if self._seconds_per_message is None:
-            # Until the speed is known, claim a few: a whole batch could be minutes of
-            # work on a slow server, all of it kept from the other workers and slots.
-            size = max(1, min(size // self.share, INITIAL_CLAIM))
+            # Until the speed is known, share out the batch; a worker claims only a few
+            # (first_claim): a whole batch could be minutes of work on a slow server,
+            # kept from the other workers, which may be starting just now.
+            size = max(1, min(size // self.share, self.first_claim or size))
         else:
             size = max(1, min(size, int(1.0 / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
