@@ -7,6 +7,7 @@
 #   bash scripts/test.sh -k retry        # extra arguments go to every pytest run
 #   MAILER_TEST_DBS=sqlite bash scripts/test.sh    # only some databases
 #   MAILER_TEST_DJANGOS=dj61 bash scripts/test.sh  # only some Django versions
+#   MAILER_SKIP_BENCH=1 bash scripts/test.sh       # without bench/run.sh --check
 #
 # With dj61, ruff, mypy, the documentation (Sphinx, warnings as errors) and the admin in
 # Chromium are checked too.
@@ -103,6 +104,22 @@ if [[ " $djangos " == *" dj61 "* ]]; then
             failed+=("browser")
             summary+=("browser: FAILED")
         fi
+
+# The benchmark's correctness mode: tiny sizes, ours and django-mailer's, every message
+# delivered exactly once (bench/run.sh; no timing is judged).
+if [ -z "${MAILER_SKIP_BENCH:-}" ]; then
+    echo "=== bench/run.sh --check ==="
+    bench_dbs=()
+    for db in $dbs; do
+        port=$(port_for "$db")
+        if [ -z "$port" ] || answers "$port"; then bench_dbs+=(--db "$db"); fi
+    done
+    start=$(date +%s)
+    if bash bench/run.sh --check "${bench_dbs[@]}"; then
+        summary+=("bench --check: passed in $(( $(date +%s) - start ))s")
+    else
+        failed+=("bench --check")
+        summary+=("bench --check: FAILED")
     fi
 fi
 

@@ -116,7 +116,28 @@ def _keep_spaces_between_encoded_words(msg: Any) -> None:
 
 
 def envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: bool) -> str:
-    """The SMTP envelope form of ``address`` (addr-spec only, IDNA domain unless ``utf8``)."""
+    """The SMTP envelope form of ``address`` (addr-spec only, IDNA domain unless ``utf8``).
+
+    Remembered on ``backend`` (a few hundred addresses): parsing an address is
+    costly, and the sender is the same for most messages of a run.
+    """
+    key = (force_str(address), encoding, utf8)
+    try:
+        cache: dict[tuple[str, str | None, bool], str] = backend.__dict__.setdefault(
+            "_mailer_envelope", {}
+        )
+    except AttributeError:  # no instance dictionary
+        return _envelope_address(backend, address, encoding, utf8=utf8)
+    found = cache.get(key)
+    if found is None:
+        found = _envelope_address(backend, address, encoding, utf8=utf8)
+        if len(cache) >= 256:
+            cache.clear()
+        cache[key] = found
+    return found
+
+
+def _envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: bool) -> str:
     if MODERN_EMAIL and hasattr(backend, "prep_address"):
         return str(backend.prep_address(address, force_ascii=not utf8))
     # DJANGO_COMPAT(<6.0): Django 5.2 has no prep_address; use the same parser.

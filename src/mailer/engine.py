@@ -39,6 +39,7 @@ from .transport import Transport
 logger = logging.getLogger("mailer.engine")
 
 RECORD_EVERY_SECONDS = 1.0
+INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is known
 
 
 class SendCounts(NamedTuple):
@@ -94,6 +95,7 @@ class Engine:
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
         share: int = 1,
+        first_claim: int | None = None,
     ) -> None:
         """``owner`` is the claim owner (see ``mailer.leases``); ``share`` is how many
         engines of one worker drain the queue together.
@@ -126,6 +128,7 @@ class Engine:
         self._check_dont_send = True
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
+        self.first_claim = first_claim
 
     # -- the run ---------------------------------------------------------------------
 
@@ -171,7 +174,10 @@ class Engine:
         the queue), at most MAILER_CLAIM_BATCH_SIZE."""
         size = settings.CLAIM_BATCH_SIZE
         if self._seconds_per_message is None:
-            size = max(1, size // self.share)  # until the speed is known, share out the batch
+            # Until the speed is known, share out the batch; a worker claims only a few
+            # (first_claim): a whole batch could be minutes of work on a slow server,
+            # kept from the other workers, which may be starting just now.
+            size = max(1, min(size // self.share, self.first_claim or size))
         else:
             size = max(1, min(size, int(1.0 / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import email.message
+import functools
 import mimetypes
 import re
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,8 @@ from .exceptions import InvalidAddress, InvalidHeader, InvalidMessage, InvalidRe
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _SIMPLE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
+# The same inside angle brackets after a display name of plain words ("Shop <a@b.c>").
+_SIMPLE_NAME_ADDR = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <" + _SIMPLE_ADDRESS.pattern + ">")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':'
 # NUL, and every line separator of str.splitlines(): Python's modern email API
 # (Django 6) refuses all of them in a header; older code splits lines on them.
@@ -82,33 +85,41 @@ def check_address(address: Any, field: str) -> str:
     text = force_str(address)
     if _FORBIDDEN_IN_HEADER.search(text):
         raise InvalidAddress(f"{field}: {text!r} contains a line break or NUL.")
-    if _SIMPLE_ADDRESS.fullmatch(text):
+    if _SIMPLE_ADDRESS.fullmatch(text) or _SIMPLE_NAME_ADDR.fullmatch(text):
         return text
     _check_unicode(text, f"{field}: the address {text!r}", InvalidAddress)
+    problem = _address_problem(text)
+    if problem:
+        raise InvalidAddress(f"{field}: {text!r} {problem}.")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_problem(text: str) -> str | None:
+    """Why ``text`` is not one valid mailbox (None: it is). Cached: senders repeat."""
     try:
         parsed = AddressHeader.value_parser(text)
         # The parser fails on some inputs, and all_defects too (" .@", "a@[" on Python 3.11).
         defects = {str(defect) for defect in parsed.all_defects}
     except (HeaderParseError, IndexError, ValueError, AttributeError, TypeError) as error:
-        raise InvalidAddress(f"{field}: {text!r} is not a valid address ({error}).") from None
+        return f"is not a valid address ({error})"
     # Django accepts local mailboxes such as "webmaster" (its ticket #15042).
     defects.discard("addr-spec local part with no domain")
     # A non-ASCII local part is fine here: it is delivered with SMTPUTF8.
     defects.discard("local-part contains non-ASCII characters)")
     if defects:
-        raise InvalidAddress(f"{field}: {text!r} is not a valid address ({'; '.join(defects)}).")
+        return f"is not a valid address ({'; '.join(defects)})"
     if len(parsed.all_mailboxes) != 1 or not parsed.all_mailboxes[0].local_part:
-        raise InvalidAddress(f"{field}: {text!r} must be exactly one address.")
+        return "must be exactly one address"
     mailbox = parsed.all_mailboxes[0]
     if not mailbox.domain and not (text.isascii() and text.strip() == mailbox.local_part):
-        # Only a bare local mailbox ("webmaster") goes without a domain.
-        raise InvalidAddress(f"{field}: {text!r} has no domain.")
+        return "has no domain"  # only a bare local mailbox ("webmaster") goes without one
     if mailbox.domain and not mailbox.domain.isascii():
         try:
             punycode(mailbox.domain)  # how Django sends it without SMTPUTF8
         except UnicodeError as error:
-            raise InvalidAddress(f"{field}: {text!r} has an invalid domain ({error}).") from None
-    return text
+            return f"has an invalid domain ({error})"
+    return None
 
 
 def recipient_list(value: Any, field: str) -> list[str]:

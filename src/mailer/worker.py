@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from . import leases
 from .conf import settings
-from .engine import Engine, SendCounts
+from .engine import INITIAL_CLAIM, Engine, SendCounts
 from .models import Message
 from .models import Worker as WorkerRow
 from .postgres import Listener, can_listen
@@ -157,6 +157,7 @@ class MailWorker:
                             stop=self.stop,
                             before_send=self.limiter.acquire if self.limiter else None,
                             share=self.concurrency,
+                            first_claim=INITIAL_CLAIM,
                         )
                     counts = engine.run()
                     failures = 0
