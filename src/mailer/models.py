@@ -12,6 +12,7 @@ locking SQL. A message's life (see ``docs/guarantees``)::
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import sqlite3
 import uuid
@@ -461,6 +462,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         default_priority = (
             settings.DEFAULT_PRIORITY if priority is None else parse_priority(priority)
         )
+        send_at, expires_at = schedule(send_at, expires_at)
         prepared: list[tuple[EmailMessage, dict[str, Any], list[str]]] = []
         for email in emails:
             recipients = validate(email)
@@ -478,9 +480,11 @@ class MessageQuerySet(models.QuerySet["Message"]):
         for _email, doc, recipients in prepared:
             controls = _pop_control_headers(doc)
             row_priority = parse_priority(controls.get("priority"), default_priority)
-            row_send_at, row_expires = schedule(
-                controls.get("send_at") or send_at, controls.get("expires_at") or expires_at
-            )
+            row_send_at, row_expires = send_at, expires_at
+            if "send_at" in controls or "expires_at" in controls:
+                row_send_at, row_expires = schedule(
+                    controls.get("send_at") or send_at, controls.get("expires_at") or expires_at
+                )
             if assign_id:
                 storage.assign_message_id(doc)
             if blocked:
@@ -502,7 +506,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 )
             held = row_priority == PRIORITY_DEFERRED
             rows.append(
-                self.model(
+                _new_message(
+                    self.model,
                     message_data=data,
                     when_added=now,
                     priority=PRIORITY_MEDIUM if held else row_priority,
@@ -566,6 +571,7 @@ def insert_rows(rows: Sequence[models.Model], using: str, batch_size: int | None
         per_batch = max(1, min(per_batch, limit // len(bound)))
     if batch_size:
         per_batch = min(per_batch, batch_size)
+    prepare = {field.attname: _preparer(field, connection) for field in bound}
     returning = connection.features.can_return_rows_from_bulk_insert
     head = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "
@@ -576,7 +582,7 @@ def insert_rows(rows: Sequence[models.Model], using: str, batch_size: int | None
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
             params = [
-                field.get_db_prep_save(getattr(row, field.attname), connection)
+                prepare[field.attname](getattr(row, field.attname))
                 for row in batch
                 for field in bound
             ]
@@ -586,6 +592,27 @@ def insert_rows(rows: Sequence[models.Model], using: str, batch_size: int | None
                 row.pk = row_id
                 row._state.adding = False
                 row._state.db = using
+
+
+def _preparer(field: models.Field[Any, Any], connection: Any) -> Any:
+    """``field.get_db_prep_save`` for one INSERT, remembering results for repeated values.
+
+    Every new row shares a few values (the queueing time, a due time): adapting
+    a datetime for the database costs more than anything else in a row.
+    """
+    prep = field.get_db_prep_save
+    if not isinstance(field, models.DateTimeField):
+        return functools.partial(prep, connection=connection)
+    seen: dict[Any, Any] = {}
+
+    def prepared(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            seen[value] = result = prep(value, connection)
+            return result
+
+    return prepared
 
 
 def _max_query_params(connection: Any) -> int | None:
@@ -616,6 +643,30 @@ def _constant_sql(field: models.Field[Any, Any], value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     return "''" if value == "" else None
+
+
+def _new_message(model: type[Message], **values: Any) -> Message:
+    """A new, unsaved Message: the values given, defaults for the rest.
+
+    Positional arguments take Django's fast path through ``Model.__init__``;
+    queueing builds one of these per message.
+    """
+    args = [
+        values[name] if name in values else default() for name, default in _field_defaults(model)
+    ]
+    construct: Any = model  # positional fields, which django-stubs cannot type
+    new: Message = construct(*args)
+    return new
+
+
+@functools.cache
+def _field_defaults(model: type[models.Model]) -> list[tuple[str, Any]]:
+    """(attname, function giving its default) for each concrete field, in order."""
+    plan: list[tuple[str, Any]] = []
+    for field in model._meta.concrete_fields:
+        default = (lambda: None) if field.primary_key else field.get_default
+        plan.append((field.attname, default))
+    return plan
 
 
 def count_where(condition: Q) -> models.Sum:

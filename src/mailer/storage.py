@@ -126,7 +126,12 @@ _ADDRESS_FIELDS = ("to", "cc", "bcc", "reply_to")
 
 def _tag(value: Any) -> Any:
     """Make ``value`` JSON-serialisable, tagging bytes and dates; raise TypeError otherwise."""
-    if value is None or isinstance(value, bool | int | float | str):
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is list and all(type(item) is str for item in value):
+        return list(value)  # a recipient list, the common case
+    if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Promise):
         return force_str(value)

@@ -78,6 +78,10 @@ _RAW_ENCODINGS = {"", "7bit", "8bit", "binary"}
 
 def check_address(address: Any, field: str) -> str:
     """Return ``address`` as text if it is one valid mailbox, else raise InvalidAddress."""
+    if type(address) is str and (
+        _SIMPLE_ADDRESS.fullmatch(address) or _SIMPLE_NAME_ADDR.fullmatch(address)
+    ):
+        return address  # the common case: plain ASCII, no control characters possible
     if address is None:
         raise InvalidAddress(f"{field}: an address is None.")
     if not isinstance(address, str | Promise):
@@ -139,7 +143,7 @@ def recipient_list(value: Any, field: str) -> list[str]:
 
 def check_recipient_list(value: Any, field: str) -> list[str]:
     """A message's list (or tuple) of valid addresses; a plain string is refused, as Django does."""
-    if value is None:
+    if not value and (value is None or isinstance(value, list | tuple)):
         return []
     if not isinstance(value, list | tuple):
         raise InvalidRecipientList(
