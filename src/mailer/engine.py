@@ -15,6 +15,7 @@ message and the run goes on.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import smtplib
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from django.core.mail import EmailMessage
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -82,6 +83,63 @@ class ConnectionDown(MailerError):
         self.outcome = outcome
 
 
+class Recorder:
+    """Writes batches of results, one batch at a time, retrying while the database is away.
+
+    In the background (a thread with its own database connection) when it can,
+    so the next batch is claimed and sent while this one is written; in the
+    caller's thread when the caller has a transaction open, since the rows are
+    only visible there.
+    """
+
+    def __init__(self, model: Any, using: str, worker: str, background: bool) -> None:
+        self.model = model
+        self.using = using
+        self.worker = worker
+        self._pool = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mailer-record")
+            if background
+            else None
+        )
+        self._writing: concurrent.futures.Future[None] | None = None
+
+    def write(self, results: list[tuple[Message, Outcome]]) -> None:
+        """Write ``results``, after any batch still being written."""
+        if self._pool is None:
+            self._write(results)
+            return
+        self.wait()
+        self._writing = self._pool.submit(self._write, results)
+
+    def wait(self) -> None:
+        """Return once everything handed over is written; raise what writing raised."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.submit(connections.close_all).result()
+                self._pool.shutdown()
+
+    def _write(self, results: list[tuple[Message, Outcome]]) -> None:
+        delay = 0.5
+        for attempt in range(8):
+            try:
+                self.model.objects.using(self.using).record(results, worker=self.worker)
+                return
+            except DatabaseError as error:
+                if attempt == 7:
+                    raise
+                logger.warning("recording results failed (%s); retrying in %.1f s", error, delay)
+                close_old_connections()
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+
+
 class Engine:
     """Drains the queue for one claim owner (a worker's delivery slot)."""
 
@@ -125,6 +183,7 @@ class Engine:
         self._pending: list[tuple[Message, Outcome]] = []
         self._last_record = time.monotonic()
         self._seconds_per_message: float | None = None
+        self._recorder: Recorder | None = None
         self._check_dont_send = True
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
@@ -144,8 +203,8 @@ class Engine:
         claimed: list[Message] = []
         try:
             while not self.stop.is_set() and not self._limit_reached():
-                # A batch's results are recorded before the next claim: a crash leaves
-                # at most one batch sent but unrecorded.
+                # A batch's results are written while the next batch is claimed and
+                # sent: a crash leaves at most two batches sent but unrecorded.
                 self._record(force=True)
                 claimed = self.queue.claim(
                     self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
@@ -159,7 +218,7 @@ class Engine:
             logger.error("cannot connect to deliver mail, stopping this run: %s", down)
         finally:
             try:
-                self._record(force=True)
+                self._record(force=True, wait=True)
             finally:
                 self._release_unfinished(claimed)
         return self.counts
@@ -168,6 +227,9 @@ class Engine:
         for transport in self.transports.values():
             transport.close()
         self.transports.clear()
+        if self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
 
     def _claim_size(self) -> int:
         """About one second of work (so leases stay short and parallel slots share out
@@ -259,28 +321,28 @@ class Engine:
         if self.on_result is not None:
             self.on_result(self.counts)
 
-    def _record(self, *, force: bool = False) -> None:
-        if not self._pending:
-            return
-        due = len(self._pending) >= settings.CLAIM_BATCH_SIZE or (
-            time.monotonic() - self._last_record >= RECORD_EVERY_SECONDS
-        )
-        if not (due or force):
-            return
-        delay = 0.5
-        for attempt in range(8):
-            try:
-                self.queue.model.objects.using(self.using).record(self._pending, worker=self.owner)
-                break
-            except DatabaseError as error:
-                if attempt == 7:
-                    raise
-                logger.warning("recording results failed (%s); retrying in %.1f s", error, delay)
-                close_old_connections()
-                time.sleep(delay)
-                delay = min(delay * 2, 10)
-        self._pending = []
-        self._last_record = time.monotonic()
+    def _record(self, *, force: bool = False, wait: bool = False) -> None:
+        """Hand the results gathered so far to the recorder (every batch, or each second).
+
+        With ``wait``, return only once everything handed over is written.
+        """
+        if self._pending:
+            due = len(self._pending) >= settings.CLAIM_BATCH_SIZE or (
+                time.monotonic() - self._last_record >= RECORD_EVERY_SECONDS
+            )
+            if due or force:
+                results, self._pending = self._pending, []
+                self._last_record = time.monotonic()
+                self.recorder.write(results)
+        if wait:
+            self.recorder.wait()
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:
+            background = not connections[self.using].in_atomic_block
+            self._recorder = Recorder(self.queue.model, self.using, self.owner, background)
+        return self._recorder
 
     # -- one message -----------------------------------------------------------------
 

@@ -515,31 +515,34 @@ def _instantiate(cls: type[EmailMessage]) -> EmailMessage:
 
 def _check_shape(doc: dict[str, Any]) -> None:
     """Raise UndecodableMessage unless ``doc`` has the fields of a stored message."""
+    problem = _shape_problem(doc)
+    if problem:
+        raise UndecodableMessage(f"Stored message data is corrupt: {problem}.")
 
-    def expect(ok: bool, what: str) -> None:
-        if not ok:
-            raise UndecodableMessage(f"Stored message data is corrupt: {what}.")
 
+def _shape_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with ``doc``'s fields, or None. (Runs for every message sent.)"""
     for key in ("subject", "from_email"):
-        expect(isinstance(doc.get(key), str), f"{key} is not text")
-    expect(isinstance(doc.get("body"), str | dict), "body is not text")
+        if not isinstance(doc.get(key), str):
+            return f"{key} is not text"
+    if not isinstance(doc.get("body"), str | dict):
+        return "body is not text"
     for key in _ADDRESS_FIELDS:
         value = doc.get(key)
-        expect(
-            isinstance(value, list) and all(isinstance(a, str) for a in value),
-            f"{key} is not a list of addresses",
-        )
-    headers = doc.get("headers")
-    expect(isinstance(headers, dict), "headers is not an object")
+        if not (isinstance(value, list) and all(isinstance(a, str) for a in value)):
+            return f"{key} is not a list of addresses"
+    if not isinstance(doc.get("headers"), dict):
+        return "headers is not an object"
     for key, kind in (("alternatives", list), ("attachments", list), ("attrs", dict)):
-        expect(isinstance(doc.get(key, kind()), kind), f"{key} is not a {kind.__name__}")
+        if key in doc and not isinstance(doc[key], kind):
+            return f"{key} is not a {kind.__name__}"
     for item in doc.get("alternatives", ()):
-        expect(
-            isinstance(item, list) and len(item) == 2 and isinstance(item[1], str),
-            "an alternative is not [content, mimetype]",
-        )
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], str)):
+            return "an alternative is not [content, mimetype]"
     for key in ("class", "content_subtype", "encoding", *_SUBTYPE_DEFAULTS):
-        expect(isinstance(doc.get(key, ""), str), f"{key} is not text")
+        if key in doc and not isinstance(doc[key], str):
+            return f"{key} is not text"
+    return None
 
 
 def from_document(doc: Any) -> EmailMessage:
