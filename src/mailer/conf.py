@@ -242,9 +242,9 @@ class MailerSettings:
     )
     CLAIM_BATCH_SIZE: Setting[int] = Setting(
         "MAILER_CLAIM_BATCH_SIZE",
-        100,
+        500,
         _int(1),
-        "Messages a worker claims in one transaction.",
+        "Most messages a worker claims in one transaction (fewer when large or slow to send).",
     )
     LEASE_SECONDS: Setting[float] = Setting(
         "MAILER_LEASE_SECONDS",

@@ -41,6 +41,8 @@ logger = logging.getLogger("mailer.engine")
 
 RECORD_EVERY_SECONDS = 1.0
 INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is known
+FIRST_BATCH = 50  # what a run claims before it knows how big the messages are
+BATCH_BYTES = 8_000_000  # stored mail a batch may hold
 
 
 class SendCounts(NamedTuple):
@@ -183,6 +185,7 @@ class Engine:
         self._pending: list[tuple[Message, Outcome]] = []
         self._last_record = time.monotonic()
         self._seconds_per_message: float | None = None
+        self._bytes_per_message: float | None = None
         self._recorder: Recorder | None = None
         self._check_dont_send = True
         self.share = max(share, 1)
@@ -233,8 +236,13 @@ class Engine:
 
     def _claim_size(self) -> int:
         """About one second of work (so leases stay short and parallel slots share out
-        the queue), at most MAILER_CLAIM_BATCH_SIZE."""
+        the queue) and at most BATCH_BYTES of stored mail (so memory does not grow with
+        message size), at most MAILER_CLAIM_BATCH_SIZE."""
         size = settings.CLAIM_BATCH_SIZE
+        if self._bytes_per_message is None:
+            size = min(size, FIRST_BATCH)
+        else:
+            size = min(size, max(1, int(BATCH_BYTES / max(self._bytes_per_message, 1.0))))
         if self._seconds_per_message is None:
             # Until the speed is known, share out the batch; a worker claims only a few
             # (first_claim): a whole batch could be minutes of work on a slow server,
@@ -264,6 +272,9 @@ class Engine:
         return False
 
     def _deliver_batch(self, batch: list[Message]) -> None:
+        size = sum(len(m.message_data) for m in batch) / len(batch)
+        previous = self._bytes_per_message
+        self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = self._blocked_recipients(batch)
         for index, message in enumerate(batch):
             if self.stop.is_set() or self._limit_reached():
