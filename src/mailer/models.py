@@ -17,6 +17,7 @@ import functools
 import gc
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -529,21 +530,29 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     mailer=mailer,
                 )
             )
+        # One statement is atomic by itself; rows and don't-send log rows go together.
+        together = (
+            transaction.atomic(using=self.db) if rows and skipped else contextlib.nullcontext()
+        )
+        with together:
+            self._store(rows, skipped, packet)
+        return rows
+
+    def _store(self, rows: list[Message], skipped: list[MessageLog], packet: int | None) -> None:
         if rows:
+            from .postgres import notify_channel
+
+            channel = notify_channel(self.db)
             if packet is not None:
                 # One INSERT must fit in a packet: batch by size, all in one transaction.
                 with transaction.atomic(using=self.db):
                     for batch in _batches_within(rows, packet):
                         insert_rows(batch, self.db, settings.MESSAGES_BATCH_SIZE)
             else:
-                insert_rows(rows, self.db, settings.MESSAGES_BATCH_SIZE)
-            from .postgres import notify_queued
-
-            notify_queued(self.db)
+                insert_rows(rows, self.db, settings.MESSAGES_BATCH_SIZE, notify=channel)
             signals.queued_on_commit(self.model, rows, self.db)
         if skipped:
             MessageLog.objects.using(self.db).bulk_create(skipped)
-        return rows
 
 
 @contextlib.contextmanager
@@ -565,7 +574,9 @@ def _collector_paused(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
-def insert_rows(rows: Sequence[models.Model], using: str, batch_size: int | None = None) -> None:
+def insert_rows(
+    rows: Sequence[models.Model], using: str, batch_size: int | None = None, notify: str = ""
+) -> None:
     """INSERT new ``rows`` of one model: one multi-row statement per batch; set their ids.
 
     A batch is ``batch_size`` rows (all if None), fewer if the database takes
@@ -575,6 +586,9 @@ def insert_rows(rows: Sequence[models.Model], using: str, batch_size: int | None
     of every row, and on PostgreSQL sends them as arrays whose text it escapes
     in Python; with client-side binding the driver's cost grows with the number
     of placeholders: that made it most of the cost of ``send_mass_mail``.
+
+    ``notify`` (PostgreSQL): a channel to NOTIFY from the same statement, so a
+    single queued message costs one round trip, not two.
     """
     if not rows:
         return
@@ -614,6 +628,9 @@ def insert_rows(rows: Sequence[models.Model], using: str, batch_size: int | None
         if connection.features.can_return_rows_from_bulk_insert
         else ""
     )
+    if notify and postgres:
+        # Identical notifications in one transaction reach listeners once.
+        tail += f", pg_notify('{notify}', '')"
     if postgres:
         # INSERT ... SELECT <shared once> FROM (VALUES <varying per row>) AS v(c0, c1...)
         select = []
@@ -639,7 +656,12 @@ def insert_rows(rows: Sequence[models.Model], using: str, batch_size: int | None
         head = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES "
         end = tail
         once = []
-    with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
+    # One statement is atomic by itself; several go in a transaction.
+    batches = len(rows) > per_batch
+    atomic = (
+        transaction.atomic(using=using, savepoint=False) if batches else contextlib.nullcontext()
+    )
+    with atomic, connection.cursor() as cursor:
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
             params = [prepare[f.attname](getattr(row, f.attname)) for row in batch for f in varying]
@@ -1206,7 +1228,7 @@ class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
         prepares each of thousands of addresses on its own.
         """
         wanted = list({_addr_key(a) for a in addresses if a})
-        if not wanted:
+        if not wanted or _empty_until.get(self.db, 0.0) > time.monotonic():
             return set()
         connection = connections[self.db]
         quote = connection.ops.quote_name
@@ -1217,9 +1239,31 @@ class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
             condition, params = f"{column} = ANY(%s)", [wanted]
         else:
             condition, params = f"{column} IN ({', '.join(['%s'] * len(wanted))})", wanted
+        # A NULL row says the list is empty: remembered for a second, saving the
+        # query for the messages queued meanwhile (the usual case: one per request).
+        sql = (
+            f"SELECT {column} FROM {table} WHERE {condition} "
+            f"UNION ALL SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM {table})"
+        )
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {column} FROM {table} WHERE {condition}", params)
-            return {row[0] for row in cursor.fetchall()}
+            cursor.execute(sql, params)
+            found = {row[0] for row in cursor.fetchall()}
+        if None in found:
+            _empty_until[self.db] = time.monotonic() + DONT_SEND_EMPTY_SECONDS
+            return set()
+        return found
+
+
+# How long this process trusts that the don't-send list is empty without asking.
+# Entries added here are seen at once (the cache is dropped on save and delete);
+# entries added by another process within that time are caught at delivery,
+# where the list is read again for every run.
+DONT_SEND_EMPTY_SECONDS = 1.0
+_empty_until: dict[str, float] = {}
+
+
+def _forget_empty(**kwargs: Any) -> None:
+    _empty_until.clear()
 
 
 class DontSendEntry(models.Model):
@@ -1355,3 +1399,7 @@ class RateLimit(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+models.signals.post_save.connect(_forget_empty, sender=DontSendEntry)
+models.signals.post_delete.connect(_forget_empty, sender=DontSendEntry)

@@ -22,13 +22,14 @@ logger = logging.getLogger("mailer.worker")
 CHANNEL = "mailer_queued"
 
 
-def notify_queued(using: str) -> None:
-    """Tell listening workers that mail was queued (on commit of the caller's transaction)."""
-    connection = connections[using]
-    if connection.vendor != "postgresql" or not settings.NOTIFY:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(f"NOTIFY {CHANNEL}")
+def notify_channel(using: str) -> str:
+    """The channel queueing mail NOTIFYs on database ``using`` (empty: none there).
+
+    The INSERT that queues mail sends the NOTIFY itself (``mailer.models.insert_rows``).
+    """
+    if connections[using].vendor != "postgresql" or not settings.NOTIFY:
+        return ""
+    return CHANNEL
 
 
 def can_listen(using: str) -> bool:
