@@ -82,7 +82,7 @@ MODES: dict[str, dict[str, Any]] = {
         "drain": 5000,
         "command": 5000,
         "cron_reps": 5,
-        "lat_base": 100,
+        "lat_base": 250,
         "wake_samples": 30,
         "scale": [1000, 10000, 100000],
         "scale_sample": 1000,

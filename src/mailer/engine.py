@@ -43,6 +43,7 @@ RECORD_EVERY_SECONDS = 1.0
 INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is known
 FIRST_BATCH = 50  # what a run claims before it knows how big the messages are
 BATCH_BYTES = 8_000_000  # stored mail a batch may hold
+CLAIM_SECONDS = 0.5  # work a batch may hold: short leases, and slots finish together
 
 
 class SendCounts(NamedTuple):
@@ -235,8 +236,8 @@ class Engine:
             self._recorder = None
 
     def _claim_size(self) -> int:
-        """About one second of work (so leases stay short and parallel slots share out
-        the queue) and at most BATCH_BYTES of stored mail (so memory does not grow with
+        """About half a second of work (so leases stay short and parallel slots share
+        out the queue) and at most BATCH_BYTES of stored mail (so memory does not grow with
         message size), at most MAILER_CLAIM_BATCH_SIZE."""
         size = settings.CLAIM_BATCH_SIZE
         if self._bytes_per_message is None:
@@ -249,7 +250,7 @@ class Engine:
             # kept from the other workers, which may be starting just now.
             size = max(1, min(size // self.share, self.first_claim or size))
         else:
-            size = max(1, min(size, int(1.0 / max(self._seconds_per_message, 1e-6))))
+            size = max(1, min(size, int(CLAIM_SECONDS / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
             size = min(size, max(self.max_batch - self.counts.sent, 1))
         return size
