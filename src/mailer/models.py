@@ -167,21 +167,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
                 lease_expires_at=None,
                 last_reply=reason,
             )
-            keep_data = settings.EMAIL_LOG_MESSAGE_DATA
             MessageLog.objects.using(self.db).bulk_create(
-                MessageLog(
-                    message_data=row.message_data if keep_data else None,
-                    message_id=row.stored_message_id,
-                    when_added=row.when_added,
-                    priority=row.priority,
-                    when_attempted=now,
-                    result=RESULT_FAILURE,
-                    log_message=reason,
-                    queue_id=row.pk,
-                    attempt=row.retry_count,
-                    mailer=row.mailer,
-                )
-                for row in rows
+                MessageLog.about(row, RESULT_FAILURE, reason, when_attempted=now) for row in rows
             )
         return len(rows)
 
@@ -396,23 +383,18 @@ class MessageQuerySet(models.QuerySet["Message"]):
             }.get(outcome.verdict, RESULT_FAILURE)
             log = None
             if not getattr(message, "_logged_attempt", False):  # else an error handler logged it
-                log = MessageLog(
-                    message_data=message.message_data
-                    if (log_data and final != "deferred")
-                    else None,
-                    message_id=outcome.message_id or message.stored_message_id,
-                    when_added=message.when_added,
-                    priority=message.priority,
-                    when_attempted=now,
-                    result=result,
-                    log_message=_log_text(outcome, final, message),
-                    queue_id=message.pk,
+                log = MessageLog.about(
+                    message,
+                    result,
+                    _log_text(outcome, final, message),
                     attempt=attempt,
+                    keep_data=log_data and final != "deferred",
+                    message_id=outcome.message_id,
+                    when_attempted=now,
                     recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
                     exception=outcome.exception,
                     smtp_code=outcome.reply.code,
                     smtp_reply=outcome.reply.text,
-                    mailer=message.mailer,
                     worker=worker,
                 )
                 logs.append(log)
@@ -1106,20 +1088,15 @@ class MessageLogQuerySet(models.QuerySet["MessageLog"]):
         self, message: Message, result_code: str, log_message: str = "", **fields: Any
     ) -> MessageLog:
         """Record an attempt at ``message`` (the contract's signature)."""
-        keep_data = settings.EMAIL_LOG_MESSAGE_DATA
-        entry = self.create(
-            message_data=message.message_data if keep_data else None,
-            message_id=message.stored_message_id,
-            when_added=message.when_added,
-            priority=message.priority,
-            result=result_code,
-            log_message=log_message,
-            queue_id=message.pk,
-            attempt=message.retry_count
-            + (0 if getattr(message, "_deferred_by_handler", False) else 1),
-            mailer=message.mailer,
+        handled = getattr(message, "_deferred_by_handler", False)  # defer() counted it already
+        entry = self.model.about(
+            message,
+            result_code,
+            log_message,
+            attempt=message.retry_count + (0 if handled else 1),
             **fields,
         )
+        entry.save(using=self.db)
         message._logged_attempt = True  # type: ignore[attr-defined]
         return entry
 
@@ -1192,6 +1169,38 @@ class MessageLog(models.Model):
         if subject is not None:
             return f'On {when}, "{subject}" to {", ".join(self.to_addresses or [])}'
         return f'On {when}, "{self.message_id}"'
+
+    @classmethod
+    def about(
+        cls,
+        message: Message,
+        result: str,
+        log_message: str = "",
+        *,
+        attempt: int | None = None,
+        keep_data: bool | None = None,
+        message_id: str | None = None,
+        **fields: Any,
+    ) -> MessageLog:
+        """A new (unsaved) log row about ``message``: its identity, priority and mailer.
+
+        Keeps the whole message as ``MAILER_EMAIL_LOG_MESSAGE_DATA`` says (unless
+        ``keep_data`` says otherwise); ``attempt`` defaults to the attempts made.
+        """
+        if keep_data is None:
+            keep_data = settings.EMAIL_LOG_MESSAGE_DATA
+        return cls(
+            message_data=message.message_data if keep_data else None,
+            message_id=message_id or message.stored_message_id,
+            when_added=message.when_added,
+            priority=message.priority,
+            result=result,
+            log_message=log_message,
+            queue_id=message.pk,
+            attempt=message.retry_count if attempt is None else attempt,
+            mailer=message.mailer,
+            **fields,
+        )
 
     @property
     def email(self) -> EmailMessage | None:

@@ -245,18 +245,14 @@ def _cancel_log(
         for address in summary.get(kind, [])
         if _addr_key(address) not in served
     ]
-    return MessageLog(
-        message_data=message.message_data if keep_data else None,
+    return MessageLog.about(
+        message,
+        RESULT_DONT_SEND,
+        reason,
+        keep_data=keep_data,
         message_id=summary.get("message_id"),
-        when_added=message.when_added,
-        priority=message.priority,
         when_attempted=now,
-        result=RESULT_DONT_SEND,
-        log_message=reason,
-        queue_id=message.pk,
-        attempt=message.retry_count,
         recipients=[[address, "cancelled", None, reason] for address in pending],
-        mailer=message.mailer,
     )
 
 
