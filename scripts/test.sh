@@ -104,6 +104,8 @@ if [[ " $djangos " == *" dj61 "* ]]; then
             failed+=("browser")
             summary+=("browser: FAILED")
         fi
+    fi
+fi
 
 # The benchmark's correctness mode: tiny sizes, ours and django-mailer's, every message
 # delivered exactly once (bench/run.sh; no timing is judged).
