@@ -57,8 +57,9 @@ class Faults:
     refuse_rcpt: dict[str, str] = field(default_factory=dict)
     # Messages containing a key get the reply at end of DATA.
     refuse_data: dict[bytes, str] = field(default_factory=dict)
-    # Reply to MAIL FROM, if set.
+    # Reply to MAIL FROM, if set; or to MAIL FROM of a given sender.
     refuse_mail: str | None = None
+    refuse_sender: dict[str, str] = field(default_factory=dict)
     # Close the connection instead of answering the end of DATA, this many times.
     drop_after_data: int = 0
     drop_match: bytes = b""
@@ -72,13 +73,25 @@ class _Handler:
     def __init__(self, server: SMTPServer) -> None:
         self.server = server
 
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.server.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         faults = self.server.faults
         self.server.commands.append(("MAIL", address))
+        # Input already waiting behind MAIL FROM: the client sent its envelope in one go.
+        self.server.pipelined.append(bool(server._reader._buffer))
         if faults.refuse_mail:
             return faults.refuse_mail
+        if address.lower() in faults.refuse_sender:
+            return faults.refuse_sender[address.lower()]
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -137,6 +150,9 @@ class SMTPServer:
         self.lock = threading.Lock()
         self.received: list[Received] = []
         self.commands: list[tuple[str, str]] = []
+        # Offer PIPELINING (as Postfix and the hosted relays do); tests may turn it off.
+        self.pipelining = True
+        self.pipelined: list[bool] = []  # per MAIL FROM: did the rest of the envelope come with it?
         self.data_attempts = 0
         self.faults = Faults()
         self.connections = 0
@@ -177,6 +193,8 @@ class SMTPServer:
         with self.lock:
             self.received.clear()
             self.commands.clear()
+            self.pipelined.clear()
+            self.pipelining = True
             self.data_attempts = 0
             self.connections = 0
             self.faults = Faults()
@@ -226,6 +244,54 @@ class SilentServer:
         self.sock.close()
         for conn in self.accepted:
             conn.close()
+
+
+class ScriptedServer:
+    """A pipelining SMTP server answering each command from a script, for replies aiosmtpd
+    never gives (such as 354 to DATA after every RCPT TO was refused).
+
+    ``script`` maps a command verb (``"RCPT"``) to its reply; other commands get
+    250, DATA gets 354, and the content 250. ``lines`` keeps what the client sent.
+    """
+
+    def __init__(self, script: dict[str, str]) -> None:
+        self.script = script
+        self.lines: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(5)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as reader:
+                conn.sendall(b"220 scripted\r\n")
+                in_data = False
+                for line in reader:
+                    self.lines.append(line)
+                    if in_data:
+                        if line == b".\r\n":
+                            in_data = False
+                            conn.sendall(b"250 2.0.0 queued\r\n")
+                        continue
+                    verb = line[:4].decode().upper()
+                    if verb == "EHLO":
+                        conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                        continue
+                    reply = self.script.get(verb) or {"DATA": "354 go on"}.get(verb, "250 OK")
+                    in_data = reply.startswith("354")
+                    conn.sendall(reply.encode() + b"\r\n")
+                    if verb == "QUIT":
+                        break
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _free_port() -> int:

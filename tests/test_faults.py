@@ -49,10 +49,17 @@ def quick_retries(settings: Any) -> None:
     settings.MAILER_RETRY_BACKOFF_MAX = 0.05
 
 
+@pytest.fixture(params=["pipelined", "one command at a time"])
+def faulty_smtp(request: pytest.FixtureRequest, smtp: Any, quick_retries: None) -> Any:
+    """The test server with and without PIPELINING: each fault is met both ways."""
+    smtp.pipelining = request.param == "pipelined"
+    return smtp
+
+
 class TestTransientReplies(MailAssertions):
     @pytest.fixture(autouse=True)
-    def _server(self, smtp: Any, quick_retries: None) -> None:
-        self.server = smtp
+    def _server(self, faulty_smtp: Any) -> None:
+        self.server = faulty_smtp
 
     @pytest.mark.parametrize(
         "reply",
@@ -92,8 +99,8 @@ class TestTransientReplies(MailAssertions):
 
 class TestPermanentReplies(MailAssertions):
     @pytest.fixture(autouse=True)
-    def _server(self, smtp: Any, quick_retries: None) -> None:
-        self.server = smtp
+    def _server(self, faulty_smtp: Any) -> None:
+        self.server = faulty_smtp
 
     @pytest.mark.parametrize(
         "reply",
@@ -152,8 +159,8 @@ class TestPermanentReplies(MailAssertions):
 
 class TestBrokenConnections(MailAssertions):
     @pytest.fixture(autouse=True)
-    def _server(self, smtp: Any, quick_retries: None) -> None:
-        self.server = smtp
+    def _server(self, faulty_smtp: Any) -> None:
+        self.server = faulty_smtp
 
     def test_a_connection_dropped_after_data_is_retried_and_delivered_once(self) -> None:
         self.server.faults.drop_after_data = 3

@@ -276,6 +276,12 @@ class MailerSettings:
         _number(0, optional=True),
         "Socket timeout for delivery connections that set none themselves. None: no timeout.",
     )
+    SMTP_PIPELINING: Setting[bool] = Setting(
+        "MAILER_SMTP_PIPELINING",
+        True,
+        _bool,
+        "Send a message's envelope commands together to servers that offer PIPELINING.",
+    )
     CONCURRENCY: Setting[int] = Setting(
         "MAILER_CONCURRENCY",
         1,

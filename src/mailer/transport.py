@@ -10,8 +10,10 @@ discards those replies. Other backends (console, locmem, ESP APIs) get
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
+import re
 import smtplib
 import time
 from email.utils import getaddresses, parseaddr
@@ -187,9 +189,15 @@ def _converse(
             options.append(f"SIZE={len(data)}")
         if utf8:
             options += ["SMTPUTF8", "BODY=8BITMIME"]
-    code, text = connection.mail(sender, options)
+    dialogue: _Dialogue
+    if settings.SMTP_PIPELINING and connection.has_extn("pipelining"):
+        dialogue = _Pipelined(connection, sender, options, [e for _, e in envelope])
+    else:
+        dialogue = _OneByOne(connection, sender, options)
+
+    code, text = dialogue.mail()
     if code != 250:
-        _reset_after(connection, code)
+        dialogue.abandon(code)
         reply = Reply(code, _text(text))
         verdict = _failure(code)
         return Outcome(
@@ -199,7 +207,7 @@ def _converse(
     accepted: list[str] = []
     results: dict[str, RecipientResult] = {}
     for address, envelope_address in envelope:
-        code, text = connection.rcpt(envelope_address)
+        code, text = dialogue.rcpt(envelope_address)
         if code in (250, 251):
             accepted.append(address)
         else:
@@ -217,8 +225,7 @@ def _converse(
                     ],
                 )
     if not accepted:
-        if connection.sock is not None:
-            connection.rset()
+        dialogue.abandon(0)
         ordered = [results[a] for a, _ in envelope]
         verdict = (
             Verdict.TRANSIENT
@@ -227,7 +234,10 @@ def _converse(
         )
         return Outcome(verdict, ordered[0].reply, "", ordered, stage="rcpt")
 
-    code, text = connection.data(data)
+    code, text = dialogue.data()
+    if code == 354:
+        connection.send(_dot_stuffed(data))
+        code, text = connection.getreply()
     reply = Reply(code, _text(text))
     if code != 250:
         _reset_after(connection, code)
@@ -253,6 +263,107 @@ def _converse(
         else Verdict.PERMANENT
     )
     return Outcome(verdict, reply, "", ordered)
+
+
+class _Dialogue(abc.ABC):
+    """The envelope commands of one message, each reply read when it is wanted."""
+
+    def __init__(self, connection: smtplib.SMTP) -> None:
+        self.connection = connection
+
+    @abc.abstractmethod
+    def mail(self) -> tuple[int, bytes]: ...
+
+    @abc.abstractmethod
+    def rcpt(self, address: str) -> tuple[int, bytes]: ...
+
+    @abc.abstractmethod
+    def data(self) -> tuple[int, bytes]:
+        """The reply to DATA: 354 means the content is awaited."""
+
+    def abandon(self, code: int) -> None:
+        """Give up on this message after a refusal (``code``: the refusal that ended it)."""
+        _reset_after(self.connection, code)
+
+
+class _OneByOne(_Dialogue):
+    """One command, one reply: for servers without PIPELINING (and by choice)."""
+
+    def __init__(self, connection: smtplib.SMTP, sender: str, options: list[str]) -> None:
+        super().__init__(connection)
+        self.sender = sender
+        self.options = options
+
+    def mail(self) -> tuple[int, bytes]:
+        return self.connection.mail(self.sender, self.options)
+
+    def rcpt(self, address: str) -> tuple[int, bytes]:
+        return self.connection.rcpt(address)
+
+    def data(self) -> tuple[int, bytes]:
+        return self.connection.docmd("data")
+
+
+class _Pipelined(_Dialogue):
+    """RFC 2920: MAIL FROM, every RCPT TO and DATA in one write; replies read in order.
+
+    The content is sent only after DATA was answered 354, so a refused
+    envelope never transfers the message.
+    """
+
+    def __init__(
+        self, connection: smtplib.SMTP, sender: str, options: list[str], recipients: list[str]
+    ) -> None:
+        super().__init__(connection)
+        # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
+        connection.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+        extra = "".join(f" {option}" for option in options)
+        commands = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{extra}"]
+        commands += [f"RCPT TO:{smtplib.quoteaddr(address)}" for address in recipients]
+        commands.append("DATA")
+        connection.send("".join(f"{command}\r\n" for command in commands))
+        self.unread = len(commands)
+
+    def _next(self) -> tuple[int, bytes]:
+        self.unread -= 1
+        return self.connection.getreply()
+
+    def mail(self) -> tuple[int, bytes]:
+        return self._next()
+
+    def rcpt(self, address: str) -> tuple[int, bytes]:
+        return self._next()
+
+    def data(self) -> tuple[int, bytes]:
+        return self._next()
+
+    def abandon(self, code: int) -> None:
+        if code != 421 and self.connection.sock is not None:
+            # The rest of the group was sent: read its replies before anything else.
+            last = 0
+            try:
+                while self.unread:
+                    last, _ = self._next()
+                if last == 354:  # DATA accepted after all: end it with no content
+                    self.connection.send(b".\r\n")
+                    self.connection.getreply()
+            except smtplib.SMTPServerDisconnected:
+                self.connection.close()
+                return
+        super().abandon(code)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The content as DATA carries it: CRLF line ends, leading dots doubled, ended by a dot."""
+    data = _LINE_ENDS.sub(b"\r\n", data)
+    data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
