@@ -382,6 +382,7 @@ class UnlistedPlainMessage(EmailMessage):
 # -- Properties: the same MIME ---------------------------------------------------------
 
 
+@pytest.mark.no_database  # thousands of generated messages: once per Django version is enough
 class TestSameMime:
     @EXAMPLES
     @given(messages())
