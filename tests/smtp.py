@@ -220,8 +220,8 @@ class SMTPServer:
             return list(self.received)
 
 
-class SilentServer:
-    """Accepts connections and never answers: the server that hangs."""
+class _TCPServer:
+    """A listening socket on 127.0.0.1 whose connections a thread hands to ``serve``."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -239,6 +239,10 @@ class SilentServer:
             except OSError:
                 return
             self.accepted.append(conn)
+            self.serve(conn)
+
+    def serve(self, conn: socket.socket) -> None:
+        """Talk to one client (this thread serves one at a time)."""
 
     def close(self) -> None:
         self.sock.close()
@@ -246,7 +250,11 @@ class SilentServer:
             conn.close()
 
 
-class ScriptedServer:
+class SilentServer(_TCPServer):
+    """Accepts connections and never answers: the server that hangs."""
+
+
+class ScriptedServer(_TCPServer):
     """A pipelining SMTP server answering each command from a script, for replies aiosmtpd
     never gives (such as 354 to DATA after every RCPT TO was refused).
 
@@ -257,41 +265,28 @@ class ScriptedServer:
     def __init__(self, script: dict[str, str]) -> None:
         self.script = script
         self.lines: list[bytes] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(5)
-        self.port = self.sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn, conn.makefile("rb") as reader:
-                conn.sendall(b"220 scripted\r\n")
-                in_data = False
-                for line in reader:
-                    self.lines.append(line)
-                    if in_data:
-                        if line == b".\r\n":
-                            in_data = False
-                            conn.sendall(b"250 2.0.0 queued\r\n")
-                        continue
-                    verb = line[:4].decode().upper()
-                    if verb == "EHLO":
-                        conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
-                        continue
-                    reply = self.script.get(verb) or {"DATA": "354 go on"}.get(verb, "250 OK")
-                    in_data = reply.startswith("354")
-                    conn.sendall(reply.encode() + b"\r\n")
-                    if verb == "QUIT":
-                        break
-
-    def close(self) -> None:
-        self.sock.close()
+    def serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            conn.sendall(b"220 scripted\r\n")
+            in_data = False
+            for line in reader:
+                self.lines.append(line)
+                if in_data:
+                    if line == b".\r\n":
+                        in_data = False
+                        conn.sendall(b"250 2.0.0 queued\r\n")
+                    continue
+                verb = line[:4].decode().upper()
+                if verb == "EHLO":
+                    conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                    continue
+                reply = self.script.get(verb) or {"DATA": "354 go on"}.get(verb, "250 OK")
+                in_data = reply.startswith("354")
+                conn.sendall(reply.encode() + b"\r\n")
+                if verb == "QUIT":
+                    break
 
 
 def _free_port() -> int:
