@@ -377,17 +377,22 @@ class Bench:
                         self.delivered(f"{name} {side}/{db}", prefix, n)
                     drive("clear")
 
+    def fresh_queue(self, drive: Driver, n: int, **fill: Any) -> str:
+        """Empty the queue and the sink, queue n messages with a new prefix; return it."""
+        drive("clear")
+        prefix = self.prefix()
+        drive("fill", n=n, prefix=prefix, **fill)
+        drive("analyze")
+        self.sink.reset()
+        return prefix
+
     def scenario_drain(self, db: str) -> None:
         n = self.size["drain"]
         name = f"drain: send_all() in process, zero-latency server (N={n})"
         for _rep in range(self.size["reps"]):
             for side in self.sides(db):
                 drive = self.driver(side, db)
-                drive("clear")
-                prefix = self.prefix()
-                drive("fill", n=n, prefix=prefix)
-                drive("analyze")
-                self.sink.reset()
+                prefix = self.fresh_queue(drive, n)
                 got = drive("drain")
                 stats = self.delivered(f"drain {side}/{db}", prefix, n)
                 self.results.add(name, db, "msg/s", "higher", side, n / got["seconds"])
@@ -449,11 +454,7 @@ class Bench:
         for _rep in range(self.size["slow_reps"]):
             for side in self.sides(db):
                 drive = self.driver(side, db)
-                drive("clear")
-                prefix = self.prefix()
-                drive("fill", n=n, prefix=prefix)
-                drive("analyze")
-                self.sink.reset()
+                prefix = self.fresh_queue(drive, n)
                 proc = self.env(side, db).command("send_mail").wait().check()
                 self.delivered(f"send_mail {side}/{db}", prefix, n)
                 self.results.add(name, db, "msg/s", "higher", side, n / proc.seconds)
@@ -493,11 +494,7 @@ class Bench:
                             for c in levels
                         ] + [("4 x runmailer --concurrency 1", 4, base * 4, _runmailer(1))]
                     for label, processes, n, argv in runs:
-                        drive("clear")
-                        prefix = self.prefix()
-                        drive("fill", n=n, prefix=prefix)
-                        drive("analyze")
-                        self.sink.reset()
+                        prefix = self.fresh_queue(drive, n)
                         began = time.perf_counter()
                         procs = [self.env(side, db).command(*argv) for _ in range(processes)]
                         for proc in procs:
@@ -624,12 +621,8 @@ class Bench:
                 if (side, n, kb) not in plans:
                     continue
                 drive = self.driver(side, db)
-                drive("clear")
-                prefix = self.prefix()
                 self.log(f"  memory: {side}/{db} {n} messages{' with 100 KB' if kb else ''}")
-                drive("fill", n=n, prefix=prefix, attach_kb=kb)
-                drive("analyze")
-                self.sink.reset()
+                prefix = self.fresh_queue(drive, n, attach_kb=kb)
                 proc = self.env(side, db).command("send_mail").wait().check()
                 self.delivered(f"memory {n} {side}/{db}", prefix, n)
                 what = f"{n:,} messages" + (" with a 100 KB attachment" if kb else "")
