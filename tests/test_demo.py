@@ -6,20 +6,16 @@ however it is stopped: Ctrl-C (SIGINT) or a SIGTERM.
 
 from __future__ import annotations
 
-import http.cookiejar
 import os
 import re
 import signal
-import socket
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from .admin_site import AdminSite, free_port
 from .processes import ROOT, Child, session_processes, spawn, wait, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
@@ -33,17 +29,12 @@ SUMMARY = re.compile(
 DATABASE = re.compile(r"SQLite at (?P<path>\S+)/demo\.sqlite3")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AdminDemo:
-    """The running demo: its process, its address, and what it printed."""
+class AdminDemo(AdminSite):
+    """The running demo: its process, what it printed, and its admin."""
 
     def __init__(self, argv: list[str], tmp: Path) -> None:
-        self.port = free_port()
+        port = free_port()
+        super().__init__(f"http://127.0.0.1:{port}")
         env = {key: value for key, value in os.environ.items() if not key.startswith("MAILER_")}
         env.pop("DJANGO_SETTINGS_MODULE", None)  # the demo's settings, not the tests'
         env["TMPDIR"] = str(tmp)  # where the demo makes its temporary directory
@@ -51,49 +42,21 @@ class AdminDemo:
         # is reset to the default when it starts: handle it here for that moment.
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            self.process: Child = spawn([*argv, "--port", str(self.port)], env, new_session=True)
+            self.process: Child = spawn([*argv, "--port", str(port)], env, new_session=True)
         finally:
             signal.signal(signal.SIGINT, previous)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
 
     def serving(self) -> bool:
         if self.process.poll() is not None:
             _, err = self.process.output()
             raise AssertionError(f"the demo exited with {self.process.returncode}:\n{err}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/admin/login/", timeout=5) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+        return self.answers()
 
     def directory(self) -> Path:
         """The temporary directory the demo said its database is in."""
         found = DATABASE.search(self.process.printed())
         assert found, self.process.printed()
         return Path(found["path"])
-
-    def get(self, path: str, data: dict[str, str] | None = None) -> str:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        with self.opener.open(self.url + path, body, timeout=30) as response:
-            return str(response.read().decode())
-
-    def log_in(self, username: str = "admin") -> None:
-        form = self.get("/admin/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
-        assert token, form
-        fields = {"csrfmiddlewaretoken": token[1], "username": username, "password": username}
-        page = self.get("/admin/login/?next=/admin/", {**fields, "next": "/admin/"})
-        assert 'id="logout-form"' in page, "not logged in"
-
-    def rows(self, path: str) -> list[str]:
-        """The rows of an admin list (none when it shows no table)."""
-        table = re.search(
-            r'<table id="result_list">.*?<tbody>(.*?)</tbody>', self.get(path), re.DOTALL
-        )
-        return re.findall(r"<tr.*?</tr>", table[1], re.DOTALL) if table else []
 
     def stop(self) -> None:
         """Whatever is left of it, at once (the tests stop it properly themselves)."""
@@ -136,20 +99,17 @@ def test_the_admin_demo_prints_what_its_admin_lists(
     assert set(printed) <= set(STATES), printed
     assert sum(printed.values()) == int(summary["total"])
 
-    demo.log_in()
+    demo.log_in("admin")
     assert len(demo.rows("/admin/mailer/message/")) == int(summary["total"])
     listed = {state: len(demo.rows(f"/admin/mailer/message/?state={state}")) for state in STATES}
     assert listed == {state: printed.get(state, 0) for state in STATES}
     assert len(demo.rows("/admin/mailer/messagelog/")) == int(summary["attempts"])
 
-    # The HTML mail stays in the queue, scheduled, so a worker leaves it there; its page
-    # shows the preview.
+    # The HTML mail stays in the queue, scheduled, so that a worker leaves it there; its
+    # page shows the preview.
     scheduled = demo.rows("/admin/mailer/message/?state=scheduled")
-    spring_sale = [row for row in scheduled if "Spring sale" in row]
-    assert spring_sale, scheduled
-    link = re.search(r'href="(/admin/mailer/message/\d+/change/[^"]*)"', spring_sale[0])
-    assert link, spring_sale[0]
-    assert 'class="mailer-preview"' in demo.get(link[1].replace("&amp;", "&"))
+    assert [row for row in scheduled if "Spring sale" in row], scheduled
+    assert 'class="mailer-preview"' in demo.message_page("Spring sale")
 
 
 @pytest.mark.parametrize(
