@@ -2,7 +2,8 @@
 
     bash scripts/package.sh          # sets up .venvs/package (build, twine) and runs this
 
-1. ``python -m build``: the sdist and the wheel, into a temporary directory.
+1. ``python -m build``: the sdist and the wheel, from a copy of the files git would
+   commit, into a temporary directory.
 2. ``twine check --strict`` on both.
 3. What they hold: the wheel every file of ``src/mailer`` (migrations, templates, static
    files, translations) and its licence; the sdist also the demo, the docs and the tests.
@@ -23,6 +24,7 @@ import email.parser
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,8 +95,15 @@ def version() -> str:
     return found[1]
 
 
-def build(dist: Path, release: str) -> tuple[Path, Path]:
-    run([sys.executable, "-m", "build", "--outdir", dist, ROOT])
+def build(dist: Path, release: str, source: Path) -> tuple[Path, Path]:
+    """Build from a copy of what git would commit: an egg-info or build/ folder left in the
+    checkout (editable installs make one) would otherwise add files the rules leave out."""
+    listed = run(["git", "-C", ROOT, "ls-files", "--cached", "--others", "--exclude-standard"])
+    for name in listed.split():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    run([sys.executable, "-m", "build", "--outdir", dist, source])
     stem = f"{NAME.replace('-', '_')}-{release}"
     sdist, wheel = dist / f"{stem}.tar.gz", dist / f"{stem}-py3-none-any.whl"
     check(sdist.exists() and wheel.exists(), f"expected {sdist.name} and {wheel.name}")
@@ -214,7 +223,7 @@ def main() -> int:
         for folder in (elsewhere, tmp):
             folder.mkdir()
         try:
-            sdist, wheel = build(dist, release)
+            sdist, wheel = build(dist, release, base / "source")
             check_wheel(wheel, release)
             check_sdist(sdist, release)
             with tarfile.open(sdist) as archive:
