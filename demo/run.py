@@ -278,7 +278,6 @@ def seed() -> None:
     print(f"Delivered once: {counts.sent} sent, {counts.deferred} deferred, {counts.failed} failed")
 
     tomorrow = timezone.now() + datetime.timedelta(days=1)
-    # Scheduled, so that the worker leaves it in the queue, where the admin previews it.
     mailer.send_mail(
         "Reminder: your appointment",
         "See you tomorrow.",
@@ -289,6 +288,7 @@ def seed() -> None:
     mailer.send_mail(
         "On hold", "Held until retried.", None, ["later@example.com"], priority="deferred"
     )
+    # Scheduled, so that the worker leaves it in the queue, where the admin previews it.
     mailer.send_html_mail(
         "Spring sale",
         "Everything half price until Sunday.",
