@@ -8,11 +8,14 @@ project on SQLite, queues a few messages the ways a Django site does, runs
 ``manage.py send_mail`` and prints what the server received.
 
 ``admin`` fills the queue with mail in every state -- sent, failed with a
-550, deferred by a 451, scheduled, held, and an HTML mail carrying a script
--- and serves the admin on 127.0.0.1 (users ``admin``/``admin`` and the
-view-only ``viewer``/``viewer``). Unless ``--no-worker`` is given, a thread
-delivers due mail every few seconds, so what you retry is sent (or refused)
-again.
+550, deferred by a 451, scheduled, held, and a scheduled HTML mail carrying a
+script, whose preview the admin shows -- and serves the admin on 127.0.0.1
+(users ``admin``/``admin`` and the view-only ``viewer``/``viewer``). Unless
+``--no-worker`` is given, a thread delivers due mail every few seconds, so
+what you retry is sent (or refused) again.
+
+Both remove the temporary directory they made when they end, also when
+stopped with Ctrl-C (SIGINT) or SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,17 +25,27 @@ import email
 import email.policy
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end the demo as Ctrl-C does: through its ``finally`` clauses."""
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def free_port() -> int:
@@ -138,6 +151,14 @@ def tour() -> None:
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
     smtp.start()
     var = Path(tempfile.mkdtemp(prefix="mailer-demo-"))
+    try:
+        run_tour(inbox, port, var)
+    finally:
+        smtp.stop()
+        shutil.rmtree(var, ignore_errors=True)
+
+
+def run_tour(inbox: Inbox, port: int, var: Path) -> None:
     os.environ["MAILER_DEMO_SMTP_PORT"] = str(port)
     os.environ["MAILER_DEMO_VAR"] = str(var)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demoproject.settings")
@@ -147,10 +168,12 @@ def tour() -> None:
     django.setup()
     from django.core.management import call_command
 
+    import mailer
     from mailer.models import Message
 
     database = var / "demo.sqlite3"
     print(f"Django {django.get_version()}, SQLite at {database}, SMTP server on 127.0.0.1:{port}")
+    print(f"mailer {mailer.__version__} from {Path(mailer.__file__).parent}")
     call_command("migrate", verbosity=0)
 
     print("\n1. Queue mail the ways a Django site sends it")
@@ -168,8 +191,6 @@ def tour() -> None:
         print(f"   {number}. {parsed['Subject']!s:<22} from {sender} to {', '.join(recipients)}")
         print(f"      Message-ID {parsed['Message-ID']}  parts: {', '.join(parts)}")
     print(f"\n   Queue left: {Message.objects.count()} messages.")
-    smtp.stop()
-    shutil.rmtree(var, ignore_errors=True)
 
 
 def admin(port: int, var: Path, worker: bool) -> None:
@@ -178,8 +199,15 @@ def admin(port: int, var: Path, worker: bool) -> None:
 
     smtp = Controller(PickyInbox(), hostname="127.0.0.1", port=free_port())
     smtp.start()
+    try:
+        serve_admin(port, var, smtp.port, worker)
+    finally:
+        smtp.stop()
+
+
+def serve_admin(port: int, var: Path, smtp_port: int, worker: bool) -> None:
     var.mkdir(parents=True, exist_ok=True)
-    os.environ["MAILER_DEMO_SMTP_PORT"] = str(smtp.port)
+    os.environ["MAILER_DEMO_SMTP_PORT"] = str(smtp_port)
     os.environ["MAILER_DEMO_VAR"] = str(var)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demoproject.settings")
 
@@ -191,10 +219,24 @@ def admin(port: int, var: Path, worker: bool) -> None:
     call_command("migrate", verbosity=0)
     make_users()
     seed()
+    stop = threading.Event()
+    delivery = threading.Thread(target=deliver_until, args=(stop,), name="demo-worker", daemon=True)
     if worker:
-        threading.Thread(target=deliver_forever, name="demo-worker", daemon=True).start()
+        delivery.start()
+    try:
+        serve(port, var, smtp_port, worker)
+    finally:
+        # Before the directory goes: the worker's next run would open its database again.
+        stop.set()
+        if delivery.is_alive():
+            delivery.join(timeout=30)
+
+
+def serve(port: int, var: Path, smtp_port: int, worker: bool) -> None:
+    from django.core.management import call_command
+
     print(f"\nThe admin: http://127.0.0.1:{port}/admin/  (admin / admin, or viewer / viewer)")
-    print(f"SQLite at {var / 'demo.sqlite3'}, SMTP server on 127.0.0.1:{smtp.port}")
+    print(f"SQLite at {var / 'demo.sqlite3'}, SMTP server on 127.0.0.1:{smtp_port}")
     if not worker:
         print("No worker runs (--no-worker): mail you retry stays due.")
     sys.stdout.flush()
@@ -246,23 +288,37 @@ def seed() -> None:
     mailer.send_mail(
         "On hold", "Held until retried.", None, ["later@example.com"], priority="deferred"
     )
+    # Scheduled, so that the worker leaves it in the queue, where the admin previews it.
     mailer.send_html_mail(
         "Spring sale",
         "Everything half price until Sunday.",
         SCRIPTED_HTML,
         None,
         ["customer@example.com"],
+        send_at=tomorrow.replace(hour=8, minute=0, second=0, microsecond=0),
     )
-    print(f"The queue holds {Message.objects.count()} messages.")
+    print(describe_queue())
 
 
-def deliver_forever() -> None:
+def describe_queue() -> str:
+    """What the admin's lists show: messages by the state filter's names, and log rows."""
+    from mailer.models import Message, MessageLog
+
+    counts, _ = Message.objects.states()
+    states = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
+    return (
+        f"The queue holds {sum(counts.values())} messages ({states}); "
+        f"the log holds {MessageLog.objects.count()} attempts."
+    )
+
+
+def deliver_until(stop: threading.Event) -> None:
+    """Deliver due mail every few seconds, as a worker would, until ``stop`` is set."""
     from django.db import close_old_connections
 
     from mailer.engine import send_all
 
-    while True:
-        time.sleep(5)
+    while not stop.wait(5):
         try:
             send_all()
         finally:
@@ -277,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--var", type=Path, help="directory for the database (default: a new one)")
     serve.add_argument("--no-worker", action="store_true", help="deliver nothing while serving")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     if args.command == "admin":
         var = args.var or Path(tempfile.mkdtemp(prefix="mailer-demo-admin-"))
         try:

@@ -19,9 +19,9 @@ django.setup()
 
 import mailer  # noqa: E402
 
-project = "mailer"
-author = "mailer contributors"
-copyright = "the mailer contributors"
+project = "django-mailroom"  # the distribution; the package it installs is mailer
+author = "The django-mailroom authors"
+copyright = "The django-mailroom authors"
 release = version = mailer.__version__
 
 extensions = ["sphinx.ext.autodoc", "mailer_docs"]
@@ -37,5 +37,5 @@ autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
 
 html_theme = "furo"
-html_title = f"mailer {release}"
+html_title = f"django-mailroom {release}"
 html_static_path: list[str] = []

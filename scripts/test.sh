@@ -8,9 +8,11 @@
 #   MAILER_TEST_DBS=sqlite bash scripts/test.sh    # only some databases
 #   MAILER_TEST_DJANGOS=dj61 bash scripts/test.sh  # only some Django versions
 #   MAILER_SKIP_BENCH=1 bash scripts/test.sh       # without bench/run.sh --check
+#   MAILER_SKIP_PACKAGE=1 bash scripts/test.sh     # without building and installing the package
 #
 # With dj61, ruff, mypy, the documentation (Sphinx, warnings as errors) and the admin in
-# Chromium are checked too.
+# Chromium are checked too; and always the package (scripts/package.sh: sdist and wheel
+# built, twine-checked, the wheel installed outside the checkout and the demo run from it).
 #
 # Outside CI a database server that does not answer, or a missing Chromium, is skipped,
 # and said so; with CI=true it is a failure. Screenshots of the browser tests go to
@@ -104,6 +106,19 @@ if [[ " $djangos " == *" dj61 "* ]]; then
             failed+=("browser")
             summary+=("browser: FAILED")
         fi
+    fi
+fi
+
+# The distribution as a user gets it: sdist and wheel built and checked, the wheel installed
+# in a fresh virtualenv outside the checkout, the demo run from it (scripts/package.sh).
+if [ -z "${MAILER_SKIP_PACKAGE:-}" ]; then
+    echo "=== package ==="
+    start=$(date +%s)
+    if bash scripts/package.sh; then
+        summary+=("package: built, checked, installed and run in $(( $(date +%s) - start ))s")
+    else
+        failed+=("package")
+        summary+=("package: FAILED")
     fi
 fi
 

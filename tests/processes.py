@@ -44,21 +44,51 @@ class Child(subprocess.Popen[str]):
             stream.close()
         return streams[0], streams[1]
 
+    def printed(self) -> str:
+        """What it has written to stdout so far, read while it runs (the shared offset stays)."""
+        fd = self.stdout_file.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
 
 def start(command: list[str], smtp_port: int, **extra: str) -> Child:
     """Start ``python -m django <command>`` in the background."""
+    return spawn([sys.executable, "-m", "django", *command], command_env(smtp_port, **extra))
+
+
+def spawn(argv: list[str], env: dict[str, str], new_session: bool = False) -> Child:
+    """Start ``argv`` in the checkout, in the background (in a session of its own if asked)."""
     out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by Child.output)
     err = tempfile.TemporaryFile("w+")  # noqa: SIM115
     child = Child(
-        [sys.executable, "-m", "django", *command],
-        env=command_env(smtp_port, **extra),
+        argv,
+        env=env,
         cwd=ROOT,
         stdout=out,
         stderr=err,
         text=True,
+        start_new_session=new_session,
     )
     child.stdout_file, child.stderr_file = out, err
     return child
+
+
+def session_processes(session: int) -> list[str]:
+    """The live processes of a session (by its leader's pid), as "pid command" lines.
+
+    A process started with ``new_session=True`` leads one; whatever it starts stays in it
+    unless it leaves on purpose, even once its parent is gone.
+    """
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        command, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1]
+        state, _parent, _group, sid = fields.split()[:4]
+        if int(sid) == session and state != "Z":
+            found.append(f"{stat.parent.name} {command}")
+    return found
 
 
 def run(

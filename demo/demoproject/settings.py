@@ -62,7 +62,8 @@ DATABASES = {
 
 DEFAULT_FROM_EMAIL = "Demo Shop <shop@example.com>"
 SERVER_EMAIL = "alerts@example.com"
-ADMINS = ["ops@example.com"]
+# DJANGO_COMPAT(<6.0): ADMINS was a list of (name, address) pairs.
+ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
 SMTP_PORT = int(os.environ.get("MAILER_DEMO_SMTP_PORT", "2525"))
 
 if django.VERSION >= (6, 1):

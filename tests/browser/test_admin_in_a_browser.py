@@ -44,7 +44,7 @@ def test_dashboard(page: Any, demo: Demo, traffic: Traffic, screenshots: Path) -
     states = page.locator("#mailer-states")
     expect(states.locator("tr", has_text="failed")).to_contain_text("2")
     expect(states.locator("tr", has_text="held")).to_contain_text("1")
-    expect(states.locator("tr", has_text="scheduled")).to_contain_text("1")
+    expect(states.locator("tr", has_text="scheduled")).to_contain_text("2")
     expect(page.locator("#mailer-last-day")).to_contain_text("7 sent")
     expect(page.locator("svg.mailer-chart rect.mailer-bar-sent")).to_have_count(1)
     expect(page.locator("#mailer-failures")).to_contain_text("Recipient address rejected")
