@@ -45,6 +45,7 @@ def post_office(processes: int, threads: int | None) -> tuple[str, list[str], di
 class DrainScenarios:
     """The scenarios above; ``self`` is the running ``Bench``."""
 
+    mode: str
     results: Any
     size: dict[str, Any]
     servers: list[str]
@@ -78,6 +79,11 @@ class DrainScenarios:
 
     def serve(self, server: str) -> None:
         self.sink.pipelining(server == "pipelining")
+
+    def command_servers(self) -> list[str]:
+        """The server variants of the command scenarios: --check spares the second one its
+        process start-ups (the in-process drain covers both)."""
+        return self.servers[:1] if self.mode == "check" else list(self.servers)
 
     def scenario_drain(self, db: str) -> None:
         n = self.size["drain"]
@@ -151,10 +157,10 @@ class DrainScenarios:
 
     def scenario_command(self, db: str) -> None:
         n = self.size["command"]
-        for server in self.servers:
+        for server in self.command_servers():
             self.rows(db, server, ("command", server), DRAIN_LABEL, n)
         for _rep in range(self.size["slow_reps"]):
-            for server in self.servers:
+            for server in self.command_servers():
                 self.serve(server)
                 for side in self.sides(db):
                     argv = DRAIN_COMMANDS[self.package(side)]
@@ -183,11 +189,11 @@ class DrainScenarios:
     def scenario_parallel(self, db: str) -> None:
         n = self.size["command"]
         for _package, label, _argv, _extra in self.parallel_runs():
-            for server in self.servers:
+            for server in self.command_servers():
                 key = ("parallel", server, label)
                 self.rows(db, server, key, f"parallel: {label}, incl. start-up", n)
         for _rep in range(self.size["slow_reps"]):
-            for server in self.servers:
+            for server in self.command_servers():
                 self.serve(server)
                 for package, label, argv, extra in self.parallel_runs():
                     for side in self.sides(db, (package,)):

@@ -10,6 +10,7 @@ batches of ``BATCH_SIZE``).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,10 @@ TABLE_PREFIX = "post_office_"
 QUEUE_TABLE = "post_office_email"
 KEEP_TABLES = ("post_office_emailtemplate",)
 DISTRIBUTION = "django-post-office"
+
+# Its INFO lines (a few per batch of 100, not per message) would fill the orchestrator's
+# terminal: the driver's stderr is the terminal, a command's is a file.
+logging.getLogger("post_office").setLevel(logging.WARNING)
 
 
 def counts() -> dict[str, int]:
