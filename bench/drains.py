@@ -219,15 +219,9 @@ class DrainScenarios:
                 for _rep in range(self.size["slow_reps"]):
                     for package, label, argv, extra in runs:
                         proc, stats = self.command_run(db, package, argv, n, **extra)
-                        self.results.add(
-                            f"50 ms relay, N={n:,}: {label}, process start to last accept",
-                            db,
-                            "msg/s",
-                            "higher",
-                            package,
-                            n / (stats["last"] - proc.started_clock),
-                            server,
-                            ("relay", n, package, label),
-                        )
+                        got = {"n": n, "seconds": stats["last"] - proc.started_clock}
+                        name = f"50 ms relay: {label}, process start to last accept"
+                        key = ("relay", n, package, label)
+                        self.per_message(db, package, server, key, name, cpu=proc.cpu, **got)
         finally:
             self.sink.latency(0)

@@ -1,15 +1,14 @@
 """The queue of django-mailer's interface, for the driver: ours and django-mailer 2.3.2.
 
 Both are reached only through what django-mailer documents: Django's ``send_mail`` and
-``send_mass_mail`` with ``EMAIL_BACKEND = "mailer.backend.DbBackend"``,
-``mailer.send_mail``, and ``mailer.engine.send_all``.
+``send_mass_mail`` with ``EMAIL_BACKEND = "mailer.backend.DbBackend"`` (the driver
+calls those), ``mailer.send_mail``, and ``mailer.engine.send_all``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core import mail
 from django.core.mail import get_connection
 from django.db import transaction
 from django.test.utils import override_settings
@@ -29,19 +28,9 @@ def counts() -> dict[str, int]:
     return {"queued": Message.objects.count(), "logged": MessageLog.objects.count()}
 
 
-def enqueue(api: str, n: int, prefix: str, start: int) -> None:
-    if api == "django_send_mail":
-        for i in range(start, start + n):
-            mail.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
-    elif api == "own_send_mail":
-        for i in range(start, start + n):
-            mailer.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
-    elif api == "send_mass_mail":
-        mail.send_mass_mail(
-            [(subject(prefix, i), BODY, FROM, [recipient(i)]) for i in range(start, start + n)]
-        )
-    else:
-        raise ValueError(api)
+def send_one(prefix: str, i: int) -> None:
+    """The package's own call for one message."""
+    mailer.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
 
 
 def fill(first: int, last: int, prefix: str, attach_kb: int) -> None:

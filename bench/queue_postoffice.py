@@ -1,8 +1,8 @@
 """The queue of django-post-office 3.12, for the driver, through its documented API.
 
-Enqueue: Django's ``send_mail``/``send_mass_mail`` with ``EMAIL_BACKEND =
-"post_office.EmailBackend"``, its own ``post_office.mail.send`` (one message a call)
-and ``send_many`` (its bulk API, for filling queues). Drain:
+Besides Django's ``send_mail``/``send_mass_mail`` (the driver calls them; they reach
+``EMAIL_BACKEND = "post_office.EmailBackend"``): its own ``post_office.mail.send``
+(one message a call), ``send_many`` (its bulk API, for filling queues) and
 ``send_queued_mail_until_done``, what ``manage.py send_queued_mail`` runs, here in
 this process and with its defaults (one process, ``THREADS_PER_PROCESS`` threads,
 batches of ``BATCH_SIZE``).
@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core import mail
 from django.core.mail import get_connection
 from django.db import transaction
 from post_office import mail as post_office_mail
@@ -45,19 +44,9 @@ def _kwargs(prefix: str, i: int) -> dict[str, Any]:
     }
 
 
-def enqueue(api: str, n: int, prefix: str, start: int) -> None:
-    if api == "django_send_mail":
-        for i in range(start, start + n):
-            mail.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
-    elif api == "own_send_mail":
-        for i in range(start, start + n):
-            post_office_mail.send(**_kwargs(prefix, i))
-    elif api == "send_mass_mail":
-        mail.send_mass_mail(
-            [(subject(prefix, i), BODY, FROM, [recipient(i)]) for i in range(start, start + n)]
-        )
-    else:
-        raise ValueError(api)
+def send_one(prefix: str, i: int) -> None:
+    """The package's own call for one message."""
+    post_office_mail.send(**_kwargs(prefix, i))
 
 
 def fill(first: int, last: int, prefix: str, attach_kb: int) -> None:
