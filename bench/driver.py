@@ -30,6 +30,11 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core import mail  # noqa: E402
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend  # noqa: E402
+
+try:
+    from django.core.mail import mailers  # Django 6.1+
+except ImportError:  # DJANGO_COMPAT(<6.1)
+    mailers = None
 from django.db import connection, connections, transaction  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
 from sample import BODY, FROM, make_email, recipient, subject  # noqa: E402
@@ -278,7 +283,10 @@ def cmd_baseline_django(n: int, prefix: str, port: int) -> dict[str, Any]:
     """Django's own SMTP backend over one open connection, building each message as it goes."""
     cpu = cpu_seconds()
     began = time.perf_counter()
-    backend = SMTPBackend(host="127.0.0.1", port=port, timeout=30)
+    if mailers is not None and hasattr(settings, "MAILERS"):  # no EMAIL_* settings to read
+        backend = mailers["smtp"]
+    else:
+        backend = SMTPBackend(host="127.0.0.1", port=port, timeout=30)
     with backend:
         for i in range(n):
             backend.send_messages([make_email(prefix, i)])
