@@ -2,7 +2,7 @@
 # The benchmark: this package against django-mailer 2.3.2 and django-post-office 3.12, on
 # Django 5.2 and 6.1, one command, one run.
 #
-#   bash bench/run.sh --quick   # sizes of about half an hour (the default)
+#   bash bench/run.sh --quick   # the default: under an hour
 #   bash bench/run.sh --full    # the sizes of bench/RESULTS.md (long; run on a quiet machine)
 #   bash bench/run.sh --check   # tiny sizes, Django 5.2, correctness only: every message
 #                               # of every package exactly once
