@@ -1,12 +1,15 @@
-"""The benchmark's orchestrator: this package against django-mailer 2.3.2, in one run.
+"""The benchmark's orchestrator: this package against django-mailer 2.3.2 and
+django-post-office 3.12, on Django 5.2 and 6.1, in one run.
 
 Run it through ``bash bench/run.sh [--quick|--full|--check]``, which makes the
 virtualenvs first. Standard library only: the measured code runs in child
 processes (``bench/driver.py`` and ``bench/manage.py``), one virtualenv per
-package, against one SMTP sink process (``bench/sink.py``) and the same
-database servers. Trials alternate between the packages (A B A B ...), every
-delivered message is checked by its token to have arrived exactly once, and
-the medians with min-max go to a table and to ``bench/out/<timestamp>.json``.
+package and Django version, against one SMTP sink process (``bench/sink.py``,
+offering PIPELINING or not) and the same database servers. Trials alternate
+between the sides (A B C ... A B C ...), every delivered message is checked by
+its token to have arrived exactly once, and the medians with min-max go to a
+table, the targets (bench/targets.py) are judged, and everything goes to
+``bench/out/<timestamp>.json``. The drain scenarios are in bench/drains.py.
 """
 
 from __future__ import annotations
@@ -14,25 +17,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import targets
+from drains import DRAIN_COMMANDS, DrainScenarios, runmailer
+from procs import DB_PACKAGES, SIDES, BenchFailure, Driver, Env
+from report import (
+    SERVERS,
+    Results,
+    machine_description,
+    render_table,
+    render_targets,
+    write_results_md,
+)
 from sinkclient import Sink
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-VENVS = BENCH / ".venvs"
 
 # Sizes per mode. "reps" are the A/B repetitions of cheap trials, "slow_reps" of costly ones.
 MODES: dict[str, dict[str, Any]] = {
@@ -54,6 +62,10 @@ MODES: dict[str, dict[str, Any]] = {
         "attach": [5],
         "dbs": ["sqlite", "postgres", "mariadb"],
         "dj61": False,
+        "parallel_ours": [4],
+        "parallel_po": [[2, 10]],
+        "relay": [24],
+        "relay_rivals_max": 24,
     },
     "quick": {
         "reps": 3,
@@ -72,7 +84,11 @@ MODES: dict[str, dict[str, Any]] = {
         "memory_dm": [2000],
         "attach": [2000],
         "dbs": ["sqlite", "postgres", "mariadb"],
-        "dj61": False,
+        "dj61": True,
+        "parallel_ours": [4],
+        "parallel_po": [[2, 10]],
+        "relay": [1000],
+        "relay_rivals_max": 1000,
     },
     "full": {
         "reps": 3,
@@ -92,184 +108,37 @@ MODES: dict[str, dict[str, Any]] = {
         "attach": [2000, 20000],
         "dbs": ["sqlite", "postgres", "mariadb"],
         "dj61": True,
+        "parallel_ours": [4],
+        "parallel_po": [[2, 10]],
+        # django-mailer takes about 10 minutes per trial at 10,000: it and post-office run
+        # the relay at 1,000 only.
+        "relay": [1000, 10000],
+        "relay_rivals_max": 1000,
     },
 }
 
-SIDES = {
-    "ours": ("ours-dj52", "ours", "mailer (Django 5.2)"),
-    "dm": ("dm-dj52", "dm", "django-mailer 2.3.2 (Django 5.2)"),
-    "ours61": ("ours-dj61", "ours", "mailer (Django 6.1)"),
-}
-# Which sides run on which database: django-mailer is compared on SQLite and PostgreSQL.
-DB_SIDES = {"sqlite": ["ours", "dm"], "postgres": ["ours", "dm"], "mariadb": ["ours"]}
+SCENARIOS = [
+    "enqueue",
+    "drain",
+    "baselines",
+    "command",
+    "parallel",
+    "cron",
+    "latency",
+    "relay",
+    "wakeup",
+    "scale",
+    "memory",
+]
+NOTES = [
+    "post-office's defaults: one process, THREADS_PER_PROCESS 5, BATCH_SIZE 100, LOG_LEVEL 2; "
+    "it and django-mailer deliver through Django's SMTP backend, as ours does here.",
+    "django-mailer 2.3.2 declares Django>=2.2 with no upper bound; on Django 6.1 it runs "
+    "with the EMAIL_* settings, which Django 6.1 deprecates in favour of MAILERS.",
+]
 
 
-class BenchFailure(Exception):
-    """A trial went wrong: a message lost or duplicated, a process failed."""
-
-
-# -- processes ---------------------------------------------------------------------
-
-
-class Env:
-    """Where one side runs: its virtualenv and its database."""
-
-    def __init__(self, side: str, db: str, tmp: Path, smtp_port: int, control: int) -> None:
-        venv, package, label = SIDES[side]
-        self.side, self.db, self.label, self.package = side, db, label, package
-        self.python = str(VENVS / venv / "bin" / "python")
-        self.env = dict(os.environ)
-        self.env.update(
-            {
-                "BENCH_SIDE": package,
-                "BENCH_DB": db,
-                "BENCH_DB_NAME": f"bench_{side}_{os.getpid()}",
-                "BENCH_TMP": str(tmp),
-                "BENCH_SMTP_PORT": str(smtp_port),
-                "BENCH_CONTROL_PORT": str(control),
-                "PYTHONPATH": str(BENCH),
-                "DJANGO_SETTINGS_MODULE": "benchsettings",
-                "PYTHONDONTWRITEBYTECODE": "1",
-            }
-        )
-        self.env.pop("BENCH_EXTRA", None)
-
-    def command(self, *args: str, extra: dict[str, Any] | None = None) -> Proc:
-        env = dict(self.env)
-        if extra:
-            env["BENCH_EXTRA"] = json.dumps(extra)
-        return Proc([self.python, str(BENCH / "manage.py"), *args], env)
-
-
-class Proc:
-    """A child process whose peak memory (max RSS) is read when it is reaped."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.argv = argv
-        self.err = tempfile.TemporaryFile()  # noqa: SIM115 (closed in wait)
-        self.started = time.perf_counter()
-        self.popen = subprocess.Popen(
-            argv, env=env, cwd=BENCH, stdout=subprocess.DEVNULL, stderr=self.err
-        )
-        self.seconds: float | None = None
-        self.maxrss_mb: float | None = None
-        self.returncode: int | None = None
-
-    def wait(self, timeout: float = 1800) -> Proc:
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(self.popen.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                self.popen.kill()
-                pid, status, usage = os.wait4(self.popen.pid, 0)
-                raise BenchFailure(f"{self.argv[2:]} did not finish in {timeout} s")
-            time.sleep(0.002)
-        self.seconds = time.perf_counter() - self.started
-        self.maxrss_mb = usage.ru_maxrss / 1024
-        self.returncode = os.waitstatus_to_exitcode(status)
-        self.popen.returncode = self.returncode
-        self.err.seek(0)
-        self.stderr = self.err.read().decode(errors="replace")
-        self.err.close()
-        return self
-
-    def check(self) -> Proc:
-        if self.returncode not in (0, -signal.SIGTERM):
-            raise BenchFailure(
-                f"{' '.join(self.argv[2:])} exited {self.returncode}:\n{self.stderr[-2000:]}"
-            )
-        return self
-
-    def stop(self) -> Proc:
-        if self.popen.poll() is None and self.returncode is None:
-            self.popen.send_signal(signal.SIGTERM)
-        return self.wait(60)
-
-
-class Driver:
-    """A long-lived bench/driver.py in one virtualenv, spoken to in JSON lines."""
-
-    def __init__(self, env: Env) -> None:
-        self.env = env
-        self.popen = subprocess.Popen(
-            [env.python, str(BENCH / "driver.py")],
-            env=env.env,
-            cwd=BENCH,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.hello = self._read()
-
-    def _read(self) -> Any:
-        assert self.popen.stdout is not None
-        line = self.popen.stdout.readline()
-        if not line:
-            raise BenchFailure(f"the {self.env.side}/{self.env.db} driver died")
-        return json.loads(line)
-
-    def __call__(self, cmd: str, **args: Any) -> Any:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
-        self.popen.stdin.flush()
-        answer = self._read()
-        if "error" in answer:
-            raise BenchFailure(
-                f"{self.env.side}/{self.env.db} {cmd}: {answer['error']}\n{answer['trace']}"
-            )
-        return answer["ok"]
-
-    def close(self) -> None:
-        if self.popen.stdin:
-            self.popen.stdin.close()
-        self.popen.wait(30)
-
-
-# -- results -----------------------------------------------------------------------
-
-
-@dataclass
-class Metric:
-    name: str
-    db: str
-    unit: str
-    better: str  # "higher" or "lower"
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    note: str = ""
-
-    def add(self, side: str, value: float) -> None:
-        self.samples.setdefault(side, []).append(value)
-
-    def median(self, side: str) -> float | None:
-        values = self.samples.get(side)
-        return statistics.median(values) if values else None
-
-
-class Results:
-    def __init__(self) -> None:
-        self.metrics: dict[tuple[str, str], Metric] = {}
-        self.failures: list[str] = []
-        self.verified = 0
-
-    def metric(self, name: str, db: str, unit: str, better: str, note: str = "") -> Metric:
-        key = (name, db)
-        if key not in self.metrics:
-            self.metrics[key] = Metric(name, db, unit, better, note=note)
-        return self.metrics[key]
-
-    def add(self, name: str, db: str, unit: str, better: str, side: str, value: float) -> None:
-        self.metric(name, db, unit, better).add(side, value)
-
-    def get(self, name: str, db: str) -> Metric | None:
-        return self.metrics.get((name, db))
-
-
-# -- the benchmark -----------------------------------------------------------------
-
-
-class Bench:
+class Bench(DrainScenarios):
     def __init__(self, mode: str, args: argparse.Namespace) -> None:
         self.mode = mode
         self.size = dict(MODES[mode])
@@ -278,13 +147,15 @@ class Bench:
             self.size["dbs"] = [d for d in self.size["dbs"] if d in args.db]
         if args.dj61 is not None:
             self.size["dj61"] = args.dj61
+        self.servers = [s for s in SERVERS if not args.server or s in args.server]
         self.only = set(args.only or [])
         self.results = Results()
         self.tmp = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
         self.run_id = time.strftime("%H%M%S")
         self.counter = 0
         self.drivers: dict[tuple[str, str], Driver] = {}
-        self.info: dict[str, Any] = {}
+        self.broken: dict[str, str] = {}  # sides that could not start: why
+        self.info: dict[str, Any] = {"notes": list(NOTES)}
 
     # -- plumbing --
 
@@ -318,11 +189,22 @@ class Bench:
             self.info.setdefault("databases", {})[db] = version
         return self.drivers[key]
 
-    def sides(self, db: str) -> list[str]:
-        sides = list(DB_SIDES[db])
-        if self.size["dj61"] and db in ("sqlite", "postgres"):
-            sides.append("ours61")
-        return sides
+    def package(self, side: str) -> str:
+        return SIDES[side].package
+
+    def sides(
+        self, db: str, packages: tuple[str, ...] = ("ours", "dm", "po"), dj61: bool = True
+    ) -> list[str]:
+        """The sides that run on db, in trial order, of those packages and Django versions."""
+        djangos = ("5.2", "6.1") if self.size["dj61"] and dj61 else ("5.2",)
+        return [
+            name
+            for name, side in SIDES.items()
+            if side.package in packages
+            and side.package in DB_PACKAGES[db]
+            and side.django in djangos
+            and name not in self.broken
+        ]
 
     def verify(self, what: str, prefix: str, n: int, count: int | None = None) -> None:
         result = self.sink.verify(f"tok-{prefix}", n, count)
@@ -339,12 +221,25 @@ class Bench:
         self.verify(what, prefix, n)
         return stats
 
-    # -- scenarios --
+    def fresh_queue(self, drive: Driver, n: int, **fill: Any) -> str:
+        """Empty the queue and the sink, queue n messages with a new prefix; return it."""
+        drive("clear")
+        prefix = self.prefix()
+        drive("fill", n=n, prefix=prefix, **fill)
+        drive("analyze")
+        self.sink.reset()
+        return prefix
+
+    # -- scenarios (the drains: bench/drains.py) --
 
     def scenario_enqueue(self, db: str) -> None:
         apis = [
             ("django_send_mail", "enqueue: django.core.mail.send_mail, one call per message"),
-            ("mailer_send_mail", "enqueue: mailer.send_mail, one call per message"),
+            (
+                "own_send_mail",
+                "enqueue: the package's own call (mailer.send_mail; post_office.mail.send), "
+                "one per message",
+            ),
             ("send_mass_mail", "enqueue: django.core.mail.send_mass_mail of N"),
         ]
         for api, name in apis:
@@ -359,7 +254,13 @@ class Bench:
                     if queued != n:
                         self.results.failures.append(f"{name} {side}/{db}: {queued} queued of {n}")
                     self.results.add(
-                        f"{name} (N={n})", db, "msg/s", "higher", side, n / got["seconds"]
+                        f"{name} (N={n})",
+                        db,
+                        "msg/s",
+                        "higher",
+                        side,
+                        n / got["seconds"],
+                        key=("enqueue", api),
                     )
                     if api == "send_mass_mail":
                         inserts = got["by_verb"].get("INSERT", 0)
@@ -370,6 +271,7 @@ class Bench:
                             "lower",
                             side,
                             inserts,
+                            key=("enqueue-inserts",),
                         )
                     if self.mode == "check":  # deliver them too: every one exactly once
                         self.sink.reset()
@@ -377,104 +279,14 @@ class Bench:
                         self.delivered(f"{name} {side}/{db}", prefix, n)
                     drive("clear")
 
-    def fresh_queue(self, drive: Driver, n: int, **fill: Any) -> str:
-        """Empty the queue and the sink, queue n messages with a new prefix; return it."""
-        drive("clear")
-        prefix = self.prefix()
-        drive("fill", n=n, prefix=prefix, **fill)
-        drive("analyze")
-        self.sink.reset()
-        return prefix
-
-    def scenario_drain(self, db: str) -> None:
-        n = self.size["drain"]
-        name = f"drain: send_all() in process, zero-latency server (N={n})"
-        for _rep in range(self.size["reps"]):
-            for side in self.sides(db):
-                drive = self.driver(side, db)
-                prefix = self.fresh_queue(drive, n)
-                got = drive("drain")
-                stats = self.delivered(f"drain {side}/{db}", prefix, n)
-                self.results.add(name, db, "msg/s", "higher", side, n / got["seconds"])
-                self.results.add(
-                    "drain: SQL statements per delivered message",
-                    db,
-                    "stmt/msg",
-                    "lower",
-                    side,
-                    got["statements"] / n,
-                )
-                self.results.add(
-                    "drain: transactions per delivered message",
-                    db,
-                    "txn/msg",
-                    "lower",
-                    side,
-                    got["transactions"] / n,
-                )
-                self.results.add(
-                    "drain: SMTP connections per run",
-                    db,
-                    "conn",
-                    "lower",
-                    side,
-                    stats["connections"],
-                )
-                self.results.add(
-                    "drain: SMTP connections per message",
-                    db,
-                    "conn/msg",
-                    "lower",
-                    side,
-                    stats["connections"] / n,
-                )
-                drive("clear")
-
-    def scenario_baselines(self) -> None:
-        n = self.size["drain"]
-        drive = self.driver("ours", "sqlite")
-        for _rep in range(self.size["reps"]):
-            for kind, label in (
-                ("baseline_django", "Django's SMTP backend, one connection"),
-                ("baseline_smtplib", "raw smtplib, one connection, pre-rendered"),
-            ):
-                prefix = self.prefix()
-                self.sink.reset()
-                got = drive(kind, n=n, prefix=prefix, port=self.smtp_port)
-                stats = self.delivered(kind, prefix, n)
-                self.results.add(
-                    f"baseline: {label} (N={n})", "-", "msg/s", "higher", "ours", n / got["seconds"]
-                )
-                if stats["connections"] != 1:
-                    self.results.failures.append(f"{kind}: {stats['connections']} connections")
-
-    def scenario_command(self, db: str) -> None:
-        n = self.size["command"]
-        name = f"drain: manage.py send_mail, wall time incl. start-up (N={n})"
-        for _rep in range(self.size["slow_reps"]):
-            for side in self.sides(db):
-                drive = self.driver(side, db)
-                prefix = self.fresh_queue(drive, n)
-                proc = self.env(side, db).command("send_mail").wait().check()
-                self.delivered(f"send_mail {side}/{db}", prefix, n)
-                self.results.add(name, db, "msg/s", "higher", side, n / proc.seconds)
-                self.results.add(
-                    f"drain: manage.py send_mail, peak RSS (N={n})",
-                    db,
-                    "MB",
-                    "lower",
-                    side,
-                    proc.maxrss_mb,
-                )
-                drive("clear")
-
     def scenario_cron(self, db: str) -> None:
-        name = "cron tick: manage.py send_mail on an empty queue"
+        name = "cron tick: manage.py send_mail (post-office: send_queued_mail), empty queue"
         for side in self.sides(db):
             self.driver(side, db)("clear")
         for _rep in range(self.size["cron_reps"]):
             for side in self.sides(db):
-                proc = self.env(side, db).command("send_mail").wait().check()
+                argv = DRAIN_COMMANDS[self.package(side)]
+                proc = self.env(side, db).command(*argv).wait().check()
                 self.results.add(name, db, "ms", "lower", side, proc.seconds * 1000)
 
     def scenario_latency(self, db: str) -> None:
@@ -483,16 +295,16 @@ class Bench:
         self.sink.latency(0.05)
         try:
             for _rep in range(self.size["slow_reps"]):
-                for side in [s for s in self.sides(db) if s != "ours61"]:
+                for side in self.sides(db, ("ours", "dm"), dj61=False):
                     drive = self.driver(side, db)
-                    if SIDES[side][1] == "dm":
+                    if self.package(side) == "dm":
                         runs = [("manage.py send_mail", 1, base, ["send_mail"])]
                     else:
                         levels = (1, 16) if self.mode == "check" else (1, 4, 16)
                         runs = [
-                            (f"runmailer --concurrency {c}", 1, base * c, _runmailer(c))
+                            (f"runmailer --concurrency {c}", 1, base * c, runmailer(c))
                             for c in levels
-                        ] + [("4 x runmailer --concurrency 1", 4, base * 4, _runmailer(1))]
+                        ] + [("4 x runmailer --concurrency 1", 4, base * 4, runmailer(1))]
                     for label, processes, n, argv in runs:
                         prefix = self.fresh_queue(drive, n)
                         began = time.perf_counter()
@@ -502,7 +314,9 @@ class Bench:
                         wall = time.perf_counter() - began
                         stats = self.delivered(f"{label} {side}/{db}", prefix, n)
                         metric = f"50 ms server: {label}"
-                        self.results.add(metric, db, "msg/s", "higher", side, n / wall)
+                        self.results.add(
+                            metric, db, "msg/s", "higher", side, n / wall, key=("latency", label)
+                        )
                         if n > 1 and stats["last"] > stats["first"]:
                             self.results.add(
                                 f"50 ms server: {label}, first to last accept",
@@ -521,7 +335,7 @@ class Bench:
         samples = self.size["wake_samples"]
         per_rep = max(1, samples // self.size["slow_reps"])
         for rep in range(self.size["slow_reps"]):
-            for side in [s for s in self.sides(db) if s != "ours61"]:
+            for side in self.sides(db, ("ours", "dm"), dj61=False):
                 command = "runmailer_pg" if db == "postgres" else "runmailer"
                 drive = self.driver(side, db)
                 drive("clear")
@@ -557,6 +371,7 @@ class Bench:
                             "lower",
                             side,
                             value * 1000,
+                            key=("wakeup",),
                         )
                 drive("clear")
 
@@ -567,9 +382,7 @@ class Bench:
             sizes += self.size["scale_pg_extra"]
         sample = self.size["scale_sample"]
         for n in sizes:
-            sides = [s for s in self.sides(db) if s != "ours61"]
-            if n > 100000:
-                sides = [s for s in sides if SIDES[s][1] == "ours"]
+            sides = self.sides(db, ("ours", "dm") if n <= 100000 else ("ours",), dj61=False)
             prefixes = {}
             for side in sides:
                 drive = self.driver(side, db)
@@ -593,6 +406,7 @@ class Bench:
                         "lower",
                         side,
                         got["seconds"] / sample * 1e6,
+                        key=("scale-cost", n),
                     )
                     self.results.add(
                         f"scale: drain {sample} of N={n:,} queued, SQL statements per message",
@@ -633,6 +447,7 @@ class Bench:
                     "lower",
                     side,
                     proc.maxrss_mb,
+                    key=("memory-rss", n, bool(kb)),
                 )
                 self.results.add(
                     f"memory: manage.py send_mail wall time, {what}",
@@ -646,32 +461,49 @@ class Bench:
 
     # -- the run --
 
+    def start_drivers(self, dbs: list[str]) -> None:
+        """One driver per side and database. Another package that cannot start (say, on a
+        Django version it does not support) is left out, and the table says so; ours fails."""
+        for db in dbs:
+            for side in self.sides(db):
+                try:
+                    hello = self.driver(side, db).hello
+                except (BenchFailure, OSError) as error:
+                    if self.package(side) == "ours":
+                        raise
+                    self.broken[side] = str(error).splitlines()[0]
+                    self.info["notes"].append(f"{SIDES[side].label} did not run on {db}: {error}")
+                    self.log(f"{side} left out: {error}")
+                    continue
+                self.info.setdefault("sides", {})[side] = {
+                    k: hello[k] for k in ("python", "django", "package")
+                }
+
     def run(self) -> int:
         started = time.time()
         self.load_at_start = tuple(round(x, 2) for x in os.getloadavg())
         self.start_sink()
         dbs = self.size["dbs"]
+        pg = [d for d in dbs if d == "postgres"]
         try:
-            for db in dbs:
-                for side in self.sides(db):
-                    hello = self.driver(side, db).hello
-                    self.info.setdefault("sides", {})[side] = {
-                        k: hello[k] for k in ("python", "django", "package")
-                    }
+            self.start_drivers(dbs)
             plan = [
                 ("enqueue", self.scenario_enqueue, dbs),
                 ("drain", self.scenario_drain, dbs),
                 ("baselines", lambda _db: self.scenario_baselines(), ["-"]),
                 ("command", self.scenario_command, dbs),
+                ("parallel", self.scenario_parallel, [d for d in dbs if d != "mariadb"]),
                 ("cron", self.scenario_cron, dbs),
-                ("latency", self.scenario_latency, [d for d in dbs if d == "postgres"]),
+                ("latency", self.scenario_latency, pg),
+                ("relay", self.scenario_relay, pg),
                 ("wakeup", self.scenario_wakeup, dbs),
                 ("scale", self.scenario_scale, [d for d in dbs if d != "mariadb"]),
-                ("memory", self.scenario_memory, [d for d in dbs if d == "postgres"]),
+                ("memory", self.scenario_memory, pg),
             ]
             for scenario, function, where in plan:
                 if not self.wanted(scenario):
                     continue
+                self.results.scenario = scenario
                 for db in where:
                     self.log(f"{scenario} [{db}]")
                     try:
@@ -704,13 +536,19 @@ class Bench:
         out.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = out / f"{stamp}.json"
-        targets = self.targets() if self.mode != "check" else []
+        djangos = ["5.2", "6.1"] if self.size["dj61"] else ["5.2"]
+        # Computed in --check too, so that CI runs this code; at those sizes they mean nothing.
+        found = targets.compute(self.results, self.mode, self.servers, djangos)
+        narrowed = bool(self.only or self.args.db or self.args.server)
+        if narrowed:  # what the run left out is not news
+            found = [t for t in found if t["value"] is not None]
         data = {
             "mode": self.mode,
             "command": command,
             "seconds": elapsed,
             "machine": machine,
             "info": self.info,
+            "json": str(path.relative_to(ROOT)),
             "verified_messages": self.results.verified,
             "failures": self.results.failures,
             "metrics": [
@@ -719,17 +557,22 @@ class Bench:
                     "db": m.db,
                     "unit": m.unit,
                     "better": m.better,
+                    "scenario": m.scenario,
+                    "server": m.server,
+                    "key": m.key,
                     "samples": m.samples,
                 }
                 for m in self.results.metrics.values()
             ],
-            "targets": targets,
+            "targets": found,
         }
         path.write_text(json.dumps(data, indent=1))
         print(render_table(self.results, self.info, machine, self.mode))
-        if targets:
+        if found:
             print()
-            print(render_targets(targets))
+            if self.mode == "check":
+                print("Targets at --check sizes (tiny: computed, not meaningful):")
+            print(render_targets(found))
         print()
         print(
             f"{self.results.verified:,} messages delivered and checked by token: "
@@ -739,270 +582,10 @@ class Bench:
             print(f"FAILURE: {failure}")
         print(f"Mode {self.mode}, {elapsed:.0f} s. JSON: {path.relative_to(ROOT)}")
         print(f"Reproduce: {command}")
-        if self.mode == "full" and not self.only and not self.args.db:
-            self.write_results_md(data, command, path)
+        if self.mode == "full" and not narrowed:
+            write_results_md(BENCH / "RESULTS.md", self.results, data, self.load_at_start)
             print("Wrote bench/RESULTS.md")
         return 1 if self.results.failures else 0
-
-    def write_results_md(self, data: dict[str, Any], command: str, path: Path) -> None:
-        """bench/RESULTS.md: the latest full run, as measured (written by the run itself)."""
-        machine = data["machine"]
-        lines = [
-            "# Benchmark results",
-            "",
-            "The latest full run of `bench/run.sh`, written by that run (nothing here is typed",
-            "by hand). How it measures: README.md, *Benchmarks*, and `bench/bench.py`.",
-            "",
-            f"- Command: `{command}`",
-            f"- Date: {time.strftime('%Y-%m-%d %H:%M %Z')}; "
-            f"the run took {data['seconds'] / 60:.0f} min",
-            f"- Machine: {machine['cpus']} cores ({machine['cpu_model']}), "
-            f"{machine['memory_gb']} GB RAM, {machine['platform']}",
-            f"- Load average at start {self.load_at_start}, at end "
-            f"{tuple(round(x, 2) for x in machine['load_at_end'])} (the machine is shared)",
-            f"- JSON: `{path.relative_to(ROOT)}` (git-ignored)",
-            "",
-            "## Table",
-            "",
-            render_table(self.results, self.info, machine, self.mode),
-            "",
-            "## Targets",
-            "",
-            render_targets(data["targets"]),
-            "",
-            f"{self.results.verified:,} messages delivered and checked by token: "
-            + ("each exactly once." if not self.results.failures else "FAILURES:"),
-        ]
-        lines += [f"- {failure}" for failure in self.results.failures]
-        (BENCH / "RESULTS.md").write_text("\n".join(lines) + "\n")
-
-    def targets(self) -> list[dict[str, Any]]:
-        r = self.results
-        found: list[dict[str, Any]] = []
-
-        def med(name_start: str, db: str, side: str) -> float | None:
-            for (name, mdb), metric in r.metrics.items():
-                if mdb == db and name.startswith(name_start):
-                    return metric.median(side)
-            return None
-
-        def target(what: str, value: float | None, goal: float, op: str, detail: str) -> None:
-            if value is None:
-                found.append({"target": what, "value": None, "goal": goal, "met": None})
-                return
-            met = value >= goal if op == ">=" else value <= goal
-            found.append(
-                {"target": what, "value": value, "goal": goal, "op": op, "met": met, "how": detail}
-            )
-
-        def ratio(a: float | None, b: float | None) -> float | None:
-            return a / b if a is not None and b else None
-
-        for db in ("sqlite", "postgres"):
-            ours = med("drain: send_all()", db, "ours")
-            theirs = med("drain: send_all()", db, "dm")
-            target(
-                f"drain, zero latency, one worker: ours/django-mailer [{db}]",
-                ratio(ours, theirs),
-                3.0,
-                ">=",
-                "msg/s ratio",
-            )
-            target(
-                f"drain: ours / Django's SMTP backend over one connection [{db}]",
-                ratio(ours, med("baseline: Django's SMTP backend", "-", "ours")),
-                0.9,
-                ">=",
-                "msg/s ratio",
-            )
-            target(
-                f"SQL statements per delivered message [{db}]",
-                med("drain: SQL statements per delivered message", db, "ours"),
-                0.1,
-                "<=",
-                "statements/message",
-            )
-            target(
-                f"SMTP connections per run [{db}]",
-                med("drain: SMTP connections per run", db, "ours"),
-                1,
-                "<=",
-                "connections in one send_all()",
-            )
-            for api in ("django.core.mail.send_mail,", "django.core.mail.send_mass_mail of N ("):
-                name = f"enqueue: {api}"
-                target(
-                    f"{name.rstrip(',( ')}: ours/django-mailer [{db}]",
-                    ratio(med(name, db, "ours"), med(name, db, "dm")),
-                    2.0,
-                    ">=",
-                    "msg/s ratio",
-                )
-            target(
-                f"send_mass_mail: INSERT statements for N messages [{db}]",
-                med("enqueue: send_mass_mail of N, INSERT", db, "ours"),
-                1,
-                "<=",
-                "INSERTs",
-            )
-        peak = "memory: manage.py send_mail peak"
-        sizes = [m for m in r.metrics.values() if m.name.startswith(peak)]
-        by_n: dict[tuple[int, bool], Metric] = {}
-        for m in sizes:
-            n = int(m.name.split("RSS, ")[1].split(" ")[0].replace(",", ""))
-            by_n[(n, "attachment" in m.name)] = m
-        plain = sorted(n for n, att in by_n if not att)
-        if len(plain) >= 2:
-            small, big = by_n[(plain[0], False)], by_n[(plain[-1], False)]
-            target(
-                f"peak RSS draining {plain[-1]:,} within 10% of {plain[0]:,} [postgres]",
-                ratio(big.median("ours"), small.median("ours")),
-                1.1,
-                "<=",
-                "RSS ratio",
-            )
-        if (2000, True) in by_n:
-            m = by_n[(2000, True)]
-            target(
-                "peak RSS, 2,000 messages with 100 KB attachments: ours/django-mailer [postgres]",
-                ratio(m.median("ours"), m.median("dm")),
-                0.25,
-                "<=",
-                "RSS ratio",
-            )
-        scale = {
-            int(m.name.split("N=")[1].split(" ")[0].replace(",", "")): m
-            for m in r.metrics.values()
-            if m.name.startswith("scale:") and "cost per message" in m.name and m.db == "postgres"
-        }
-        if 10000 in scale and scale:
-            top = max(scale)
-            target(
-                f"drain cost per message at {top:,} queued within 20% of 10,000 [postgres]",
-                ratio(scale[top].median("ours"), scale[10000].median("ours")),
-                1.2,
-                "<=",
-                "cost ratio",
-            )
-        c1 = med("50 ms server: runmailer --concurrency 1", "postgres", "ours")
-        c16 = med("50 ms server: runmailer --concurrency 16", "postgres", "ours")
-        w4 = med("50 ms server: 4 x runmailer", "postgres", "ours")
-        dm1 = med("50 ms server: manage.py send_mail", "postgres", "dm")
-        slow = "50 ms server:"
-        target(f"{slow} concurrency 16 / concurrency 1 [postgres]", ratio(c16, c1), 10, ">=", "")
-        target(f"{slow} concurrency 16 / django-mailer [postgres]", ratio(c16, dm1), 15, ">=", "")
-        target(f"{slow} 4 workers / 1 worker [postgres]", ratio(w4, c1), 3, ">=", "")
-        for db, goal in (("postgres", 10), ("sqlite", 300), ("mariadb", 300)):
-            metric = next(
-                (m for m in r.metrics.values() if m.name.startswith("wake-up") and m.db == db),
-                None,
-            )
-            if metric is None:
-                continue
-            values = sorted(metric.samples.get("ours", []))
-            target(f"wake-up latency median [{db}]", metric.median("ours"), goal, "<=", "ms")
-            if db == "postgres" and values:
-                target("wake-up latency p95 [postgres]", percentile(values, 95), 50, "<=", "ms")
-        return found
-
-
-def _runmailer(concurrency: int) -> list[str]:
-    return ["runmailer", "--concurrency", str(concurrency), "--exit-when-idle"]
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    low = int(k)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
-
-
-# -- rendering -----------------------------------------------------------------------
-
-
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    if value >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
-
-
-def cell(values: list[float] | None) -> str:
-    if not values:
-        return ""
-    median = statistics.median(values)
-    if len(values) == 1:
-        return fmt(median)
-    return f"{fmt(median)} ({fmt(min(values))}–{fmt(max(values))})"
-
-
-def render_table(results: Results, info: dict[str, Any], machine: dict[str, Any], mode: str) -> str:
-    show61 = any("ours61" in m.samples for m in results.metrics.values())
-    header = ["metric", "db", "unit", "ours", "django-mailer", "ours/theirs"]
-    if show61:
-        header.append("ours, Django 6.1")
-    rows = [header]
-    for m in results.metrics.values():
-        ours, theirs = m.median("ours"), m.median("dm")
-        ratio = f"{ours / theirs:.2f}×" if ours is not None and theirs else ""
-        if ratio:
-            ratio += " (higher is better)" if m.better == "higher" else " (lower is better)"
-        row = [m.name, m.db, m.unit, cell(m.samples.get("ours")), cell(m.samples.get("dm")), ratio]
-        if show61:
-            row.append(cell(m.samples.get("ours61")))
-        rows.append(row)
-    lines = [
-        f"Medians (min–max) over the repetitions; mode {mode}; "
-        f"{machine['cpus']} CPUs, {machine['memory_gb']} GB RAM, {machine['platform']}",
-    ]
-    for side, details in info.get("sides", {}).items():
-        python, django = details["python"], details["django"]
-        lines.append(f"  {side}: {details['package']}, Python {python}, Django {django}")
-    for db, version in info.get("databases", {}).items():
-        lines.append(f"  {db}: {version}")
-    lines.append("")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(" --- " for _ in header) + "|")
-    for row in rows[1:]:
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def render_targets(targets: list[dict[str, Any]]) -> str:
-    lines = ["| target | measured | goal | met |", "| --- | --- | --- | --- |"]
-    for t in targets:
-        value = "-" if t["value"] is None else fmt(t["value"])
-        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
-        lines.append(f"| {t['target']} | {value} | {t.get('op', '')} {fmt(t['goal'])} | {met} |")
-    return "\n".join(lines)
-
-
-def machine_description() -> dict[str, Any]:
-    memory_kb = 0
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory_kb = int(line.split()[1])
-    model = ""
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "memory_gb": round(memory_kb / 1024 / 1024, 1),
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "load_at_end": os.getloadavg(),
-    }
 
 
 def main() -> int:
@@ -1011,7 +594,15 @@ def main() -> int:
     for mode in MODES:
         group.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres", "mariadb"])
-    parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")
+    parser.add_argument(
+        "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=list(SERVERS),
+        help="only this SMTP server variant (repeatable; default both)",
+    )
     parser.add_argument("--dj61", dest="dj61", action="store_true", default=None)
     parser.add_argument("--no-dj61", dest="dj61", action="store_false")
     args = parser.parse_args()

@@ -1,9 +1,10 @@
-"""Django settings for the benchmark's processes, ours and django-mailer's alike.
+"""Django settings for the benchmark's processes: ours, django-mailer's and post-office's.
 
 Everything comes from the environment the orchestrator (bench/bench.py) sets:
-BENCH_SIDE (ours|dm), BENCH_DB (sqlite|postgres|mariadb), BENCH_DB_NAME,
+BENCH_SIDE (ours|dm|po), BENCH_DB (sqlite|postgres|mariadb), BENCH_DB_NAME,
 BENCH_SMTP_PORT, BENCH_TMP (SQLite file and lock), BENCH_EXTRA (JSON settings).
-Both packages get the same database options and the same SMTP server.
+Every package gets the same database options and the same SMTP server, reached
+through Django's SMTP backend.
 """
 
 import json
@@ -21,7 +22,10 @@ SECRET_KEY = "benchmark-only"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "mailer"]
+APP = "post_office" if SIDE == "po" else "mailer"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", APP]
+if SIDE == "po":  # post-office renders every subject and body as a Django template
+    TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING_CONFIG = None
 
@@ -58,21 +62,34 @@ else:
 
 DEFAULT_FROM_EMAIL = "bench@example.com"
 MAILER_LOCK_PATH = os.path.join(TMP, f"lock-{SIDE}-{DB}-{DB_NAME}")
+PO_LOCK = os.path.join(TMP, f"lock-{SIDE}-{DB}-{DB_NAME}")  # post-office adds ".lock"
 
-if SIDE == "ours" and django.VERSION >= (6, 1):
-    # Django 6.1 deprecates EMAIL_BACKEND; MAILERS is the way there.
+SMTP = "django.core.mail.backends.smtp.EmailBackend"
+QUEUE_BACKEND = "post_office.EmailBackend" if SIDE == "po" else "mailer.backend.DbBackend"
+# Django 6.1 deprecates EMAIL_BACKEND; MAILERS is the way there for the packages that know it
+# (django-mailer 2.3.2 predates it and keeps the EMAIL_* settings).
+if SIDE in ("ours", "po") and django.VERSION >= (6, 1):
     MAILERS = {
-        "default": {"BACKEND": "mailer.backend.DbBackend", "OPTIONS": {"mailer": "smtp"}},
+        "default": {"BACKEND": QUEUE_BACKEND},
         "smtp": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "BACKEND": SMTP,
             "OPTIONS": {"host": "127.0.0.1", "port": SMTP_PORT, "timeout": 30},
         },
     }
+    if SIDE == "ours":
+        MAILERS["default"]["OPTIONS"] = {"mailer": "smtp"}
+    else:
+        POST_OFFICE = {"DEFAULT_MAILER": "smtp", "LOCK_FILE_NAME": PO_LOCK}
 else:
-    EMAIL_BACKEND = "mailer.backend.DbBackend"
-    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_BACKEND = QUEUE_BACKEND
+    MAILER_EMAIL_BACKEND = SMTP
+    POST_OFFICE = {"BACKENDS": {"default": SMTP}, "LOCK_FILE_NAME": PO_LOCK}
     EMAIL_HOST = "127.0.0.1"
     EMAIL_PORT = SMTP_PORT
     EMAIL_TIMEOUT = 30
 
-globals().update(json.loads(os.environ.get("BENCH_EXTRA", "{}")))
+# BENCH_EXTRA's POST_OFFICE entries add to the dictionary above (e.g. THREADS_PER_PROCESS).
+EXTRA = json.loads(os.environ.get("BENCH_EXTRA", "{}"))
+if SIDE == "po" and "POST_OFFICE" in EXTRA:
+    POST_OFFICE = {**POST_OFFICE, **EXTRA.pop("POST_OFFICE")}
+globals().update(EXTRA)

@@ -2,18 +2,20 @@
 
 The orchestrator (bench/bench.py) starts one driver per package, Django and
 database, and sends it one JSON command per line on stdin; the driver answers
-one JSON line on stdout. Everything is done through the documented interface
-of django-mailer, which this package shares: Django's ``send_mail`` and
-``send_mass_mail`` with ``EMAIL_BACKEND = "mailer.backend.DbBackend"``,
-``mailer.send_mail``, and ``mailer.engine.send_all``. Statements and
-transactions are counted with ``execute_wrapper`` on every connection.
+one JSON line on stdout. Each package is driven through its documented
+interface only: bench/queue_mailer.py for ours and django-mailer (they share
+one), bench/queue_postoffice.py for django-post-office. Statements and
+transactions are counted with ``execute_wrapper`` on every connection, CPU time
+with ``getrusage`` (this process's threads and any child it waited for).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
+import resource
 import smtplib
 import sys
 import time
@@ -27,42 +29,20 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.core import mail  # noqa: E402
-from django.core.mail import EmailMessage, get_connection  # noqa: E402
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend  # noqa: E402
+
+try:
+    from django.core.mail import mailers  # Django 6.1+
+except ImportError:  # DJANGO_COMPAT(<6.1)
+    mailers = None
 from django.db import connection, connections, transaction  # noqa: E402
 from django.db.backends.signals import connection_created  # noqa: E402
-from django.test.utils import override_settings  # noqa: E402
+from sample import BODY, FROM, make_email, recipient, subject  # noqa: E402
 from sinkclient import Sink  # noqa: E402
 
-import mailer  # noqa: E402
-from mailer.engine import send_all  # noqa: E402
-from mailer.models import Message, MessageLog  # noqa: E402
-
-BODY = (
-    "Hello,\n\nThis is a benchmark message. It is about as long as a password reset "
-    "or an order confirmation: a greeting, a few sentences, a link and a signature.\n\n"
-    "Your order has been received and will be shipped within two working days. You can "
-    "follow it at https://shop.example.com/orders/0000000000 at any time.\n\n"
-    "If you did not ask for this, you can ignore this message.\n\n"
-    "Thanks,\nThe Example team\n"
+QUEUE: Any = importlib.import_module(
+    "queue_postoffice" if os.environ.get("BENCH_SIDE") == "po" else "queue_mailer"
 )
-FROM = "Example Shop <shop@example.com>"
-ATTACHMENT = bytes(random.Random(42).getrandbits(8) for _ in range(100 * 1024))
-
-
-def subject(prefix: str, i: int) -> str:
-    return f"Your order tok-{prefix}-{i}"
-
-
-def recipient(i: int) -> str:
-    return f"customer{i}@example.com"
-
-
-def make_email(prefix: str, i: int, attach_kb: int = 0) -> EmailMessage:
-    email = EmailMessage(subject(prefix, i), BODY, FROM, [recipient(i)])
-    if attach_kb:
-        email.attach("invoice.pdf", ATTACHMENT[: attach_kb * 1024], "application/pdf")
-    return email
 
 
 # -- counting statements and transactions --------------------------------------------
@@ -187,24 +167,31 @@ def _db_version() -> str:
 
 
 def cmd_clear() -> dict[str, Any]:
-    """Empty the queue and the log (and this package's worker tables)."""
-    tables = [t for t in connection.introspection.table_names() if t.startswith("mailer_")]
+    """Empty the queue and the log (and the package's other tables but its settings)."""
+    tables = [
+        t
+        for t in connection.introspection.table_names()
+        if t.startswith(QUEUE.TABLE_PREFIX) and t not in QUEUE.KEEP_TABLES
+    ]
+    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        for table in tables:
-            if table == "mailer_dontsendentry":
-                continue
-            quoted = connection.ops.quote_name(table)
-            if connection.vendor == "sqlite":
-                cursor.execute(f"DELETE FROM {quoted}")
-            else:
-                cursor.execute(f"TRUNCATE TABLE {quoted}")
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql":  # one statement: foreign keys between them
+            cursor.execute(f"TRUNCATE TABLE {', '.join(quote(t) for t in tables)}")
             cursor.execute("VACUUM ANALYZE")
+        elif connection.vendor == "mysql":
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
+            for table in tables:
+                cursor.execute(f"TRUNCATE TABLE {quote(table)}")
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
+        else:
+            with transaction.atomic():  # SQLite checks the deferred foreign keys at commit
+                for table in tables:
+                    cursor.execute(f"DELETE FROM {quote(table)}")
     return {}
 
 
 def cmd_count() -> dict[str, Any]:
-    return {"queued": Message.objects.count(), "logged": MessageLog.objects.count()}
+    return dict(QUEUE.counts())
 
 
 def cmd_analyze() -> dict[str, Any]:
@@ -212,23 +199,37 @@ def cmd_analyze() -> dict[str, Any]:
         if connection.vendor == "postgresql":
             cursor.execute("VACUUM ANALYZE")
         elif connection.vendor == "mysql":
-            cursor.execute("ANALYZE TABLE mailer_message")
+            cursor.execute(f"ANALYZE TABLE {QUEUE.QUEUE_TABLE}")
             cursor.fetchall()
         else:
             cursor.execute("ANALYZE")
     return {}
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all its threads) and of the children it reaped."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def cmd_enqueue(api: str, n: int, prefix: str, start: int = 0) -> dict[str, Any]:
-    """Queue n messages through one documented entry point; time it and count statements."""
+    """Queue n messages through one documented entry point; time it and count statements.
+
+    ``api``: ``django_send_mail`` (Django's, one call a message), ``own_send_mail`` (the
+    package's own: ``mailer.send_mail`` or ``post_office.mail.send``) or
+    ``send_mass_mail`` (Django's, all n in one call).
+    """
     with counting() as counter:
         began = time.perf_counter()
         if api == "django_send_mail":
             for i in range(start, start + n):
                 mail.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
-        elif api == "mailer_send_mail":
+        elif api == "own_send_mail":
             for i in range(start, start + n):
-                mailer.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
+                QUEUE.send_one(prefix, i)
         elif api == "send_mass_mail":
             mail.send_mass_mail(
                 [(subject(prefix, i), BODY, FROM, [recipient(i)]) for i in range(start, start + n)]
@@ -240,25 +241,27 @@ def cmd_enqueue(api: str, n: int, prefix: str, start: int = 0) -> dict[str, Any]
 
 
 def cmd_fill(n: int, prefix: str, start: int = 0, attach_kb: int = 0, chunk: int = 1000) -> Any:
-    """Queue n messages quickly (DbBackend.send_messages, one transaction per chunk)."""
+    """Queue n messages quickly (the package's bulk path, one transaction per chunk)."""
     began = time.perf_counter()
-    backend = get_connection()
     chunk = max(1, min(chunk, 200 if attach_kb else chunk))
     for first in range(start, start + n, chunk):
-        last = min(first + chunk, start + n)
-        emails = [make_email(prefix, i, attach_kb) for i in range(first, last)]
-        with transaction.atomic():
-            backend.send_messages(emails)
+        QUEUE.fill(first, min(first + chunk, start + n), prefix, attach_kb)
     return {"seconds": time.perf_counter() - began, "n": n}
 
 
 def cmd_drain(max_batch: int | None = None) -> dict[str, Any]:
-    """``mailer.engine.send_all()`` in this process, as cron or Celery would call it."""
-    with override_settings(MAILER_EMAIL_MAX_BATCH=max_batch), counting() as counter:
+    """The package's drain in this process, as cron or Celery would call it.
+
+    Ours and django-mailer: ``mailer.engine.send_all()``; post-office:
+    ``send_queued_mail_until_done()`` (what ``manage.py send_queued_mail`` runs).
+    """
+    with counting() as counter:
+        cpu = cpu_seconds()
         began = time.perf_counter()
-        send_all()
+        QUEUE.drain(max_batch)
         seconds = time.perf_counter() - began
-    return {"seconds": seconds, **counter.snapshot()}
+        cpu = cpu_seconds() - cpu
+    return {"seconds": seconds, "cpu": cpu, **counter.snapshot()}
 
 
 def cmd_baseline_smtplib(n: int, prefix: str, port: int) -> dict[str, Any]:
@@ -267,22 +270,27 @@ def cmd_baseline_smtplib(n: int, prefix: str, port: int) -> dict[str, Any]:
         (FROM, [recipient(i)], make_email(prefix, i).message().as_bytes(linesep="\r\n"))
         for i in range(n)
     ]
+    cpu = cpu_seconds()
     began = time.perf_counter()
     smtp = smtplib.SMTP("127.0.0.1", port, timeout=30)
     for sender, to, data in rendered:
         smtp.sendmail(sender, to, data)
     smtp.quit()
-    return {"seconds": time.perf_counter() - began, "n": n}
+    return {"seconds": time.perf_counter() - began, "cpu": cpu_seconds() - cpu, "n": n}
 
 
 def cmd_baseline_django(n: int, prefix: str, port: int) -> dict[str, Any]:
     """Django's own SMTP backend over one open connection, building each message as it goes."""
+    cpu = cpu_seconds()
     began = time.perf_counter()
-    backend = SMTPBackend(host="127.0.0.1", port=port, timeout=30)
+    if mailers is not None and hasattr(settings, "MAILERS"):  # no EMAIL_* settings to read
+        backend = mailers["smtp"]
+    else:
+        backend = SMTPBackend(host="127.0.0.1", port=port, timeout=30)
     with backend:
         for i in range(n):
             backend.send_messages([make_email(prefix, i)])
-    return {"seconds": time.perf_counter() - began, "n": n}
+    return {"seconds": time.perf_counter() - began, "cpu": cpu_seconds() - cpu, "n": n}
 
 
 def cmd_wakeup(k: int, prefix: str, control: int, gap: float, timeout: float = 30) -> Any:
@@ -337,15 +345,10 @@ def main() -> None:
 
 
 def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import version
 
-    for name in ("mailer", "django-mailer"):
-        try:
-            if name == "django-mailer" or os.environ.get("BENCH_SIDE") == "ours":
-                return f"{name} {version(name)}"
-        except PackageNotFoundError:
-            continue
-    return "unknown"
+    name = "mailer" if os.environ.get("BENCH_SIDE") == "ours" else QUEUE.DISTRIBUTION
+    return f"{name} {version(name)}"
 
 
 if __name__ == "__main__":

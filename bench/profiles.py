@@ -1,11 +1,12 @@
-"""Where the time of one benchmark scenario goes, for ours or django-mailer's side.
+"""Where the time of one benchmark scenario goes, for ours, django-mailer's or post-office's side.
 
 Run it with the Python of a benchmark virtualenv (bench/run.sh makes them)::
 
     BENCH_SIDE=ours bench/.venvs/ours-dj52/bin/python bench/profiles.py send_mass_mail
     BENCH_SIDE=dm bench/.venvs/dm-dj52/bin/python bench/profiles.py send_mass_mail
+    BENCH_SIDE=po bench/.venvs/po-dj52/bin/python bench/profiles.py drain
 
-Scenarios: ``send_mass_mail``, ``django_send_mail``, ``mailer_send_mail`` (enqueue,
+Scenarios: ``send_mass_mail``, ``django_send_mail``, ``own_send_mail`` (enqueue,
 through the driver's own commands) and ``drain`` (``send_all()`` against a sink
 SMTP server this script starts). BENCH_DB chooses the database as for the
 benchmark. It prints the scenario's rate without the profiler, then the
@@ -45,7 +46,17 @@ def _start_sink() -> subprocess.Popen[str]:
 def _where(filename: str) -> str:
     """The package a profiled function belongs to, for the per-package summary."""
     parts = filename.replace("\\", "/").split("/")
-    for name in ("mailer", "django", "json", "email", "pickle", "sqlite3", "psycopg", "MySQLdb"):
+    for name in (
+        "mailer",
+        "post_office",
+        "django",
+        "json",
+        "email",
+        "pickle",
+        "sqlite3",
+        "psycopg",
+        "MySQLdb",
+    ):
         if name in parts:
             return name
     if filename.startswith("~") or filename.startswith("<"):
@@ -56,7 +67,7 @@ def _where(filename: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "scenario", choices=["send_mass_mail", "django_send_mail", "mailer_send_mail", "drain"]
+        "scenario", choices=["send_mass_mail", "django_send_mail", "own_send_mail", "drain"]
     )
     parser.add_argument("-n", type=int, default=5000, help="messages per run (default 5000)")
     parser.add_argument("--reps", type=int, default=5, help="unprofiled runs (default 5)")

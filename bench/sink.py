@@ -1,11 +1,12 @@
 """The benchmark's SMTP sink: one process, standard library only.
 
-It accepts every message, offers PIPELINING as Postfix and the hosted relays
-do (clients that do not pipeline are served the same), can wait a fixed time
-before answering the end of DATA (the "50 ms server"), and records, per
-message, the unique token found in its headers and the time
-(``time.monotonic()``, which is the same clock in every process of this
-machine) when it accepted it. It also counts TCP connections.
+It accepts every message and offers PIPELINING as Postfix and the hosted
+relays do, or leaves it out of its EHLO reply as aiosmtpd and many relays do
+(the "pipelining" command; clients that do not pipeline are served the same
+either way). It can wait a fixed time before answering the end of DATA (the
+"50 ms server"), and records, per message, the unique token found in its
+headers and the time (``time.monotonic()``, which is the same clock in every
+process of this machine) when it accepted it. It also counts TCP connections.
 
     python bench/sink.py            # prints {"smtp": PORT, "control": PORT} and serves
 
@@ -13,6 +14,7 @@ The control port speaks one JSON object per line, answered by one JSON line:
 
     {"cmd": "reset"}                               forget everything received
     {"cmd": "latency", "seconds": 0.05}            delay before answering DATA
+    {"cmd": "pipelining", "on": false}             offer PIPELINING to new EHLOs or not
     {"cmd": "stats"}                               connections, messages, first/last accept
     {"cmd": "verify", "prefix": "p", "n": 100}     tokens p-0 .. p-99: missing, duplicated,
                                                    unexpected ("count": 10: any 10, once each)
@@ -37,6 +39,7 @@ MAX_SIZE = 256 * 1024 * 1024
 class State:
     def __init__(self) -> None:
         self.latency = 0.0
+        self.pipelining = True
         self.reset()
 
     def reset(self) -> None:
@@ -76,6 +79,7 @@ class State:
             "first": self.first,
             "last": self.last,
             "latency": self.latency,
+            "pipelining": self.pipelining,
         }
 
     def verify(self, prefix: str, n: int, count: int | None = None) -> dict[str, object]:
@@ -173,9 +177,11 @@ class SMTPSession(asyncio.Protocol):
         verb = line[:4].upper()
         write = self.transport.write
         if verb == b"EHLO":
+            pipelining = b"250-PIPELINING\r\n" if STATE.pipelining else b""
             write(
-                b"250-sink\r\n250-PIPELINING\r\n250-SIZE 268435456\r\n250-8BITMIME\r\n"
-                b"250 SMTPUTF8\r\n"
+                b"250-sink\r\n"
+                + pipelining
+                + b"250-SIZE 268435456\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
             )
         elif verb == b"HELO":
             write(b"250 sink\r\n")
@@ -203,6 +209,9 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             answer = {"ok": True}
         elif command == "latency":
             STATE.latency = float(request["seconds"])
+            answer = {"ok": True}
+        elif command == "pipelining":
+            STATE.pipelining = bool(request["on"])
             answer = {"ok": True}
         elif command == "stats":
             answer = STATE.stats()

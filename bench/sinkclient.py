@@ -27,6 +27,9 @@ class Sink:
     def latency(self, seconds: float) -> None:
         self.call("latency", seconds=seconds)
 
+    def pipelining(self, on: bool) -> None:
+        self.call("pipelining", on=on)
+
     def stats(self) -> dict[str, Any]:
         return self.call("stats")
 

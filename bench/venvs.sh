@@ -1,12 +1,19 @@
 # Sourced by bench/run.sh: the benchmark's own virtualenvs, made from PyPI under bench/.venvs/.
 #   ours-dj52  Python 3.11, Django 5.2, this package (editable: measures the work tree)
 #   dm-dj52    Python 3.11, Django 5.2, django-mailer 2.3.2
-#   ours-dj61  Python 3.12+, Django 6.1, this package (only with --dj61 or --full)
+#   po-dj52    Python 3.11, Django 5.2, django-post-office 3.12.0
+#   ours-dj61, dm-dj61, po-dj61: the same on Python 3.12+ and Django 6.1 (not with --no-dj61)
 # Each also gets the PostgreSQL and MariaDB drivers. A stamp file skips pip when nothing changed.
 
+DM_SPEC="django-mailer==2.3.2"
+PO_SPEC="django-post-office==3.12.0"
+DB_DRIVERS=("psycopg[binary]>=3.1" "mysqlclient>=2.2.1")
+
+# bench_venv NAME PYTHON MODULE PIP-ARGS...: MODULE is what must be installed afterwards
+# (found, not imported: post_office reads Django's settings as it is imported).
 bench_venv() {
-    local name=$1 python=$2
-    shift 2
+    local name=$1 python=$2 module=$3
+    shift 3
     local dir=bench/.venvs/$name stamp="bench/.venvs/$name.stamp" want="$*"
     if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
@@ -16,17 +23,29 @@ bench_venv() {
     "$python" -m venv "$dir"
     "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@" \
         2>&1 | grep -v "^WARNING: Location" >&2 || true
-    "$dir/bin/python" -c "import django, mailer" || { echo "bench: $dir is broken" >&2; return 1; }
+    "$dir/bin/python" -c "import django, importlib.util as u; assert u.find_spec('$module')" ||
+        { echo "bench: $dir is broken" >&2; return 1; }
     echo "$want" >"$stamp"
+}
+
+# bench_venvs_for TAG PYTHON "DJANGO-SPEC": the three packages on one Django version. The
+# others' failing to install (on a Django they refuse) leaves them out of the run, said in
+# its table (bench/bench.py); ours' failing stops it.
+bench_venvs_for() {
+    local tag=$1 python=$2 django=$3
+    bench_venv "ours-$tag" "$python" mailer -e ".[postgres,mysql]" "$django"
+    bench_venv "dm-$tag" "$python" mailer "$DM_SPEC" "$django" "${DB_DRIVERS[@]}" ||
+        echo "bench: django-mailer left out on $django" >&2
+    bench_venv "po-$tag" "$python" post_office "$PO_SPEC" "$django" "${DB_DRIVERS[@]}" ||
+        echo "bench: django-post-office left out on $django" >&2
 }
 
 bench_venvs() {
     local with_dj61=$1 py311 py312
     py311=$(find_python 3.11) || { echo "bench: Python 3.11 is needed" >&2; return 1; }
-    bench_venv ours-dj52 "$py311" -e ".[postgres,mysql]" "Django>=5.2,<5.3"
-    bench_venv dm-dj52 "$py311" "django-mailer==2.3.2" "Django>=5.2,<5.3" "psycopg[binary]>=3.1" "mysqlclient>=2.2.1"
+    bench_venvs_for dj52 "$py311" "Django>=5.2,<5.3"
     if [ "$with_dj61" = 1 ]; then
         py312=$(find_python 3.13 3.12) || { echo "bench: Python 3.12+ is needed for Django 6.1" >&2; return 1; }
-        bench_venv ours-dj61 "$py312" -e ".[postgres,mysql]" "Django>=6.1,<6.2"
+        bench_venvs_for dj61 "$py312" "Django>=6.1,<6.2"
     fi
 }

@@ -122,8 +122,8 @@ if [ -z "${MAILER_SKIP_PACKAGE:-}" ]; then
     fi
 fi
 
-# The benchmark's correctness mode: tiny sizes, ours and django-mailer's, every message
-# delivered exactly once (bench/run.sh; no timing is judged).
+# The benchmark's correctness mode: tiny sizes, ours, django-mailer's and post-office's,
+# every message delivered exactly once (bench/run.sh; no timing is judged).
 if [ -z "${MAILER_SKIP_BENCH:-}" ]; then
     echo "=== bench/run.sh --check ==="
     bench_dbs=()
