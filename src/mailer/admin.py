@@ -12,8 +12,6 @@ Least privilege:
 from __future__ import annotations
 
 import datetime
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,13 +27,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from . import dashboard, display, listing, operations
+from . import dashboard, display, listing, operations, search
 from .compat import CHANGE_FORM_ACTIONS
 from .conf import mailers_setting, settings
+from .lookups import FilterLookupsOnly
 from .mailers import is_queueing_backend
 from .models import (
     RESULT_DONT_SEND,
@@ -155,37 +153,6 @@ class MailerFilter(admin.SimpleListFilter):
         return queryset.filter(mailer="" if value == DEFAULT_MAILER else value)
 
 
-# -- Search ------------------------------------------------------------------------------
-
-
-def _data_pattern(term: str) -> str:
-    """A regex finding ``term`` in the subject, sender, recipients or Message-ID of stored data.
-
-    It matches inside those JSON values only: a word that appears only in a
-    body is not found, so search cannot be used to read bodies letter by letter.
-    """
-    literal = re.escape(json.dumps(term, ensure_ascii=False)[1:-1])
-    string = r'([^"\\]|\\.)*'
-    return (
-        rf'"(subject|from_email|message-id)":"{string}{literal}'
-        rf'|"(to|cc|bcc|reply_to)":\[[^]]*{literal}'
-    )
-
-
-def _is_id(term: str) -> bool:
-    return term.isascii() and term.isdigit() and len(term) <= 18
-
-
-def _search_terms(search_term: str) -> list[str]:
-    terms = []
-    for bit in smart_split(search_term):
-        if bit.startswith(('"', "'")) and bit[0] == bit[-1] and len(bit) > 1:
-            bit = unescape_string_literal(bit)
-        if bit:
-            terms.append(bit)
-    return terms
-
-
 # -- Shared by the queue and the log -----------------------------------------------------
 
 
@@ -202,7 +169,7 @@ class ReadOnly:
         return False
 
 
-class StoredMailAdmin(ReadOnly, StoredMailBase):
+class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
     """What ``MessageAdmin`` and ``MessageLogAdmin`` share: read-only mail, bodies by permission."""
 
     paginator = listing.CappedPaginator
@@ -215,8 +182,8 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
     # Shows the search box; get_search_results decides what a search matches.
     search_fields = ("message_data",)
     search_help_text = _(
-        "Searches subjects, senders, recipients and Message-IDs (never bodies), "
-        "and ids. Quote words to search for them together."
+        "Searches subjects, senders, recipients and Message-IDs (never bodies or "
+        "attachments), and ids. Quote words to search for them together."
     )
 
     class Media:
@@ -231,13 +198,13 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        for term in _search_terms(search_term):
+        for term in search.terms(search_term):
             queryset = queryset.filter(self.search_condition(term))
         return queryset, False
 
     def search_condition(self, term: str) -> Q:
-        condition = Q(message_data__iregex=_data_pattern(term))
-        if _is_id(term):
+        condition = search.stored_data_condition(term)
+        if search.is_id(term):
             condition |= Q(pk=int(term))
         return condition
 
@@ -512,6 +479,7 @@ class MessageLogAdmin(StoredMailAdmin):
     )
     list_display_links = ("id", "when_attempted")
     list_filter = ("result", "priority", MailerFilter)
+    link_lookups = ("queue_id",)  # the queue entry column links to its attempts
     date_hierarchy = "when_attempted"
     # Read-only: all of them; the stored data itself is shown by the template, by permission.
     fields = readonly_fields = (
@@ -541,7 +509,7 @@ class MessageLogAdmin(StoredMailAdmin):
             | Q(message_id__icontains=term)
             | Q(recipients__icontains=term)
         )
-        if _is_id(term):
+        if search.is_id(term):
             condition |= Q(queue_id=int(term))
         return condition
 
@@ -591,14 +559,14 @@ class MessageLogAdmin(StoredMailAdmin):
 
 
 @admin.register(DontSendEntry)
-class DontSendEntryAdmin(DontSendEntryBase):
+class DontSendEntryAdmin(FilterLookupsOnly, DontSendEntryBase):
     list_display = ("to_address", "when_added")
     search_fields = ("to_address",)
     ordering = ("-id",)
 
 
 @admin.register(Worker)
-class WorkerAdmin(ReadOnly, WorkerBase):
+class WorkerAdmin(FilterLookupsOnly, ReadOnly, WorkerBase):
     list_display = (
         "name",
         "hostname",
