@@ -345,7 +345,8 @@ def test_preview_inlines_cid_images_and_nothing_else() -> None:
     view = display.email_view(queue(email).message_data)
     preview = view.preview()
     assert 'src="data:image/gif;base64,' in preview
-    assert 'src="https://tracker.example/p.gif"' in preview  # the policy blocks it
+    assert 'src="https://tracker.example/p.gif"' not in preview  # shown as not loaded
+    assert "not loaded in the preview: https://tracker.example/p.gif" in preview
     assert [a.mimetype for a in view.attachments] == ["image/gif"]
 
 

@@ -7,7 +7,6 @@ display instead of raising.
 
 from __future__ import annotations
 
-import base64
 import email.message
 import json
 import re
@@ -18,7 +17,7 @@ from typing import Any
 from django.core.mail import EmailMessage
 from django.utils.encoding import force_str
 
-from . import storage
+from . import preview, storage
 from .exceptions import MailerWarning, UndecodableMessage
 from .models import _addr_key
 
@@ -95,19 +94,10 @@ class EmailView:
     raw: str = ""
 
     def preview(self) -> str:
-        """The HTML body with ``cid:`` images made ``data:`` URIs (the preview loads nothing)."""
+        """The HTML body rewritten to load nothing remote; ``cid:`` images become ``data:``."""
         if self.html is None:
             return ""
-
-        def inline(match: re.Match[str]) -> str:
-            found = self.inline_images.get(match.group(2))
-            if found is None:
-                return match.group(0)
-            mimetype, content = found
-            encoded = base64.b64encode(content).decode("ascii")
-            return f"{match.group(1)}data:{mimetype};base64,{encoded}{match.group(1)}"
-
-        return re.sub(r"""(["'])cid:([^"']+)\1""", inline, self.html)
+        return preview.render(self.html, self.inline_images)
 
 
 def email_view(data: str | None) -> EmailView:
