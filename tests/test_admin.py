@@ -129,7 +129,7 @@ def test_list_columns(admin_client: Client) -> None:
     page = text(admin_client.get(LIST))
     assert message.subject in page
     assert "a@example.com, b@example.com (+1)" in page
-    assert "(cannot be read)" in page
+    assert "(stored data is not valid)" in page
     assert 'class="mailer-state mailer-queued"' in page
 
 

@@ -25,12 +25,12 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from . import dashboard, display, listing, operations, search
+from . import dashboard, display, listing, operations, search, validity
 from .compat import CHANGE_FORM_ACTIONS
 from .conf import mailers_setting, settings
 from .lookups import FilterLookupsOnly
@@ -189,8 +189,26 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
     class Media:
         css = {"all": ["mailer/admin.css"]}
 
+    # JSON columns the admin reads as text and decodes itself (see validity.py).
+    json_fields: tuple[str, ...] = ()
+
     def has_send_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(SEND_PERMISSION)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return listing.json_as_text(super().get_queryset(request), *self.json_fields)
+
+    def problems(self, obj: Any) -> list[str]:
+        """What is wrong with this row's columns (beyond its stored message)."""
+        return []
+
+    def warnings(self, problems: list[str]) -> SafeString:
+        """Problems of a row, to show after a column of the list."""
+        return format_html_join(
+            "",
+            '<br><span class="mailer-invalid">{}</span>',
+            ((_("Stored data is not valid: %(problem)s") % {"problem": p},) for p in problems if p),
+        )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.SummaryChangeList
@@ -237,8 +255,10 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
     def summary(self, obj: Any) -> dict[str, Any]:
         if not hasattr(obj, "_admin_summary"):
             head = obj.data_head if hasattr(obj, "data_head") else obj.message_data
+            doc = display.prefix_document(head)
             obj._admin_has_data = bool(head)
-            obj._admin_summary = display.summary(head)
+            obj._admin_summary = display.summary_of(doc)
+            obj._admin_data_problem = validity.document_problem(doc) if doc else ""
         return obj._admin_summary  # type: ignore[no-any-return]
 
     def action_checkbox(self, obj: Any) -> SafeString:
@@ -251,8 +271,9 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
     def subject_column(self, obj: Any) -> str:
         summary = self.summary(obj)
         if not summary:
-            return str(_("(cannot be read)")) if obj._admin_has_data else "—"
-        return str(summary["subject"]) or str(_("(no subject)"))
+            return str(_("(stored data is not valid)")) if obj._admin_has_data else "—"
+        subject = str(summary["subject"]) or str(_("(no subject)"))
+        return format_html("{}{}", subject, self.warnings([obj._admin_data_problem]))
 
     @admin.display(description=_("recipients"))
     def to_column(self, obj: Any) -> str:
@@ -281,23 +302,25 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
         body = can_view_body(request)
         if not body:
             view.text = view.html = None
-            view.raw = ""
+            view.raw = view.detail = ""  # the detail of an error may quote the data
             view.attachments = []
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return {
             "email": view,
+            "problems": self.problems(obj),
             "can_view_body": body,
             "preview_url": reverse(f"admin:{prefix}_preview", args=[obj.pk])
             if body and view.html is not None
             else "",
         }
 
-    def attempts(self, queue_id: int | None) -> list[MessageLog]:
-        """The latest attempts at queue entry ``queue_id``, oldest first."""
+    def attempts(self, queue_id: int | None) -> list[tuple[MessageLog, str]]:
+        """The latest attempts at queue entry ``queue_id``, oldest first, with their recipients."""
         if queue_id is None:
             return []
         latest = MessageLog.objects.filter(queue_id=queue_id).order_by("-when_attempted", "-pk")
-        return list(latest[:MAX_ATTEMPTS_SHOWN])[::-1]
+        logs = list(listing.json_as_text(latest, "recipients")[:MAX_ATTEMPTS_SHOWN])[::-1]
+        return [(log, display.attempt_recipients(json_value(log, "recipients"))) for log in logs]
 
     def _too_many(self, request: HttpRequest, queryset: QuerySet[Any]) -> bool:
         if request.POST.get("select_across") != "1":
@@ -335,6 +358,12 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
         model = queryset.model
         rows = list(model.objects.filter(pk__in=queryset.values("pk")).order_by("pk"))
         self._report(request, operations.send_copy(rows))
+
+
+def json_value(obj: Any, field: str) -> Any:
+    """The value of a JSON column read as text by ``listing.json_as_text`` (None if unreadable)."""
+    text = getattr(obj, f"{field}_text", None)
+    return validity.stored_json(text)[0]
 
 
 @dataclass(frozen=True)
@@ -382,13 +411,24 @@ class MessageAdmin(StoredMailAdmin):
     )
     actions = ["retry_now", "requeue_failed", "cancel_messages", "send_copies"]
 
+    json_fields = ("recipient_results",)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         queryset = super().get_queryset(request)
         return listing.MessageDatesQuerySet(model=Message, query=queryset.query, using=queryset.db)
 
+    def problems(self, obj: Message) -> list[str]:
+        return validity.queue_row_problems(obj.status, getattr(obj, "recipient_results_text", None))
+
     @admin.display(description=_("state"), ordering="status")
     def state_column(self, obj: Message) -> str:
-        return format_html('<span class="mailer-state mailer-{}">{}</span>', obj.status, obj.state)
+        known = obj.status in validity.STATUSES
+        return format_html(
+            '<span class="mailer-state mailer-{}">{}</span>{}',
+            obj.status if known else "unknown",
+            obj.state if known else _("unknown"),
+            self.warnings(self.problems(obj)),
+        )
 
     @admin.display(description=_("last reply"))
     def last_reply_column(self, obj: Message) -> str:
@@ -428,7 +468,7 @@ class MessageAdmin(StoredMailAdmin):
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         return {
             **super().mail_context(request, obj),
-            "recipients": display.recipient_rows(obj.summary, obj.recipient_results),
+            "recipients": display.recipient_rows(obj.summary, json_value(obj, "recipient_results")),
             "attempts": self.attempts(obj.pk),
         }
 
@@ -499,9 +539,14 @@ class MessageLogAdmin(StoredMailAdmin):
     )
     actions = ["send_copies"]
 
+    json_fields = ("recipients",)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[MessageLog]:
         queryset = super().get_queryset(request)
         return listing.LogDatesQuerySet(model=MessageLog, query=queryset.query, using=queryset.db)
+
+    def problems(self, obj: MessageLog) -> list[str]:
+        return validity.log_row_problems(obj.result, getattr(obj, "recipients_text", None))
 
     def search_condition(self, term: str) -> Q:
         condition = (
@@ -515,7 +560,7 @@ class MessageLogAdmin(StoredMailAdmin):
 
     @admin.display(description=_("recipients"))
     def to_column(self, obj: MessageLog) -> str:
-        rows = display.log_recipient_rows(obj.recipients)
+        rows = display.log_recipient_rows(json_value(obj, "recipients"))
         if not rows:
             return super().to_column(obj)
         shown = ", ".join(row.address for row in rows[:2])
@@ -524,9 +569,10 @@ class MessageLogAdmin(StoredMailAdmin):
     @admin.display(description=_("result"), ordering="result")
     def result_column(self, obj: MessageLog) -> str:
         return format_html(
-            '<span class="mailer-state mailer-{}">{}</span>',
+            '<span class="mailer-state mailer-{}">{}</span>{}',
             RESULT_CLASSES.get(obj.result, "unknown"),
             obj.get_result_display(),
+            self.warnings(self.problems(obj)),
         )
 
     @admin.display(description=_("reply"))
@@ -546,7 +592,7 @@ class MessageLogAdmin(StoredMailAdmin):
         queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
         return {
             **super().mail_context(request, obj),
-            "recipients": display.log_recipient_rows(obj.recipients),
+            "recipients": display.log_recipient_rows(json_value(obj, "recipients")),
             "attempts": self.attempts(obj.queue_id),
             "queued_url": reverse("admin:mailer_message_change", args=[obj.queue_id])
             if queued
