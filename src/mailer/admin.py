@@ -5,7 +5,11 @@ Least privilege:
 * stored mail is read-only here; nothing is added, edited or deleted by hand
   (cancelling leaves a log row);
 * bodies, attachments and the HTML preview need ``mailer.view_message_body``
-  (password-reset links live in bodies); search never looks into bodies;
+  (password-reset links live in bodies); search never looks into bodies
+  (search.py), and the lists take no URL lookup beyond their own filters
+  (lookups.py), so neither can be used to guess at a body;
+* the preview is rewritten to load nothing remote (preview.py), and a
+  malformed row is shown with a warning (validity.py), never an error page;
 * retry now, requeue, cancel and send a copy need ``mailer.send_message``.
 """
 
