@@ -81,18 +81,12 @@ def queue_row_problems(status: str, results_text: str | None) -> list[str]:
     problems = []
     if status not in STATUSES:
         problems.append(f"status {_shown(status)} is not a state of the queue")
-    results, unreadable = stored_json(results_text)
-    if unreadable:
-        problems.append(f"recipient results: {unreadable}")
-    elif not isinstance(results, dict):
-        problems.append(f"recipient results are {_kind(results)}, not an object")
-    else:
-        bad = [address for address, result in results.items() if not _is_result(result)]
-        if bad:
-            problems.append(
-                f"the recipient result for {_shown(bad[0])}{_more(bad)} "
-                "is not [result, code, reply]"
-            )
+    results = _column(problems, "recipient results", results_text, dict)
+    bad = [address for address, result in (results or {}).items() if not _is_result(result)]
+    if bad:
+        problems.append(
+            f"the recipient result for {_shown(bad[0])}{_more(bad)} is not [result, code, reply]"
+        )
     return problems
 
 
@@ -101,14 +95,23 @@ def log_row_problems(result: str, recipients_text: str | None) -> list[str]:
     problems = []
     if result not in RESULTS:
         problems.append(f"result {_shown(result)} is not a known result")
-    recipients, unreadable = stored_json(recipients_text)
-    if unreadable:
-        problems.append(f"recipients: {unreadable}")
-    elif not isinstance(recipients, list):
-        problems.append(f"recipients are {_kind(recipients)}, not a list")
-    elif not all(_is_log_entry(entry) for entry in recipients):
+    recipients = _column(problems, "recipients", recipients_text, list)
+    if not all(_is_log_entry(entry) for entry in recipients or ()):
         problems.append("an entry of recipients is not [address, result, code, reply]")
     return problems
+
+
+def _column(problems: list[str], label: str, text: str | None, kind: type) -> Any:
+    """The value of a JSON column if it is a ``kind``; else None, and the problem said."""
+    value, unreadable = stored_json(text)
+    if unreadable:
+        problems.append(f"{label}: {unreadable}")
+    elif not isinstance(value, kind):
+        expected = "an object" if kind is dict else "a list"
+        problems.append(f"{label} are {_kind(value)}, not {expected}")
+    else:
+        return value
+    return None
 
 
 def _is_result(value: Any) -> bool:
