@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import Client
 
+from .admin_pages import VIEW, client_for, user_with
 from .smtp import SMTPServer
 
 
@@ -122,6 +124,25 @@ def mailers_style(settings: Any) -> dict[str, dict[str, Any]]:
     mailers = {alias: {**config} for alias, config in django_settings.TEST_MAILERS.items()}
     settings.MAILERS = mailers
     return mailers
+
+
+# The admin's users (see admin_pages.py).
+
+
+@pytest.fixture
+def viewer() -> Client:
+    """May look at the queue, but not at bodies, and may not send."""
+    return client_for(user_with("viewer", *VIEW))
+
+
+@pytest.fixture
+def reader() -> Client:
+    return client_for(user_with("reader", *VIEW, "view_message_body"))
+
+
+@pytest.fixture
+def operator() -> Client:
+    return client_for(user_with("operator", *VIEW, "send_message"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

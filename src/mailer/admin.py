@@ -5,15 +5,17 @@ Least privilege:
 * stored mail is read-only here; nothing is added, edited or deleted by hand
   (cancelling leaves a log row);
 * bodies, attachments and the HTML preview need ``mailer.view_message_body``
-  (password-reset links live in bodies); search never looks into bodies;
+  (password-reset links live in bodies); search never looks into bodies
+  (search.py), and the lists take no URL lookup beyond their own filters
+  (lookups.py), so neither can be used to guess at a body;
+* the preview is rewritten to load nothing remote (preview.py), and a
+  malformed row is shown with a warning (validity.py), never an error page;
 * retry now, requeue, cancel and send a copy need ``mailer.send_message``.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,15 +29,15 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.text import smart_split, unescape_string_literal
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from . import dashboard, display, listing, operations
+from . import dashboard, display, listing, operations, search, validity
 from .compat import CHANGE_FORM_ACTIONS
 from .conf import mailers_setting, settings
+from .lookups import FilterLookupsOnly
 from .mailers import is_queueing_backend
 from .models import (
     RESULT_DONT_SEND,
@@ -155,37 +157,6 @@ class MailerFilter(admin.SimpleListFilter):
         return queryset.filter(mailer="" if value == DEFAULT_MAILER else value)
 
 
-# -- Search ------------------------------------------------------------------------------
-
-
-def _data_pattern(term: str) -> str:
-    """A regex finding ``term`` in the subject, sender, recipients or Message-ID of stored data.
-
-    It matches inside those JSON values only: a word that appears only in a
-    body is not found, so search cannot be used to read bodies letter by letter.
-    """
-    literal = re.escape(json.dumps(term, ensure_ascii=False)[1:-1])
-    string = r'([^"\\]|\\.)*'
-    return (
-        rf'"(subject|from_email|message-id)":"{string}{literal}'
-        rf'|"(to|cc|bcc|reply_to)":\[[^]]*{literal}'
-    )
-
-
-def _is_id(term: str) -> bool:
-    return term.isascii() and term.isdigit() and len(term) <= 18
-
-
-def _search_terms(search_term: str) -> list[str]:
-    terms = []
-    for bit in smart_split(search_term):
-        if bit.startswith(('"', "'")) and bit[0] == bit[-1] and len(bit) > 1:
-            bit = unescape_string_literal(bit)
-        if bit:
-            terms.append(bit)
-    return terms
-
-
 # -- Shared by the queue and the log -----------------------------------------------------
 
 
@@ -202,7 +173,7 @@ class ReadOnly:
         return False
 
 
-class StoredMailAdmin(ReadOnly, StoredMailBase):
+class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
     """What ``MessageAdmin`` and ``MessageLogAdmin`` share: read-only mail, bodies by permission."""
 
     paginator = listing.CappedPaginator
@@ -215,15 +186,33 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
     # Shows the search box; get_search_results decides what a search matches.
     search_fields = ("message_data",)
     search_help_text = _(
-        "Searches subjects, senders, recipients and Message-IDs (never bodies), "
-        "and ids. Quote words to search for them together."
+        "Searches subjects, senders, recipients and Message-IDs (never bodies or "
+        "attachments), and ids. Quote words to search for them together."
     )
 
     class Media:
         css = {"all": ["mailer/admin.css"]}
 
+    # JSON columns the admin reads as text and decodes itself (see validity.py).
+    json_fields: tuple[str, ...] = ()
+
     def has_send_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(SEND_PERMISSION)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return listing.json_as_text(super().get_queryset(request), *self.json_fields)
+
+    def problems(self, obj: Any) -> list[str]:
+        """What is wrong with this row's columns (beyond its stored message)."""
+        return []
+
+    def warnings(self, problems: list[str]) -> SafeString:
+        """Problems of a row, to show after a column of the list."""
+        return format_html_join(
+            "",
+            '<br><span class="mailer-invalid">{}</span>',
+            ((_("Stored data is not valid: %(problem)s") % {"problem": p},) for p in problems if p),
+        )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.SummaryChangeList
@@ -231,13 +220,13 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        for term in _search_terms(search_term):
+        for term in search.terms(search_term):
             queryset = queryset.filter(self.search_condition(term))
         return queryset, False
 
     def search_condition(self, term: str) -> Q:
-        condition = Q(message_data__iregex=_data_pattern(term))
-        if _is_id(term):
+        condition = search.stored_data_condition(term)
+        if search.is_id(term):
             condition |= Q(pk=int(term))
         return condition
 
@@ -270,8 +259,10 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
     def summary(self, obj: Any) -> dict[str, Any]:
         if not hasattr(obj, "_admin_summary"):
             head = obj.data_head if hasattr(obj, "data_head") else obj.message_data
+            doc = display.prefix_document(head)
             obj._admin_has_data = bool(head)
-            obj._admin_summary = display.summary(head)
+            obj._admin_summary = display.summary_of(doc)
+            obj._admin_data_problem = validity.document_problem(doc) if doc else ""
         return obj._admin_summary  # type: ignore[no-any-return]
 
     def action_checkbox(self, obj: Any) -> SafeString:
@@ -284,8 +275,9 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
     def subject_column(self, obj: Any) -> str:
         summary = self.summary(obj)
         if not summary:
-            return str(_("(cannot be read)")) if obj._admin_has_data else "—"
-        return str(summary["subject"]) or str(_("(no subject)"))
+            return str(_("(stored data is not valid)")) if obj._admin_has_data else "—"
+        subject = str(summary["subject"]) or str(_("(no subject)"))
+        return format_html("{}{}", subject, self.warnings([obj._admin_data_problem]))
 
     @admin.display(description=_("recipients"))
     def to_column(self, obj: Any) -> str:
@@ -314,23 +306,25 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
         body = can_view_body(request)
         if not body:
             view.text = view.html = None
-            view.raw = ""
+            view.raw = view.detail = ""  # the detail of an error may quote the data
             view.attachments = []
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return {
             "email": view,
+            "problems": self.problems(obj),
             "can_view_body": body,
             "preview_url": reverse(f"admin:{prefix}_preview", args=[obj.pk])
             if body and view.html is not None
             else "",
         }
 
-    def attempts(self, queue_id: int | None) -> list[MessageLog]:
-        """The latest attempts at queue entry ``queue_id``, oldest first."""
+    def attempts(self, queue_id: int | None) -> list[tuple[MessageLog, str]]:
+        """The latest attempts at queue entry ``queue_id``, oldest first, with their recipients."""
         if queue_id is None:
             return []
         latest = MessageLog.objects.filter(queue_id=queue_id).order_by("-when_attempted", "-pk")
-        return list(latest[:MAX_ATTEMPTS_SHOWN])[::-1]
+        logs = list(listing.json_as_text(latest, "recipients")[:MAX_ATTEMPTS_SHOWN])[::-1]
+        return [(log, display.attempt_recipients(json_value(log, "recipients"))) for log in logs]
 
     def _too_many(self, request: HttpRequest, queryset: QuerySet[Any]) -> bool:
         if request.POST.get("select_across") != "1":
@@ -368,6 +362,12 @@ class StoredMailAdmin(ReadOnly, StoredMailBase):
         model = queryset.model
         rows = list(model.objects.filter(pk__in=queryset.values("pk")).order_by("pk"))
         self._report(request, operations.send_copy(rows))
+
+
+def json_value(obj: Any, field: str) -> Any:
+    """The value of a JSON column read as text by ``listing.json_as_text`` (None if unreadable)."""
+    text = getattr(obj, f"{field}_text", None)
+    return validity.stored_json(text)[0]
 
 
 @dataclass(frozen=True)
@@ -415,13 +415,24 @@ class MessageAdmin(StoredMailAdmin):
     )
     actions = ["retry_now", "requeue_failed", "cancel_messages", "send_copies"]
 
+    json_fields = ("recipient_results",)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
         queryset = super().get_queryset(request)
         return listing.MessageDatesQuerySet(model=Message, query=queryset.query, using=queryset.db)
 
+    def problems(self, obj: Message) -> list[str]:
+        return validity.queue_row_problems(obj.status, getattr(obj, "recipient_results_text", None))
+
     @admin.display(description=_("state"), ordering="status")
     def state_column(self, obj: Message) -> str:
-        return format_html('<span class="mailer-state mailer-{}">{}</span>', obj.status, obj.state)
+        known = obj.status in validity.STATUSES
+        return format_html(
+            '<span class="mailer-state mailer-{}">{}</span>{}',
+            obj.status if known else "unknown",
+            obj.state if known else _("unknown"),
+            self.warnings(self.problems(obj)),
+        )
 
     @admin.display(description=_("last reply"))
     def last_reply_column(self, obj: Message) -> str:
@@ -461,7 +472,7 @@ class MessageAdmin(StoredMailAdmin):
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         return {
             **super().mail_context(request, obj),
-            "recipients": display.recipient_rows(obj.summary, obj.recipient_results),
+            "recipients": display.recipient_rows(obj.summary, json_value(obj, "recipient_results")),
             "attempts": self.attempts(obj.pk),
         }
 
@@ -512,6 +523,7 @@ class MessageLogAdmin(StoredMailAdmin):
     )
     list_display_links = ("id", "when_attempted")
     list_filter = ("result", "priority", MailerFilter)
+    link_lookups = ("queue_id",)  # the queue entry column links to its attempts
     date_hierarchy = "when_attempted"
     # Read-only: all of them; the stored data itself is shown by the template, by permission.
     fields = readonly_fields = (
@@ -531,9 +543,14 @@ class MessageLogAdmin(StoredMailAdmin):
     )
     actions = ["send_copies"]
 
+    json_fields = ("recipients",)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[MessageLog]:
         queryset = super().get_queryset(request)
         return listing.LogDatesQuerySet(model=MessageLog, query=queryset.query, using=queryset.db)
+
+    def problems(self, obj: MessageLog) -> list[str]:
+        return validity.log_row_problems(obj.result, getattr(obj, "recipients_text", None))
 
     def search_condition(self, term: str) -> Q:
         condition = (
@@ -541,13 +558,13 @@ class MessageLogAdmin(StoredMailAdmin):
             | Q(message_id__icontains=term)
             | Q(recipients__icontains=term)
         )
-        if _is_id(term):
+        if search.is_id(term):
             condition |= Q(queue_id=int(term))
         return condition
 
     @admin.display(description=_("recipients"))
     def to_column(self, obj: MessageLog) -> str:
-        rows = display.log_recipient_rows(obj.recipients)
+        rows = display.log_recipient_rows(json_value(obj, "recipients"))
         if not rows:
             return super().to_column(obj)
         shown = ", ".join(row.address for row in rows[:2])
@@ -556,9 +573,10 @@ class MessageLogAdmin(StoredMailAdmin):
     @admin.display(description=_("result"), ordering="result")
     def result_column(self, obj: MessageLog) -> str:
         return format_html(
-            '<span class="mailer-state mailer-{}">{}</span>',
+            '<span class="mailer-state mailer-{}">{}</span>{}',
             RESULT_CLASSES.get(obj.result, "unknown"),
             obj.get_result_display(),
+            self.warnings(self.problems(obj)),
         )
 
     @admin.display(description=_("reply"))
@@ -578,7 +596,7 @@ class MessageLogAdmin(StoredMailAdmin):
         queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
         return {
             **super().mail_context(request, obj),
-            "recipients": display.log_recipient_rows(obj.recipients),
+            "recipients": display.log_recipient_rows(json_value(obj, "recipients")),
             "attempts": self.attempts(obj.queue_id),
             "queued_url": reverse("admin:mailer_message_change", args=[obj.queue_id])
             if queued
@@ -591,14 +609,14 @@ class MessageLogAdmin(StoredMailAdmin):
 
 
 @admin.register(DontSendEntry)
-class DontSendEntryAdmin(DontSendEntryBase):
+class DontSendEntryAdmin(FilterLookupsOnly, DontSendEntryBase):
     list_display = ("to_address", "when_added")
     search_fields = ("to_address",)
     ordering = ("-id",)
 
 
 @admin.register(Worker)
-class WorkerAdmin(ReadOnly, WorkerBase):
+class WorkerAdmin(FilterLookupsOnly, ReadOnly, WorkerBase):
     list_display = (
         "name",
         "hostname",

@@ -7,7 +7,6 @@ display instead of raising.
 
 from __future__ import annotations
 
-import base64
 import email.message
 import json
 import re
@@ -18,7 +17,7 @@ from typing import Any
 from django.core.mail import EmailMessage
 from django.utils.encoding import force_str
 
-from . import storage
+from . import preview, storage, validity
 from .exceptions import MailerWarning, UndecodableMessage
 from .models import _addr_key
 
@@ -66,7 +65,15 @@ def prefix_document(text: str | None) -> dict[str, Any]:
 
 def summary(text: str | None) -> dict[str, Any]:
     """``storage.summarize`` of whole or truncated stored data; empty if it is not ours."""
-    return storage.summarize(prefix_document(text))
+    return summary_of(prefix_document(text))
+
+
+def summary_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """``storage.summarize`` of a document read in whole or in part; empty if it is not ours."""
+    try:
+        return storage.summarize(doc)
+    except RecursionError:  # a subject or address nested as deep as JSON allows
+        return {}
 
 
 def recipients_of(summary: dict[str, Any]) -> list[str]:
@@ -80,11 +87,19 @@ class Attachment:
     size: int
 
 
+INVALID = "Stored data is not valid: the message cannot be decoded."
+
+
 @dataclass
 class EmailView:
-    """A stored message taken apart for display. ``error`` is set when it cannot be decoded."""
+    """A stored message taken apart for display.
+
+    ``error`` says why there is nothing to show; ``detail`` says what is wrong
+    with the data, and may quote it (only those who may read bodies see it).
+    """
 
     error: str = ""
+    detail: str = ""
     class_path: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
     text: str | None = None
@@ -95,37 +110,40 @@ class EmailView:
     raw: str = ""
 
     def preview(self) -> str:
-        """The HTML body with ``cid:`` images made ``data:`` URIs (the preview loads nothing)."""
+        """The HTML body rewritten to load nothing remote; ``cid:`` images become ``data:``."""
         if self.html is None:
             return ""
-
-        def inline(match: re.Match[str]) -> str:
-            found = self.inline_images.get(match.group(2))
-            if found is None:
-                return match.group(0)
-            mimetype, content = found
-            encoded = base64.b64encode(content).decode("ascii")
-            return f"{match.group(1)}data:{mimetype};base64,{encoded}{match.group(1)}"
-
-        return re.sub(r"""(["'])cid:([^"']+)\1""", inline, self.html)
+        return preview.render(self.html, self.inline_images)
 
 
 def email_view(data: str | None) -> EmailView:
-    """Decode stored data for the detail page."""
+    """Decode stored data for the detail page; a view with an error if it cannot be."""
     if not data:
         return EmailView(error="The message data was not kept.")
     try:
-        with warnings.catch_warnings():
-            # An unknown message class is shown as Django's; the content is the same.
-            warnings.simplefilter("ignore", MailerWarning)
-            message = storage.decode(data)
-    except UndecodableMessage as error:
-        return EmailView(error=str(error), raw=data[:MAX_BODY], truncated=len(data) > MAX_BODY)
-    try:
-        class_path = str(json.loads(data).get("class", ""))
-    except (ValueError, AttributeError):
-        class_path = ""
-    view = EmailView(class_path=class_path, headers=_headers(message))
+        return _taken_apart(data)
+    # Any shape of data may be stored (attrs that break the message once set, values
+    # of unexpected types, nesting at the decoder's limit...): it is described, not raised.
+    except Exception as error:
+        detail = str(error) if isinstance(error, UndecodableMessage) else repr(error)
+        return EmailView(
+            error=INVALID,
+            detail=detail[:500],
+            raw=data[:MAX_BODY],
+            truncated=len(data) > MAX_BODY,
+        )
+
+
+def _taken_apart(data: str) -> EmailView:
+    doc = json.loads(data)
+    problem = validity.attrs_problem(doc)
+    if problem:
+        raise UndecodableMessage(problem)
+    with warnings.catch_warnings():
+        # An unknown message class is shown as Django's; the content is the same.
+        warnings.simplefilter("ignore", MailerWarning)
+        message = storage.from_document(doc)
+    view = EmailView(class_path=_text(doc.get("class", "")), headers=_headers(message))
     body = _text(message.body)
     if message.content_subtype == "html":
         view.html = body
@@ -159,10 +177,18 @@ def _headers(message: EmailMessage) -> list[tuple[str, str]]:
 
 
 def _text(value: Any) -> str:
+    """``value`` as text to show, whatever it is (stored values may be of any type)."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, list | dict):
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)[:MAX_BODY]
+        except (ValueError, RecursionError):
+            return f"({type(value).__name__})"
     return force_str(value, strings_only=False, errors="replace")
 
 
@@ -220,6 +246,15 @@ def log_recipient_rows(recipients: Any) -> list[RecipientRow]:
         else:
             rows.append(_row(_text(entry), "", None))
     return rows
+
+
+def attempt_recipients(recipients: Any) -> str:
+    """The recipients of an attempt in a line: "address (result), ..."."""
+    return ", ".join(
+        f"{row.address} ({row.result})" if row.result != "pending" else row.address
+        for row in log_recipient_rows(recipients)
+        if row.address
+    )
 
 
 def _row(address: str, kind: str, result: list[Any] | None) -> RecipientRow:

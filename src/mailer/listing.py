@@ -14,8 +14,18 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
-from django.db.models import Case, Exists, IntegerField, Max, Min, QuerySet, Value, When
-from django.db.models.functions import Substr
+from django.db.models import (
+    Case,
+    Exists,
+    IntegerField,
+    Max,
+    Min,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Substr
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -45,6 +55,18 @@ class CappedPaginator(PaginatorBase):
         found = rows.order_by().values("pk")[: COUNT_LIMIT + 1].count()
         self.capped = found > COUNT_LIMIT
         return min(found, COUNT_LIMIT)
+
+
+def json_as_text(queryset: QuerySet[Any], *fields: str) -> QuerySet[Any]:
+    """``queryset`` with each JSON field read as its text, ``<field>_text``, and not decoded.
+
+    Django decodes a JSON column while it loads the row, and a value nested
+    deeper than the decoder's recursion limit would fail the whole page; the
+    admin decodes the text itself (``validity.stored_json``).
+    """
+    texts = {f"{name}_text": Cast(name, TextField()) for name in fields}
+    read: QuerySet[Any] = queryset.defer(*fields).annotate(**texts)
+    return read
 
 
 class SummaryChangeList(ChangeList):

@@ -85,6 +85,22 @@ def free_port() -> int:
 class Demo:
     url: str
     log: Path
+    var: Path
+
+    def queue_html_mail(self, subject: str, html: str) -> None:
+        """Queue an HTML mail in the demo's database, as its site would."""
+        env = {**os.environ, "MAILER_DEMO_VAR": str(self.var)}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        env.update(DEMO_SUBJECT=subject, DEMO_HTML=html)
+        code = (
+            "import os, mailer; mailer.send_html_mail(os.environ['DEMO_SUBJECT'], 'See the HTML.', "
+            "os.environ['DEMO_HTML'], None, ['customer@example.com'])"
+        )
+        command = [sys.executable, str(ROOT / "demo" / "manage.py"), "shell", "-c", code]
+        subprocess.run(command, env=env, check=True, timeout=120, capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +119,7 @@ def demo(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dem
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{url}/admin/login/", server, log)
-        yield Demo(url, log)
+        yield Demo(url, log, var)
     finally:
         server.terminate()
         try:
@@ -126,6 +142,40 @@ def wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
             pass
         time.sleep(0.3)
     raise RuntimeError(f"the demo server did not answer within 90 s:\n{log.read_text()}")
+
+
+class Listener:
+    """A TCP port on 127.0.0.1 that answers nothing and counts who connected to it."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(64)
+        self.socket.setblocking(False)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.seen = 0
+
+    def connections(self) -> int:
+        """Connections made so far (the kernel keeps them queued until accepted here)."""
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except BlockingIOError:
+                return self.seen
+            connection.close()
+            self.seen += 1
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @dataclass

@@ -60,7 +60,7 @@ def test_filter_and_search_the_message_list(page: Any, screenshots: Path) -> Non
     results = page.locator("#result_list tbody tr")
     expect(results).to_have_count(2)
     expect(page.locator("#result_list")).to_contain_text("nobody@example.com")
-    expect(page.locator("#result_list")).to_contain_text("(cannot be read)")
+    expect(page.locator("#result_list")).to_contain_text("(stored data is not valid)")
     shoot(page, screenshots, "02-failed-messages.png")
 
     page.fill("#searchbar", "greylisted")

@@ -1,0 +1,50 @@
+"""The admin's pages as the tests visit them: users with some permissions, lists, rows."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+
+from mailer.models import Message
+
+from .samples import plain
+
+VIEW = ["view_message", "view_messagelog", "view_dontsendentry", "view_worker"]
+LIST = "/admin/mailer/message/"
+LOG_LIST = "/admin/mailer/messagelog/"
+
+
+def user_with(name: str, *codenames: str) -> User:
+    user = User.objects.create_user(name, password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="mailer", codename__in=codenames)
+    )
+    return user
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def queue(email: Any = None, **changes: Any) -> Message:
+    (message,) = Message.objects.enqueue([email or plain()])
+    if changes:
+        Message.objects.filter(pk=message.pk).update(**changes)
+        message.refresh_from_db()
+    return message
+
+
+def rows(response: Any) -> list[str]:
+    """The ids listed on a change list page."""
+    return re.findall(r'name="_selected_action" value="(\d+)"', response.content.decode()) or [
+        m for m in re.findall(r'<th class="field-id"><a href="[^"]*">(\d+)</a>', text(response))
+    ]
+
+
+def text(response: Any) -> str:
+    return str(response.content.decode())
