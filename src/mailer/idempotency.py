@@ -28,6 +28,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol, TypeVar
 
 from django.db import connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -97,14 +98,27 @@ def claim(digests: Collection[str], using: str, now: datetime.datetime) -> set[s
     wanted = sorted(digests)
     if not wanted:
         return set()
+    cutoff = now - datetime.timedelta(seconds=settings.IDEMPOTENCY_WINDOW)
+    keys = IdempotencyKey.objects.using(using)
+    if connections[using].vendor == "mysql":
+        # InnoDB's INSERT IGNORE leaves a shared lock on a key it finds taken: deleting
+        # that row next would need an exclusive lock, and two callers doing so would
+        # deadlock. So expired keys are looked for first, with a read that locks nothing,
+        # and deleted before the INSERT: the DELETE is the first to lock their rows.
+        expired = keys.filter(digest__in=wanted, used_at__lt=cutoff)
+        if expired.exists():
+            expired._raw_delete(using)
+        return _insert(wanted, using, now)
     claimed = _insert(wanted, using, now)
     taken = [d for d in wanted if d not in claimed]
-    if taken:
-        cutoff = now - datetime.timedelta(seconds=settings.IDEMPOTENCY_WINDOW)
-        expired = IdempotencyKey.objects.using(using).filter(digest__in=taken, used_at__lt=cutoff)
-        if expired._raw_delete(using):
-            claimed |= _insert(taken, using, now)
+    if taken and keys.filter(digest__in=taken, used_at__lt=cutoff)._raw_delete(using):
+        claimed |= _insert(taken, using, now)
     return claimed
+
+
+def has_returning(connection: BaseDatabaseWrapper) -> bool:
+    """Can an INSERT say which rows it inserted? (Not on MySQL, nor SQLite before 3.35.)"""
+    return bool(connection.features.can_return_rows_from_bulk_insert)
 
 
 def _insert(digests: list[str], using: str, now: datetime.datetime) -> set[str]:
@@ -126,7 +140,7 @@ def _insert(digests: list[str], using: str, now: datetime.datetime) -> set[str]:
     head += f" {quote(meta.db_table)} ({column['digest']}, {column['used_at']}) VALUES "
     inserted: set[str] = set()
     with connection.cursor() as cursor:
-        if connection.features.can_return_rows_from_bulk_insert:
+        if has_returning(connection):
             for start in range(0, len(digests), CLAIM_BATCH):
                 batch = digests[start : start + CLAIM_BATCH]
                 values = ", ".join(["(%s, %s)"] * len(batch))

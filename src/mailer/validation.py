@@ -342,7 +342,6 @@ def check_idempotency_key(key: Any, what: str = "idempotency_key") -> str:
         )
     bad = _NOT_IN_KEY.search(key)
     if bad:
-        raise InvalidIdempotencyKey(
-            f"{what} {key!r:.80} holds the control character {bad.group()!r}."
-        )
+        kind = "a lone surrogate" if _SURROGATE.match(bad.group()) else "a control character"
+        raise InvalidIdempotencyKey(f"{what} {key!r:.80} holds {kind}, {bad.group()!r}.")
     return key
