@@ -38,6 +38,7 @@ from . import processes
 from .assertions import MailAssertions, statements
 from .racing import Race, lock_waiters
 from .samples import keyed, plain, token_of
+from .test_admin import LIST, LOG_LIST, rows, text
 
 pytestmark = pytest.mark.django_db
 
@@ -491,3 +492,29 @@ def test_mailer_exports_the_functions_with_the_keyword() -> None:
     for name in mailer.__all__:
         if name != "send_mass_mail":
             assert "idempotency_key" in inspect.signature(getattr(mailer, name)).parameters, name
+
+
+class TestAdmin:
+    """The admin shows a message's key, and finds the message by it."""
+
+    def test_a_messages_page_shows_its_key_and_only_if_it_has_one(self, admin_client: Any) -> None:
+        receipt("receipt-3141")
+        receipt()
+        with_key = Message.objects.get(idempotency_key="receipt-3141")
+        without = Message.objects.get(idempotency_key="")
+        page = text(admin_client.get(f"{LIST}{with_key.pk}/change/"))
+        assert "field-idempotency_key" in page and "receipt-3141" in page
+        assert "field-idempotency_key" not in text(admin_client.get(f"{LIST}{without.pk}/change/"))
+
+    def test_search_by_the_whole_key_finds_the_message_and_its_log(
+        self, admin_client: Any, smtp: Any
+    ) -> None:
+        receipt("receipt 2718")
+        receipt("receipt-27")
+        (target,) = Message.objects.filter(idempotency_key="receipt 2718")
+        assert rows(admin_client.get(LIST, {"q": '"receipt 2718"'})) == [str(target.pk)]
+        assert rows(admin_client.get(LIST, {"q": '"receipt 27"'})) == []
+        send_all()
+        log = MessageLog.objects.get(idempotency_key="receipt 2718")
+        assert rows(admin_client.get(LOG_LIST, {"q": '"receipt 2718"'})) == [str(log.pk)]
+        assert "receipt 2718" in text(admin_client.get(f"{LOG_LIST}{log.pk}/change/"))
