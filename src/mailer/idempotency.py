@@ -32,6 +32,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .batching import delete_in_batches
 from .conf import settings
 
 logger = logging.getLogger("mailer.queue")
@@ -159,13 +160,7 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
     def purge_expired(self, now: datetime.datetime | None = None) -> int:
         """Delete the keys used longer than ``MAILER_IDEMPOTENCY_WINDOW`` ago; return how many."""
         cutoff = (now or timezone.now()) - datetime.timedelta(seconds=settings.IDEMPOTENCY_WINDOW)
-        expired = self.filter(used_at__lt=cutoff)
-        total = 0
-        while True:
-            batch = list(expired.values_list("pk", flat=True)[:PURGE_BATCH])
-            if not batch:
-                return total
-            total += self.model.objects.using(self.db).filter(pk__in=batch)._raw_delete(self.db)
+        return delete_in_batches(self.filter(used_at__lt=cutoff), PURGE_BATCH)
 
 
 class IdempotencyKey(models.Model):

@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import idempotency, retry, signals, storage
+from .batching import delete_in_batches
 from .conf import settings
 from .exceptions import MessageTooLarge
 from .idempotency import IdempotencyKey
@@ -1134,12 +1135,7 @@ class MessageLogQuerySet(models.QuerySet["MessageLog"]):
             result_codes = [RESULT_SUCCESS]
         limit = timezone.now() - datetime.timedelta(days=days)
         old = self.filter(result__in=list(result_codes), when_attempted__lt=limit)
-        total = 0
-        while True:
-            ids = list(old.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                return total
-            total += self.model.objects.using(self.db).filter(pk__in=ids)._raw_delete(self.db)
+        return delete_in_batches(old, batch_size)
 
     def for_message(self, message: Message) -> MessageLogQuerySet:
         return self.filter(queue_id=message.pk).order_by("when_attempted", "pk")
