@@ -518,3 +518,14 @@ class TestAdmin:
         log = MessageLog.objects.get(idempotency_key="receipt 2718")
         assert rows(admin_client.get(LOG_LIST, {"q": '"receipt 2718"'})) == [str(log.pk)]
         assert "receipt 2718" in text(admin_client.get(f"{LOG_LIST}{log.pk}/change/"))
+
+    def test_send_a_copy_queues_a_copy_without_the_key(self) -> None:
+        from mailer import operations
+
+        receipt("receipt-1618")
+        (original,) = Message.objects.all()
+        report = operations.send_copy([original])
+        assert report.done == 1
+        copy = Message.objects.get(pk=report.created[0])
+        assert copy.idempotency_key == ""
+        assert receipt("receipt-1618") == 0

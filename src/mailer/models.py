@@ -441,9 +441,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
         Every message is checked before anything is written, so one bad
         message queues none of them. Recipients on the don't-send list are
         removed (one query for the whole batch); a message left without
-        recipients is logged as "don't send" and not queued. All rows go in
-        with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``, inside the caller's
-        transaction.
+        recipients is logged as "don't send" and not queued. A message whose
+        idempotency key (``X-Mailer-Idempotency-Key``) was used within
+        ``MAILER_IDEMPOTENCY_WINDOW``, or by an earlier message of the call, is
+        logged as a duplicate and not queued (see :mod:`mailer.idempotency`).
+        All rows go in with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``,
+        inside the caller's transaction.
         """
         with _collector_paused(len(emails) > 1):
             return self._enqueue(emails, priority, mailer, send_at, expires_at)
