@@ -444,7 +444,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         recipients is logged as "don't send" and not queued. A message whose
         idempotency key (``X-Mailer-Idempotency-Key``) was used within
         ``MAILER_IDEMPOTENCY_WINDOW``, or by an earlier message of the call, is
-        logged as a duplicate and not queued (see :mod:`mailer.idempotency`).
+        logged as a duplicate and not queued (see :ref:`idempotency-keys`).
         All rows go in with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``,
         inside the caller's transaction.
         """
