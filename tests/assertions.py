@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from email.headerregistry import AddressHeader
@@ -153,6 +154,24 @@ class MailAssertions:
         assert text in row.last_reply, f"{text!r} not in {row.last_reply!r}"
         assert row.due_at is not None, "a deferred message must have a next attempt"
         return row
+
+    def assert_queued_once_with_key(self, key: str) -> Message:
+        """The one message in the queue with idempotency key ``key``."""
+        rows = list(Message.objects.filter(idempotency_key=key))
+        assert len(rows) == 1, f"{len(rows)} messages queued with key {key!r}, expected one"
+        return rows[0]
+
+    def assert_duplicates_logged(
+        self, records: list[logging.LogRecord], key: str, times: int = 1
+    ) -> None:
+        """The queue logged ``times`` "duplicate" lines naming ``key``."""
+        lines = [
+            record.getMessage()
+            for record in records
+            if record.name == "mailer.queue" and record.getMessage().startswith("duplicate")
+        ]
+        named = [line for line in lines if repr(key) in line]
+        assert len(named) == times, f"duplicate lines for {key!r}: {named}, expected {times}"
 
     def assert_logged(
         self, message: EmailMessage | str, result: str, count: int = 1

@@ -37,6 +37,11 @@ def plain(to: list[str] | None = None, **kwargs: object) -> EmailMessage:
     )
 
 
+def keyed(key: object, to: list[str] | None = None) -> EmailMessage:
+    """A plain message that carries an idempotency key in the queue's control header."""
+    return plain(to, headers={"X-Mailer-Idempotency-Key": key})
+
+
 def html(to: list[str] | None = None) -> EmailMultiAlternatives:
     """Text and HTML alternatives."""
     tok = token()

@@ -320,6 +320,32 @@ class TestIgnoredSettings:
         assert [m.id for m in mailer_checks()] == ["mailer.W004"]
 
 
+class TestIdempotencyWindow:
+    """mailer.W040: an idempotency key may expire while its message is still retried."""
+
+    def test_a_window_shorter_than_the_message_age(self, settings: Any) -> None:
+        settings.MAILER_IDEMPOTENCY_WINDOW = 3600
+        settings.MAILER_MAX_MESSAGE_AGE = 86400
+        warning = the_one("mailer.W040")
+        assert "3600" in warning.msg and "86400" in warning.msg
+
+    @pytest.mark.parametrize(("window", "age"), [(86400, 86400), (86400, 3600), (60, None)])
+    def test_a_window_as_long_or_no_age_limit_is_fine(
+        self, settings: Any, window: float, age: float | None
+    ) -> None:
+        settings.MAILER_IDEMPOTENCY_WINDOW = window
+        settings.MAILER_MAX_MESSAGE_AGE = age
+        assert reported("mailer.W040") == []
+
+    def test_the_defaults_are_fine(self) -> None:
+        assert reported("mailer.W040") == []
+
+    def test_a_bad_window_is_left_to_e002(self, settings: Any) -> None:
+        settings.MAILER_IDEMPOTENCY_WINDOW = 0
+        assert reported("mailer.W040") == []
+        assert the_one("mailer.E002").obj == "MAILER_IDEMPOTENCY_WINDOW"
+
+
 class TestDocumented:
     def test_the_readme_lists_every_check_id_and_no_other(self) -> None:
         readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -105,6 +105,9 @@ class TestValidation:
             ("MAILER_WORKERS", 2.0),
             ("MAILER_MESSAGES_BATCH_SIZE", 0),
             ("MAILER_MAX_MESSAGE_SIZE", -1),
+            ("MAILER_IDEMPOTENCY_WINDOW", 0),
+            ("MAILER_IDEMPOTENCY_WINDOW", None),
+            ("MAILER_IDEMPOTENCY_WINDOW", "7 days"),
         ],
     )
     def test_a_bad_value_is_refused(self, settings: Any, name: str, value: Any) -> None:
@@ -126,6 +129,7 @@ class TestValidation:
             ("MAILER_MAX_MESSAGE_SIZE", None, None),
             ("MAILER_MAX_MESSAGE_AGE", None, None),
             ("MAILER_RATE_LIMIT", 20, 20.0),
+            ("MAILER_IDEMPOTENCY_WINDOW", 3600, 3600.0),
         ],
     )
     def test_a_good_value_is_typed(

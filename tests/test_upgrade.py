@@ -384,6 +384,7 @@ class TestUpgradeFromDjangoMailer:
             "0008_queue_schema",
             "0009_convert_django_mailer_data",
             "0010_task_wakeup",
+            "0011_idempotency_keys",
         ]
 
     def test_every_waiting_message_is_delivered_exactly_once(self, upgrade: Upgrade) -> None:

@@ -13,12 +13,16 @@ differ after the recipient list:
 * ``mail_admins(subject, message, fail_silently, connection, X)``: ``X`` is
   django-mailer's priority when it is a priority (a ``PRIORITY_*`` constant
   or its name), otherwise Django's ``html_message``.
+
+Each takes an ``idempotency_key`` (``send_mass_mail`` one per message, as a
+fifth item of its tuples): a message whose key was already used within
+``MAILER_IDEMPOTENCY_WINDOW`` is not queued, and not counted.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __version__ = "0.1.0"
@@ -52,6 +56,7 @@ def send_mail(
     send_at: datetime.datetime | None = None,
     expires_at: datetime.datetime | None = None,
     headers: dict[str, str] | None = None,
+    idempotency_key: str | None = None,
 ) -> int:
     """Queue one message to ``recipient_list``: Django's ``send_mail`` plus ``priority``.
 
@@ -66,6 +71,11 @@ def send_mail(
     after that time. ``fail_silently``, ``auth_user`` and ``auth_password``
     are accepted and ignored: queueing never talks to a mail server, and
     credentials are not stored.
+
+    ``idempotency_key`` (a str of at most 255 characters, such as
+    ``f"receipt-{order.pk}"``): if a message with this key was queued within
+    ``MAILER_IDEMPOTENCY_WINDOW`` (7 days), by any process, and whether or not
+    it was sent since, this one is not queued and 0 is returned.
     """
     from django.core.mail import EmailMultiAlternatives
 
@@ -83,6 +93,7 @@ def send_mail(
         },
     )
     recipients = _recipient_list(recipient_list)
+    headers = _with_key(headers, idempotency_key)
     email = EmailMultiAlternatives(subject, message, from_email, recipients, headers=headers)
     if given["html_message"]:
         email.attach_alternative(given["html_message"], "text/html")
@@ -112,8 +123,12 @@ def send_html_mail(
     using: str | None = None,
     send_at: datetime.datetime | None = None,
     expires_at: datetime.datetime | None = None,
+    idempotency_key: str | None = None,
 ) -> int:
-    """Queue a message with a plain-text body and an HTML alternative (django-mailer's order)."""
+    """Queue a message with a plain-text body and an HTML alternative (django-mailer's order).
+
+    The keywords are :func:`send_mail`'s.
+    """
     return send_mail(
         subject,
         message,
@@ -126,11 +141,15 @@ def send_html_mail(
         send_at=send_at,
         expires_at=expires_at,
         headers=headers,
+        idempotency_key=idempotency_key,
     )
 
 
 def send_mass_mail(
-    datatuple: Iterable[tuple[str, str, str | None, Sequence[str]]],
+    datatuple: Iterable[
+        tuple[str, str, str | None, Sequence[str]]
+        | tuple[str, str, str | None, Sequence[str], str | None]
+    ],
     fail_silently: bool = False,
     auth_user: str | None = None,
     auth_password: str | None = None,
@@ -145,12 +164,29 @@ def send_mass_mail(
 
     All of them go in together, with one INSERT (per ``MAILER_MESSAGES_BATCH_SIZE``
     rows), or, if any is invalid, none of them.
+
+    A tuple may have a fifth item, the message's ``idempotency_key`` (or
+    None), as for :func:`send_mail`: a message whose key was used within the
+    window, or earlier in the same call, is not queued; the others are. The
+    count returned leaves it out.
     """
     from django.core.mail import EmailMessage
 
+    from .exceptions import InvalidMessage
+
     emails = []
-    for subject, body, sender, recipients in datatuple:
-        emails.append(EmailMessage(subject, body, sender, _recipient_list(recipients)))
+    for entry in datatuple:
+        items: tuple[Any, ...] = tuple(entry)
+        if len(items) not in (4, 5):
+            raise InvalidMessage(
+                "Each send_mass_mail() item is (subject, message, from_email, recipient_list) "
+                f"or those and an idempotency_key, not {len(items)} values: {items!r:.120}"
+            )
+        subject, body, sender, recipients = items[:4]
+        headers = _with_key(None, items[4] if len(items) == 5 else None)
+        emails.append(
+            EmailMessage(subject, body, sender, _recipient_list(recipients), headers=headers)
+        )
     return _queue(
         emails,
         priority=priority,
@@ -170,10 +206,12 @@ def mail_admins(
     html_message: str | None = None,
     priority: int | str | None = None,
     using: str | None = None,
+    idempotency_key: str | None = None,
 ) -> int:
     """Queue a message to the ``ADMINS`` setting; queue nothing if it is empty.
 
     ``ADMINS`` may list addresses (Django 6) or ``(name, address)`` pairs.
+    ``idempotency_key`` as for :func:`send_mail`.
     """
     return _mail_staff(
         "ADMINS",
@@ -185,6 +223,7 @@ def mail_admins(
         html_message=html_message,
         priority=priority,
         using=using,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -197,10 +236,12 @@ def mail_managers(
     html_message: str | None = None,
     priority: int | str | None = None,
     using: str | None = None,
+    idempotency_key: str | None = None,
 ) -> int:
     """Queue a message to the ``MANAGERS`` setting; queue nothing if it is empty.
 
     ``MANAGERS`` may list addresses (Django 6) or ``(name, address)`` pairs.
+    ``idempotency_key`` as for :func:`send_mail`.
     """
     return _mail_staff(
         "MANAGERS",
@@ -212,6 +253,7 @@ def mail_managers(
         html_message=html_message,
         priority=priority,
         using=using,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -226,6 +268,7 @@ def _mail_staff(
     html_message: str | None,
     priority: int | str | None,
     using: str | None,
+    idempotency_key: str | None,
 ) -> int:
     from django.conf import settings
     from django.core.mail import EmailMultiAlternatives
@@ -241,11 +284,16 @@ def _mail_staff(
     )
     if given["priority"] is not None:
         parse_priority(given["priority"])  # bad input raises even when nobody is listed
+    headers = _with_key(None, idempotency_key)
     recipients = _staff_addresses(setting, getattr(settings, setting))
     if not recipients:
         return 0
     email = EmailMultiAlternatives(
-        f"{settings.EMAIL_SUBJECT_PREFIX}{subject}", message, settings.SERVER_EMAIL, recipients
+        f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+        message,
+        settings.SERVER_EMAIL,
+        recipients,
+        headers=headers,
     )
     if given["html_message"]:
         email.attach_alternative(given["html_message"], "text/html")
@@ -305,6 +353,30 @@ def _positionals(
             raise TypeError(f"{function}() got multiple values for argument {name!r}")
         merged[name] = value
     return merged
+
+
+def _with_key(headers: Any, key: Any) -> Any:
+    """``headers`` with the control header that carries ``key`` to the queue (None: no key).
+
+    The key is checked here, before anything else is, so that bad input is
+    refused even when nothing would be queued.
+    """
+    from .exceptions import InvalidHeader
+    from .validation import IDEMPOTENCY_KEY_HEADER, check_idempotency_key
+
+    if key is None:
+        return headers
+    check_idempotency_key(key)
+    if headers is None:
+        return {IDEMPOTENCY_KEY_HEADER: key}
+    if not isinstance(headers, Mapping):
+        raise InvalidHeader(f"headers must be a dict, not {type(headers).__name__}.")
+    if any(str(name).lower() == IDEMPOTENCY_KEY_HEADER.lower() for name in headers):
+        raise TypeError(
+            f"idempotency_key is given twice: as an argument and as the {IDEMPOTENCY_KEY_HEADER} "
+            "header."
+        )
+    return {**headers, IDEMPOTENCY_KEY_HEADER: key}
 
 
 def _is_priority(value: Any) -> bool:

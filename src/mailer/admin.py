@@ -49,6 +49,7 @@ from .models import (
     MessageQuerySet,
     Worker,
 )
+from .validation import MAX_IDEMPOTENCY_KEY_LENGTH
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -186,8 +187,8 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
     # Shows the search box; get_search_results decides what a search matches.
     search_fields = ("message_data",)
     search_help_text = _(
-        "Searches subjects, senders, recipients and Message-IDs (never bodies or "
-        "attachments), and ids. Quote words to search for them together."
+        "Searches subjects, senders, recipients and Message-IDs (never bodies or attachments), "
+        "ids and idempotency keys (whole). Quote words to search for them together."
     )
 
     class Media:
@@ -228,7 +229,16 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
         condition = search.stored_data_condition(term)
         if search.is_id(term):
             condition |= Q(pk=int(term))
+        if len(term) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+            condition |= Q(idempotency_key=term)
         return condition
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """The page's fields; the idempotency key only on mail queued with one."""
+        fields = super().get_fields(request, obj)
+        if obj is None or not obj.idempotency_key:
+            fields = [name for name in fields if name != "idempotency_key"]
+        return fields
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -405,6 +415,7 @@ class MessageAdmin(StoredMailAdmin):
         "state_column",
         "priority",
         "mailer",
+        "idempotency_key",
         "when_added",
         "due_at",
         "expires_at",
@@ -533,6 +544,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "attempt",
         "queue_column",
         "message_id",
+        "idempotency_key",
         "priority",
         "mailer",
         "when_added",

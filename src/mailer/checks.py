@@ -15,6 +15,8 @@ mailer.W003 ``MAILER_EMAIL_BACKEND`` is set, but ``MAILERS`` decides.
 mailer.W004 ``MAILERS`` is set, but this Django version ignores it.
 mailer.W005 ``MAILER_TASKS_ENQUEUE_ON_COMMIT`` is on, but the Tasks backend
             cannot run a task later.
+mailer.W040 ``MAILER_IDEMPOTENCY_WINDOW`` is shorter than
+            ``MAILER_MAX_MESSAGE_AGE``.
 ==========  ==============================================================
 
 README.md lists the same table; ``tests/test_checks.py`` keeps them in step.
@@ -337,6 +339,26 @@ def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     ]
 
 
+@register(TAG)
+def check_idempotency_window(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.W040: a key may be free again while its first message is still being retried."""
+    if not (_valid(MailerSettings.IDEMPOTENCY_WINDOW) and _valid(MailerSettings.MAX_MESSAGE_AGE)):
+        return []  # mailer.E002
+    window, age = settings.IDEMPOTENCY_WINDOW, settings.MAX_MESSAGE_AGE
+    if age is None or window >= age:
+        return []
+    return [
+        Warning(
+            f"MAILER_IDEMPOTENCY_WINDOW ({window:g} s) is shorter than MAILER_MAX_MESSAGE_AGE "
+            f"({age:g} s): an idempotency key may be free again while its message is still "
+            "deferred and retried, and a repeated call would then queue a second copy.",
+            hint="Make MAILER_IDEMPOTENCY_WINDOW at least as long as MAILER_MAX_MESSAGE_AGE.",
+            id="mailer.W040",
+            obj="MAILER_IDEMPOTENCY_WINDOW",
+        )
+    ]
+
+
 def _import_problem(path: Any) -> str | None:
     """Why ``path`` cannot be imported (None if it can)."""
     if not isinstance(path, str):
@@ -351,6 +373,7 @@ def _import_problem(path: Any) -> str | None:
 __all__ = [
     "check_delivery_backend",
     "check_error_handling",
+    "check_idempotency_window",
     "check_lock_path",
     "check_settings",
     "check_tasks",

@@ -318,6 +318,12 @@ class MailerSettings:
         _bool,
         "Enqueue the send-queued-mail Django task whenever mail is queued.",
     )
+    IDEMPOTENCY_WINDOW: Setting[float] = Setting(
+        "MAILER_IDEMPOTENCY_WINDOW",
+        7 * 24 * 3600,
+        _number(1),
+        "Seconds during which a message with an idempotency key already used is not queued.",
+    )
     WORKERS: Setting[int] = Setting(
         "MAILER_WORKERS",
         1,

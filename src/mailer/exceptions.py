@@ -42,6 +42,10 @@ class InvalidSchedule(InvalidMessage, TypeError):
     """``send_at``/``expires_at`` is not a datetime, or the message would expire unsent."""
 
 
+class InvalidIdempotencyKey(InvalidMessage):
+    """An idempotency key that is not a str of 1 to 255 characters without control characters."""
+
+
 class InvalidPriority(MailerError, ValueError):
     """A priority that is neither a ``PRIORITY_*`` constant nor one of their names."""
 

@@ -28,9 +28,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import retry, signals, storage
+from . import idempotency, retry, signals, storage
+from .batching import delete_in_batches
 from .conf import settings
 from .exceptions import MessageTooLarge
+from .idempotency import IdempotencyKey
 from .outcome import Outcome, Verdict
 from .priorities import (
     PRIORITIES,
@@ -41,7 +43,14 @@ from .priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
-from .validation import validate
+from .validation import (
+    CONTROL_HEADERS,
+    IDEMPOTENCY_KEY_HEADER,
+    PRIORITY_HEADER,
+    SEND_AT_HEADER,
+    check_idempotency_key,
+    validate,
+)
 
 __all__ = [
     "PRIORITIES",
@@ -55,6 +64,7 @@ __all__ = [
     "RESULT_FAILURE",
     "RESULT_SUCCESS",
     "DontSendEntry",
+    "IdempotencyKey",
     "Message",
     "MessageLog",
     "Status",
@@ -71,13 +81,6 @@ RESULT_CODES = [
     (RESULT_DONT_SEND, _("don't send")),
     (RESULT_FAILURE, _("failure")),
 ]
-
-# Headers a caller may set on mail sent through Django to steer the queue;
-# they are removed before the message is stored.
-PRIORITY_HEADER = "X-Mailer-Priority"
-SEND_AT_HEADER = "X-Mailer-Send-At"
-EXPIRES_AT_HEADER = "X-Mailer-Expires-At"
-CONTROL_HEADERS = {h.lower() for h in (PRIORITY_HEADER, SEND_AT_HEADER, EXPIRES_AT_HEADER)}
 
 
 class Status(models.TextChoices):
@@ -438,9 +441,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
         Every message is checked before anything is written, so one bad
         message queues none of them. Recipients on the don't-send list are
         removed (one query for the whole batch); a message left without
-        recipients is logged as "don't send" and not queued. All rows go in
-        with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``, inside the caller's
-        transaction.
+        recipients is logged as "don't send" and not queued. A message whose
+        idempotency key (``X-Mailer-Idempotency-Key``) was used within
+        ``MAILER_IDEMPOTENCY_WINDOW``, or by an earlier message of the call, is
+        logged as a duplicate and not queued (see :ref:`idempotency-keys`).
+        All rows go in with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``,
+        inside the caller's transaction.
         """
         with _collector_paused(len(emails) > 1):
             return self._enqueue(emails, priority, mailer, send_at, expires_at)
@@ -472,8 +478,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
         packet = _max_packet(self.db)
         rows: list[Message] = []
         skipped: list[MessageLog] = []
+        keyed = False
         for _email, doc, recipients in prepared:
             controls = _pop_control_headers(doc)
+            key = controls.get("idempotency_key", "")
             row_priority = parse_priority(controls.get("priority"), default_priority)
             row_send_at, row_expires = send_at, expires_at
             if "send_at" in controls or "expires_at" in controls:
@@ -500,6 +508,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     "MAILER_MAX_MESSAGE_SIZE."
                 )
             held = row_priority == PRIORITY_DEFERRED
+            keyed = keyed or bool(key)
             rows.append(
                 _new_message(
                     self.model,
@@ -510,13 +519,19 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     due_at=None if held else (row_send_at or now),
                     expires_at=row_expires,
                     mailer=mailer,
+                    idempotency_key=key,
                 )
             )
-        # One statement is atomic by itself; rows and don't-send log rows go together.
-        together = (
-            transaction.atomic(using=self.db) if rows and skipped else contextlib.nullcontext()
-        )
+        # One statement is atomic by itself; rows and don't-send log rows go together, and
+        # so do keys and the rows that claim them.
+        together: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if keyed:
+            together = transaction.atomic(using=self.db, savepoint=False)
+        elif rows and skipped:
+            together = transaction.atomic(using=self.db)
         with together:
+            if keyed:
+                rows = idempotency.first_uses(rows, self.db, now)
             self._store(rows, skipped, packet)
         return rows
 
@@ -791,6 +806,8 @@ def _pop_control_headers(doc: dict[str, Any]) -> dict[str, Any]:
         key = name.lower()
         if key == PRIORITY_HEADER.lower():
             controls["priority"] = value
+        elif key == IDEMPOTENCY_KEY_HEADER.lower():
+            controls["idempotency_key"] = check_idempotency_key(value, name)
         else:
             controls["send_at" if key == SEND_AT_HEADER.lower() else "expires_at"] = _parse_when(
                 name, value
@@ -975,6 +992,16 @@ class Message(models.Model):
         blank=True,
         help_text=_("Final result per recipient so far: accepted ones are never sent again."),
     )
+    idempotency_key = models.CharField(
+        _("idempotency key"),
+        max_length=255,
+        blank=True,
+        default="",
+        help_text=_(
+            "Given when it was queued: no other message with this key is queued "
+            "within MAILER_IDEMPOTENCY_WINDOW."
+        ),
+    )
 
     objects = MessageQuerySet.as_manager()
 
@@ -1111,12 +1138,7 @@ class MessageLogQuerySet(models.QuerySet["MessageLog"]):
             result_codes = [RESULT_SUCCESS]
         limit = timezone.now() - datetime.timedelta(days=days)
         old = self.filter(result__in=list(result_codes), when_attempted__lt=limit)
-        total = 0
-        while True:
-            ids = list(old.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                return total
-            total += self.model.objects.using(self.db).filter(pk__in=ids)._raw_delete(self.db)
+        return delete_in_batches(old, batch_size)
 
     def for_message(self, message: Message) -> MessageLogQuerySet:
         return self.filter(queue_id=message.pk).order_by("when_attempted", "pk")
@@ -1152,6 +1174,7 @@ class MessageLog(models.Model):
     smtp_reply = models.TextField(_("reply"), blank=True, default="")
     mailer = models.CharField(_("mailer"), max_length=100, blank=True, default="")
     worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True, default="")
 
     objects = MessageLogQuerySet.as_manager()
 
@@ -1199,6 +1222,7 @@ class MessageLog(models.Model):
             queue_id=message.pk,
             attempt=message.retry_count if attempt is None else attempt,
             mailer=message.mailer,
+            idempotency_key=message.idempotency_key,
             **fields,
         )
 

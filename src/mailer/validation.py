@@ -18,6 +18,8 @@ rejected here instead, in the caller, with an exception from
 * NUL in any text that would travel unencoded (body, text alternatives,
   text attachments), text that is not valid Unicode (lone surrogates), and
   attachments Django cannot render (:class:`~mailer.exceptions.InvalidMessage`).
+* an idempotency key that is not a str of 1 to 255 characters without
+  control characters (:class:`~mailer.exceptions.InvalidIdempotencyKey`).
 
 The size limit (``MAILER_MAX_MESSAGE_SIZE``) is checked by the queue once the
 message is stored, as it applies to the stored form.
@@ -40,7 +42,13 @@ from django.utils.encoding import force_str, punycode
 from django.utils.functional import Promise
 
 from .compat import MODERN_EMAIL
-from .exceptions import InvalidAddress, InvalidHeader, InvalidMessage, InvalidRecipientList
+from .exceptions import (
+    InvalidAddress,
+    InvalidHeader,
+    InvalidIdempotencyKey,
+    InvalidMessage,
+    InvalidRecipientList,
+)
 
 # A bare ASCII addr-spec with nothing a parser could misread: the common case,
 # checked without the (slow) full RFC 5322 parser.
@@ -60,8 +68,15 @@ _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
 # API, which takes text (bytes are decoded) and datetimes for date headers only.
 _HEADER_VALUE_TYPES: tuple[type, ...] = (str, Promise, bytes)
 _DATE_HEADERS = {"date", "resent-date"}
-# The queue's own headers (models.CONTROL_HEADERS): taken off before the message is stored.
-CONTROL_HEADERS = frozenset({"x-mailer-priority", "x-mailer-send-at", "x-mailer-expires-at"})
+# Headers a caller may set on mail sent through Django to steer the queue: the queue
+# reads, checks and removes them before the message is stored, so they are never sent.
+PRIORITY_HEADER = "X-Mailer-Priority"
+SEND_AT_HEADER = "X-Mailer-Send-At"
+EXPIRES_AT_HEADER = "X-Mailer-Expires-At"
+IDEMPOTENCY_KEY_HEADER = "X-Mailer-Idempotency-Key"
+CONTROL_HEADERS = frozenset(
+    h.lower() for h in (PRIORITY_HEADER, SEND_AT_HEADER, EXPIRES_AT_HEADER, IDEMPOTENCY_KEY_HEADER)
+)
 # Headers Django always writes; as extra headers they would appear twice.
 _SET_BY_DJANGO = {
     "subject": "from the subject argument",
@@ -302,3 +317,31 @@ def _split_addresses(value: str) -> Iterable[str]:
     tail = value[start:].strip()
     if tail:
         yield tail
+
+
+# Longest idempotency key, in characters: the length of a CharField every database indexes.
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# C0 and C1 controls, line and paragraph separators, lone surrogates: a key holding one
+# could forge lines in a log, and a lone surrogate cannot be stored.
+_NOT_IN_KEY = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def check_idempotency_key(key: Any, what: str = "idempotency_key") -> str:
+    """``key`` if it can be an idempotency key: a str of 1 to 255 printable characters."""
+    if not isinstance(key, str):
+        raise InvalidIdempotencyKey(
+            f"{what} must be a str, not {type(key).__name__} {key!r:.60}; "
+            "make one that says what it is about, such as f'receipt-{order.pk}'."
+        )
+    if not key:
+        raise InvalidIdempotencyKey(f"{what} is empty; leave it out (None) for no key.")
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidIdempotencyKey(
+            f"{what} is {len(key)} characters long; at most {MAX_IDEMPOTENCY_KEY_LENGTH} "
+            f"are allowed (a hash of a longer key will do): {key[:40]!r}..."
+        )
+    bad = _NOT_IN_KEY.search(key)
+    if bad:
+        kind = "a lone surrogate" if _SURROGATE.match(bad.group()) else "a control character"
+        raise InvalidIdempotencyKey(f"{what} {key!r:.80} holds {kind}, {bad.group()!r}.")
+    return key

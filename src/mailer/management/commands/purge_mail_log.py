@@ -1,11 +1,15 @@
-"""``manage.py purge_mail_log DAYS [-r success|failure|all]``: delete old log rows."""
+"""``manage.py purge_mail_log DAYS [-r success|failure|all]``: delete old log rows.
+
+It also deletes the idempotency keys used longer than ``MAILER_IDEMPOTENCY_WINDOW``
+ago, which no longer stop a message from being queued.
+"""
 
 from __future__ import annotations
 
 from argparse import ArgumentParser
 from typing import Any
 
-from ...models import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, MessageLog
+from ...models import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, IdempotencyKey, MessageLog
 from ..base import MailerCommand
 
 RESULTS = {
@@ -16,7 +20,10 @@ RESULTS = {
 
 
 class Command(MailerCommand):
-    help = "Delete log entries older than DAYS days: successful ones, or as -r says."
+    help = (
+        "Delete log entries older than DAYS days: successful ones, or as -r says; "
+        "and idempotency keys older than MAILER_IDEMPOTENCY_WINDOW."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
@@ -32,3 +39,6 @@ class Command(MailerCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         count = MessageLog.objects.purge_old_entries(options["days"], RESULTS[options["result"]])
         self.say(f"{count} log entries deleted")
+        keys = IdempotencyKey.objects.purge_expired()
+        if keys:
+            self.say(f"{keys} expired idempotency keys deleted")
