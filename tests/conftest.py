@@ -126,8 +126,8 @@ def mailers_style(settings: Any) -> dict[str, dict[str, Any]]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out tests about another database (or about none, but in the SQLite run),
-    a Django without MAILERS, or Django Tasks' database backend where it is not
-    installed.
+    a Django without MAILERS, Django Tasks' database backend where it is not
+    installed, or another user's files and processes when not run as root.
 
     They are deselected (and counted so), not skipped; and legacy-style tests may
     meet Django 6.1's deprecation warnings for that style.
@@ -151,6 +151,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         or (item.get_closest_marker("modern_email") and not MODERN_EMAIL)
         or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)
         or (item.get_closest_marker("tasks") and not tasks_db)
+        or (item.get_closest_marker("as_root") and os.geteuid() != 0)
     ]
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)

@@ -514,7 +514,9 @@ def send_all(
 
     Safe to call from Celery beat, cron wrappers or tests. Takes the send_mail
     lock when ``MAILER_USE_FILE_LOCK`` is on (and ``lock`` is true); if another
-    run holds it, returns at once with zero counts.
+    run of this user holds it, returns at once with zero counts. A lock held
+    by another user's process raises ``LockHeldByOtherUser``, and an unsafe
+    lock path ``UnsafeLockPath``.
     """
     from .leases import LeaseKeeper, current, reclaim_dead
     from .locking import LockHeld, send_lock

@@ -57,6 +57,10 @@ class RefusedLegacyData(UndecodableMessage):
     """A django-mailer pickle names something the restricted unpickler does not allow."""
 
 
+class StoredMessageTooLarge(UndecodableMessage):
+    """A queued row is over ``MAILER_MAX_MESSAGE_SIZE``: it is failed without being read."""
+
+
 # -- Configuration -----------------------------------------------------------
 
 
@@ -66,6 +70,25 @@ class MailerConfigurationError(MailerError, ImproperlyConfigured):
 
 class DeliveryBackendLoop(MailerConfigurationError):
     """The backend that should deliver queued mail is the queueing backend itself."""
+
+
+# -- The send_mail lock --------------------------------------------------------
+
+
+class LockHeld(MailerError):
+    """Another send_mail run of this user holds the lock: this run has nothing to do."""
+
+
+class LockHeldByOtherUser(MailerError, PermissionError):
+    """A process of another user holds the send_mail lock: no mail is sent while it does."""
+
+
+class UnsafeLockPath(MailerConfigurationError, PermissionError):
+    """The lock file or its directory could be replaced or held by another user.
+
+    Its owner is someone else, it is writable by group or others, or it is a
+    symbolic link (or has other hard links): nothing is opened through it.
+    """
 
 
 # -- Warnings ----------------------------------------------------------------
