@@ -35,9 +35,10 @@ from .conf import DEFAULT_ERROR_HANDLER, settings
 from .exceptions import MailerError
 from .models import DontSendEntry, Message, MessageQuerySet
 from .outcome import Outcome, RecipientResult, Reply, Verdict
+from .scrub import scrubbed_logger
 from .transport import Transport
 
-logger = logging.getLogger("mailer.engine")
+logger = scrubbed_logger("mailer.engine")  # replies and tracebacks may quote secrets
 
 RECORD_EVERY_SECONDS = 1.0
 INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is known

@@ -41,6 +41,7 @@ from .priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
+from .scrub import scrub
 from .validation import validate
 
 __all__ = [
@@ -1033,7 +1034,7 @@ class Message(models.Model):
         self.claimed_by = ""
         self.lease_expires_at = None
         if reply:
-            self.last_reply = reply
+            self.last_reply = scrub(reply)
         reason = retry.exhausted(self.retry_count, self.when_added, now)
         if reason:
             self.status = Status.FAILED
@@ -1087,12 +1088,14 @@ class MessageLogQuerySet(models.QuerySet["MessageLog"]):
     def log(
         self, message: Message, result_code: str, log_message: str = "", **fields: Any
     ) -> MessageLog:
-        """Record an attempt at ``message`` (the contract's signature)."""
+        """Record an attempt at ``message`` (the contract's signature); texts are scrubbed."""
         handled = getattr(message, "_deferred_by_handler", False)  # defer() counted it already
+        if isinstance(fields.get("smtp_reply"), str):
+            fields["smtp_reply"] = scrub(fields["smtp_reply"])
         entry = self.model.about(
             message,
             result_code,
-            log_message,
+            scrub(log_message) if isinstance(log_message, str) else log_message,
             attempt=message.retry_count + (0 if handled else 1),
             **fields,
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import logging
 import re
 import smtplib
 import time
@@ -27,8 +26,9 @@ from . import compat, mailers
 from .classify import breaks_connection, classify, verdict_for_code
 from .conf import settings
 from .outcome import Outcome, RecipientResult, Reply, Verdict
+from .scrub import scrubbed_logger
 
-logger = logging.getLogger("mailer.transport")
+logger = scrubbed_logger("mailer.transport")  # replies and tracebacks may quote secrets
 
 # A connection idle this long is checked with NOOP before reuse: servers drop idle clients.
 IDLE_CHECK_SECONDS = 10.0
