@@ -26,6 +26,10 @@ class InvalidHeader(InvalidMessage):
     """A header (subject included) contains a line break or is malformed."""
 
 
+class InvalidContentType(InvalidHeader):
+    """A MIME type, subtype or charset is malformed or holds a control character or line break."""
+
+
 class InvalidAddress(InvalidMessage):
     """An address is missing, malformed, or contains a line break."""
 
