@@ -174,3 +174,34 @@ def another_users_directory(tmp_path: Path) -> Path:
     directory.mkdir(mode=0o755)
     os.chown(directory, unused_uid(), -1)
     return directory
+
+
+_MEASURED = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(done.returncode)
+"""
+
+
+def run_measured(
+    command: list[str], smtp_port: int, timeout: float = 120, **extra: str
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``python -m django <command>``; return it and its peak resident memory in bytes.
+
+    A fresh interpreter starts it and reads ``RUSAGE_CHILDREN`` (Linux reports KiB), so
+    no other process of the test run counts.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, sys.executable, "-m", "django", *command],
+        env=command_env(smtp_port, **extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    *errors, peak = done.stderr.rstrip("\n").split("\n")
+    done.stderr = "\n".join(errors)
+    return done, int(peak) * 1024
