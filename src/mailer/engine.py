@@ -37,7 +37,7 @@ from .mailers import alias_problem
 from .models import DontSendEntry, Message, MessageQuerySet
 from .outcome import Outcome, RecipientResult, Reply, Verdict
 from .rows import check_loaded_size, results_problem, too_large
-from .scrub import scrubbed_logger
+from .scrub import scrubbed_logger, unstorable
 from .transport import Transport
 
 logger = scrubbed_logger("mailer.engine")  # replies and tracebacks may quote secrets
@@ -419,6 +419,8 @@ class Engine:
         check_loaded_size(message.message_data, limit)
         email = storage.decode(message.message_data)
         msgid = storage.message_id(email)
+        if msgid is not None and unstorable(msgid):
+            raise UndecodableMessage("the Message-ID holds NUL or a lone surrogate")
         if message.mailer not in self._alias_problems:
             self._alias_problems[message.mailer] = alias_problem(message.mailer)
         problem = self._alias_problems[message.mailer]

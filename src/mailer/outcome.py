@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .scrub import scrub
+from .scrub import scrub, storable
 
 
 class Verdict(enum.Enum):
@@ -27,7 +27,8 @@ class Reply:
     """A server's (or backend's) answer: SMTP code when there is one, and text.
 
     Every reply is made here, so its text is scrubbed here (``mailer.scrub``):
-    credentials in it are never stored, logged or signalled.
+    credentials in it are never stored, logged or signalled; and what a
+    malformed row put in it (NUL, lone surrogates) is escaped, so it can be stored.
     """
 
     code: int | None
@@ -35,7 +36,7 @@ class Reply:
 
     def __post_init__(self) -> None:
         if isinstance(self.text, str):
-            object.__setattr__(self, "text", scrub(self.text))
+            object.__setattr__(self, "text", storable(scrub(self.text)))
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}" if self.code is not None else self.text

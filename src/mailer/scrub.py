@@ -19,6 +19,9 @@ which people without the credentials read. :func:`scrub` replaces with
 
 Ordinary SMTP replies ("250 2.0.0 Ok: queued as 4Bx", "550 5.1.1 <a@b>: User
 unknown") hold none of these and pass unchanged.
+
+:func:`storable` makes text that came from a malformed row fit to be written
+back: no database keeps a lone surrogate, and PostgreSQL no NUL.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["MASK", "ScrubbingFilter", "scrub", "scrubbed_logger"]
+__all__ = ["MASK", "ScrubbingFilter", "scrub", "scrubbed_logger", "storable", "unstorable"]
 
 MASK = "***"
 
@@ -108,6 +111,21 @@ def _scrub_named_value(match: re.Match[str]) -> str:
         return match.group(0)
     quote = value[0] if value[0] in "\"'" else ""
     return f"{name}{separator}{quote}{MASK}{quote}"
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(text: str) -> bool:
+    """Does ``text`` hold NUL or a lone surrogate, which a database refuses?"""
+    return _UNSTORABLE.search(text) is not None
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL and lone surrogates written as escapes (``\\x00``, ``\\udc80``)."""
+    if not unstorable(text):
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ScrubbingFilter(logging.Filter):

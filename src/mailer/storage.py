@@ -86,6 +86,7 @@ from django.utils.module_loading import import_string
 
 from .conf import settings
 from .exceptions import InvalidMessage, MailerWarning, UndecodableMessage
+from .scrub import storable, unstorable
 
 FORMAT_VERSION = 1
 
@@ -532,6 +533,8 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         value = doc.get(key)
         if not (isinstance(value, list) and all(isinstance(a, str) for a in value)):
             return f"{key} is not a list of addresses"
+        if any(unstorable(a) for a in value):
+            return f"{key} holds an address with NUL or a lone surrogate"
     if not isinstance(doc.get("headers"), dict):
         return "headers is not an object"
     for key, kind in (("alternatives", list), ("attachments", list), ("attrs", dict)):
@@ -682,7 +685,7 @@ def summarize(doc: Any) -> dict[str, Any]:
 def _display(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return storable(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 def _display_list(value: Any) -> list[str]:
