@@ -98,6 +98,20 @@ def legacy_style(settings: Any) -> Iterator[None]:
         settings._finalize()
 
 
+@pytest.fixture
+def default_lock_dir(settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The default send_mail lock (no MAILER_LOCK_PATH), under a temp directory of the test's
+    own: the path of its private directory, not made yet."""
+    import tempfile
+    from pathlib import Path
+
+    from mailer.conf import default_lock_directory
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    settings.MAILER_LOCK_PATH = None
+    return Path(default_lock_directory())
+
+
 @pytest.fixture(scope="session")
 def second_smtp_server() -> Iterator[SMTPServer]:
     server = SMTPServer().start()

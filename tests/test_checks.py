@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from django.core.management.base import SystemCheckError
 from django.db import connections
 
 from mailer.backend import DbBackend
-from mailer.conf import default_lock_directory
 
 from .processes import another_users_directory
 
@@ -268,10 +266,8 @@ class TestLockPath:
         assert reported("mailer.W002") == reported("mailer.W030") == []
 
     def test_a_default_directory_not_made_yet_is_fine(
-        self, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, default_lock_dir: Path, tmp_path: Path
     ) -> None:
-        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        settings.MAILER_LOCK_PATH = None
         assert reported("mailer.W002") == reported("mailer.W030") == []
         assert list(tmp_path.iterdir()) == []  # the check creates nothing
 
@@ -297,13 +293,9 @@ class TestUnsafeLockPath:
         settings.MAILER_LOCK_PATH = str(tmp_path / "mailer")
         assert "is a symbolic link" in the_one("mailer.W030").msg
 
-    def test_a_symlinked_default_directory(
-        self, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        settings.MAILER_LOCK_PATH = None
+    def test_a_symlinked_default_directory(self, default_lock_dir: Path, tmp_path: Path) -> None:
         (tmp_path / "elsewhere").mkdir(mode=0o700)
-        Path(default_lock_directory()).symlink_to(tmp_path / "elsewhere")
+        default_lock_dir.symlink_to(tmp_path / "elsewhere")
         assert "is a symbolic link" in the_one("mailer.W030").msg
 
     def test_a_lock_file_others_may_write(self, settings: Any, tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from mailer.conf import default_lock_directory
 from mailer.conf import settings as mailer_settings
 from mailer.engine import SendCounts, send_all
 from mailer.exceptions import (
@@ -122,13 +121,11 @@ class TestLinksAreNeverFollowed(MailAssertions):
         assert victim.read_text() == SECRET
 
     def test_a_symlinked_default_directory_is_refused(
-        self, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, default_lock_dir: Path, tmp_path: Path
     ) -> None:
-        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        settings.MAILER_LOCK_PATH = None
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir(mode=0o700)
-        Path(default_lock_directory()).symlink_to(elsewhere)
+        default_lock_dir.symlink_to(elsewhere)
         with pytest.raises(UnsafeLockPath, match="not a directory"), send_lock():
             pass
         assert list(elsewhere.iterdir()) == []
@@ -136,18 +133,15 @@ class TestLinksAreNeverFollowed(MailAssertions):
 
 class TestDirectories:
     def test_the_default_directory_is_the_users_own_and_made_private(
-        self, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, default_lock_dir: Path, tmp_path: Path
     ) -> None:
-        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        settings.MAILER_LOCK_PATH = None
-        directory = Path(default_lock_directory())
-        assert directory.parent == tmp_path and str(os.geteuid()) in directory.name
+        assert default_lock_dir.parent == tmp_path and str(os.geteuid()) in default_lock_dir.name
         with send_lock():
-            info = directory.lstat()
+            info = default_lock_dir.lstat()
             assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
             assert stat.S_IMODE(info.st_mode) == 0o700
             lock = Path(mailer_settings.lock_file)
-            assert lock.parent == directory
+            assert lock.parent == default_lock_dir
             assert stat.S_IMODE(lock.stat().st_mode) == 0o600
             assert lock.read_text() == f"{os.getpid()}\n"
 
@@ -181,11 +175,9 @@ class TestDirectories:
 
     @pytest.mark.as_root
     def test_a_default_directory_made_by_another_user_is_refused(
-        self, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, default_lock_dir: Path, tmp_path: Path
     ) -> None:
-        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        settings.MAILER_LOCK_PATH = None
-        planted = Path(default_lock_directory())
+        planted = default_lock_dir
         planted.mkdir(mode=0o700)
         os.chown(planted, processes.unused_uid(), -1)
         with pytest.raises(UnsafeLockPath, match="belongs to another user"), send_lock():

@@ -223,11 +223,7 @@ def _open(path: str, *, default: bool) -> int:
 def _directory_problem(directory: str, info: os.stat_result) -> str | None:
     if not stat.S_ISDIR(info.st_mode):
         return f"its directory {directory} is not a directory"
-    if info.st_uid != os.geteuid():
-        return f"its directory {directory} belongs to another user ({_user_name(info.st_uid)})"
-    if info.st_mode & _WRITABLE_BY_OTHERS:
-        return f"its directory {directory} is writable by group or others ({_mode(info)})"
-    return None
+    return _owner_problem(f"its directory {directory}", info)
 
 
 def _file_problem(path: str, info: os.stat_result) -> str | None:
@@ -235,12 +231,18 @@ def _file_problem(path: str, info: os.stat_result) -> str | None:
         return f"{path} is a symbolic link"
     if not stat.S_ISREG(info.st_mode):
         return f"{path} is not a regular file"
-    if info.st_uid != os.geteuid():
-        return f"{path} belongs to another user ({_user_name(info.st_uid)})"
-    if info.st_mode & _WRITABLE_BY_OTHERS:
-        return f"{path} is writable by group or others ({_mode(info)})"
-    if info.st_nlink != 1:
+    problem = _owner_problem(path, info)
+    if problem is None and info.st_nlink != 1:
         return f"{path} has {info.st_nlink} hard links"
+    return problem
+
+
+def _owner_problem(what: str, info: os.stat_result) -> str | None:
+    """Another user could change ``what``: it is theirs, or they may write it."""
+    if info.st_uid != os.geteuid():
+        return f"{what} belongs to another user ({_user_name(info.st_uid)})"
+    if info.st_mode & _WRITABLE_BY_OTHERS:
+        return f"{what} is writable by group or others ({_mode(info)})"
     return None
 
 

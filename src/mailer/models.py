@@ -41,7 +41,7 @@ from .priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
-from .rows import TolerantJSONField, bounded, take_bounded
+from .rows import TolerantJSONField, bounded, bytes_over, take_bounded
 from .scrub import scrub
 from .validation import validate
 
@@ -861,10 +861,8 @@ def _parse_when(name: str, value: Any) -> datetime.datetime:
 
 
 def _check_size(data: str, limit: int | None) -> None:
-    if limit is None or len(data) * 4 <= limit:
-        return
-    size = len(data.encode("utf-8", "surrogatepass"))
-    if size > limit:
+    size = bytes_over(data, limit)
+    if size is not None:
         raise MessageTooLarge(
             f"The message is {size} bytes once stored, over MAILER_MAX_MESSAGE_SIZE ({limit})."
         )

@@ -30,6 +30,7 @@ from .outcome import Verdict
 __all__ = [
     "TolerantJSONField",
     "bounded",
+    "bytes_over",
     "check_loaded_size",
     "results_problem",
     "take_bounded",
@@ -92,13 +93,20 @@ def check_loaded_size(data: str, limit: int | None) -> None:
     ``LENGTH()`` counts characters; a row of many multi-byte characters may be
     within the limit by that count and over it in bytes (at most four times).
     """
-    if limit is None or len(data) * 4 <= limit:
-        return
-    size = len(data.encode("utf-8", "surrogatepass"))
-    if size > limit:
+    size = bytes_over(data, limit)
+    if size is not None:
         raise StoredMessageTooLarge(
             f"{size} bytes, over MAILER_MAX_MESSAGE_SIZE ({limit}); not decoded"
         )
+
+
+def bytes_over(data: str, limit: int | None) -> int | None:
+    """The size of ``data`` in UTF-8 if it is over ``limit`` bytes, else None (encoding it
+    only when its length in characters leaves the question open)."""
+    if limit is None or len(data) * 4 <= limit:
+        return None
+    size = len(data.encode("utf-8", "surrogatepass"))
+    return size if size > limit else None
 
 
 def too_large(stored_size: int, limit: int | None) -> StoredMessageTooLarge:

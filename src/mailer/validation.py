@@ -272,12 +272,7 @@ def validate(message: EmailMessage) -> list[str]:
 
 def check_mime_type(value: Any, what: str) -> None:
     """A MIME type written into a Content-Type header: "type/subtype", perhaps with parameters."""
-    text = force_str(value) if isinstance(value, str | Promise) else None
-    if text is None or not _MIME_TYPE.fullmatch(text):
-        raise InvalidContentType(
-            f"{what} must be a MIME type such as 'application/pdf', with no line break or "
-            f"control character, not {value!r:.80}."
-        )
+    _check_content_type(value, _MIME_TYPE, what, "a MIME type such as 'application/pdf'")
 
 
 def _check_content_types(message: EmailMessage) -> None:
@@ -288,12 +283,16 @@ def _check_content_types(message: EmailMessage) -> None:
             continue  # Django's default charset, or a class without this subtype
         if isinstance(value, email.charset.Charset):
             value = str(value)
-        text = force_str(value) if isinstance(value, str | Promise) else None
-        if text is None or not _SUBTYPE.fullmatch(text):
-            raise InvalidContentType(
-                f"The message's {name} must be a MIME token such as 'plain' or 'utf-8', with "
-                f"no line break or control character, not {value!r:.80}."
-            )
+        what = f"The message's {name}"
+        _check_content_type(value, _SUBTYPE, what, "a MIME token such as 'plain' or 'utf-8'")
+
+
+def _check_content_type(value: Any, grammar: re.Pattern[str], what: str, kind: str) -> None:
+    text = force_str(value) if isinstance(value, str | Promise) else None
+    if text is None or not grammar.fullmatch(text):
+        raise InvalidContentType(
+            f"{what} must be {kind}, with no line break or control character, not {value!r:.80}."
+        )
 
 
 def _check_attachment(attachment: Any) -> None:
