@@ -1,7 +1,9 @@
 """Settings for the test suite. ``MAILER_TEST_DB`` picks the database: sqlite, postgres, mariadb."""
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 
 import django
@@ -114,6 +116,7 @@ MAILER_LOCK_PATH = os.environ.get("MAILER_TEST_LOCK_PATH")
 if not MAILER_LOCK_PATH:
     _lock_dir = os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}")
     os.makedirs(_lock_dir, mode=0o700, exist_ok=True)
+    atexit.register(shutil.rmtree, _lock_dir, True)  # worker processes are gone by then
     MAILER_LOCK_PATH = os.path.join(_lock_dir, "send_mail")
 MAILER_RETRY_BACKOFF = 60
 
