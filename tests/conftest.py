@@ -100,6 +100,20 @@ def legacy_style(settings: Any) -> Iterator[None]:
         settings._finalize()
 
 
+@pytest.fixture
+def default_lock_dir(settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The default send_mail lock (no MAILER_LOCK_PATH), under a temp directory of the test's
+    own: the path of its private directory, not made yet."""
+    import tempfile
+    from pathlib import Path
+
+    from mailer.conf import default_lock_directory
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    settings.MAILER_LOCK_PATH = None
+    return Path(default_lock_directory())
+
+
 @pytest.fixture(scope="session")
 def second_smtp_server() -> Iterator[SMTPServer]:
     server = SMTPServer().start()
@@ -147,8 +161,8 @@ def operator() -> Client:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out tests about another database (or about none, but in the SQLite run),
-    a Django without MAILERS, or Django Tasks' database backend where it is not
-    installed.
+    a Django without MAILERS, Django Tasks' database backend where it is not
+    installed, or another user's files and processes when not run as root.
 
     They are deselected (and counted so), not skipped; and legacy-style tests may
     meet Django 6.1's deprecation warnings for that style.
@@ -172,6 +186,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         or (item.get_closest_marker("modern_email") and not MODERN_EMAIL)
         or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)
         or (item.get_closest_marker("tasks") and not tasks_db)
+        or (item.get_closest_marker("as_root") and os.geteuid() != 0)
     ]
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -135,3 +138,100 @@ def wait_until(condition: object, timeout: float = 30, interval: float = 0.05) -
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+uid = int(sys.argv[2])
+if uid != os.geteuid():
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print(os.getpid(), os.geteuid(), flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def holding_lock(path: str, uid: int | None = None) -> Iterator[int]:
+    """A separate process holds ``flock`` on ``path`` (running as ``uid``); yields its pid.
+
+    The file is opened (created if missing) before the process changes its user, as a
+    descriptor inherited from root would be; only root can switch to another ``uid``.
+    """
+    uid = os.geteuid() if uid is None else uid
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, path, str(uid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline().split()  # written once the lock is held
+        assert line, f"the lock holder did not start: {child.stderr.read() if child.stderr else ''}"
+        assert int(line[1]) == uid, f"the lock holder runs as {line[1]}, not {uid}"
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+        for stream in (child.stdin, child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def unused_uid() -> int:
+    """A user id no account has (only root can give a file or a process to it)."""
+    uid = 54321
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+def another_users_directory(tmp_path: Path) -> Path:
+    """A directory that belongs to someone else: made and given away as root, else /usr."""
+    if os.geteuid() != 0:
+        usr = Path("/usr")
+        assert usr.stat().st_uid != os.geteuid()  # a system directory, root's
+        return usr
+    directory = tmp_path / "theirs"
+    directory.mkdir(mode=0o755)
+    os.chown(directory, unused_uid(), -1)
+    return directory
+
+
+_MEASURED = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(done.returncode)
+"""
+
+
+def run_measured(
+    command: list[str], smtp_port: int, timeout: float = 120, **extra: str
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``python -m django <command>``; return it and its peak resident memory in bytes.
+
+    A fresh interpreter starts it and reads ``RUSAGE_CHILDREN`` (Linux reports KiB), so
+    no other process of the test run counts.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, sys.executable, "-m", "django", *command],
+        env=command_env(smtp_port, **extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    *errors, peak = done.stderr.rstrip("\n").split("\n")
+    done.stderr = "\n".join(errors)
+    return done, int(peak) * 1024

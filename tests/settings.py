@@ -1,7 +1,9 @@
 """Settings for the test suite. ``MAILER_TEST_DB`` picks the database: sqlite, postgres, mariadb."""
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 
 import django
@@ -108,9 +110,14 @@ else:
     EMAIL_HOST = "127.0.0.1"
     EMAIL_PORT = SMTP_PORT
     EMAIL_TIMEOUT = 10
-MAILER_LOCK_PATH = os.environ.get("MAILER_TEST_LOCK_PATH") or os.path.join(
-    tempfile.gettempdir(), f"mailer-tests-lock-{os.getpid()}"
-)
+# The send_mail lock in a directory of this test run's own (mode 0700): the lock refuses
+# a directory that others may write, such as the temp directory itself.
+MAILER_LOCK_PATH = os.environ.get("MAILER_TEST_LOCK_PATH")
+if not MAILER_LOCK_PATH:
+    _lock_dir = os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}")
+    os.makedirs(_lock_dir, mode=0o700, exist_ok=True)
+    atexit.register(shutil.rmtree, _lock_dir, True)  # worker processes are gone by then
+    MAILER_LOCK_PATH = os.path.join(_lock_dir, "send_mail")
 MAILER_RETRY_BACKOFF = 60
 
 LOGGING_CONFIG = None

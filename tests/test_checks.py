@@ -16,6 +16,8 @@ from django.db import connections
 
 from mailer.backend import DbBackend
 
+from .processes import another_users_directory
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_ID = re.compile(r"mailer\.[EW]\d{3}")
 
@@ -261,7 +263,57 @@ class TestLockPath:
 
     def test_the_default_path_is_fine(self, settings: Any) -> None:
         settings.MAILER_LOCK_PATH = None
+        assert reported("mailer.W002") == reported("mailer.W030") == []
+
+    def test_a_default_directory_not_made_yet_is_fine(
+        self, default_lock_dir: Path, tmp_path: Path
+    ) -> None:
+        assert reported("mailer.W002") == reported("mailer.W030") == []
+        assert list(tmp_path.iterdir()) == []  # the check creates nothing
+
+
+class TestUnsafeLockPath:
+    """mailer.W030: the send_mail lock could be replaced or held by another user."""
+
+    @pytest.mark.parametrize("mode", [0o775, 0o757, 0o1777])
+    def test_a_directory_others_may_write(self, settings: Any, tmp_path: Path, mode: int) -> None:
+        tmp_path.chmod(mode)
+        settings.MAILER_LOCK_PATH = str(tmp_path / "mailer")
+        warning = the_one("mailer.W030")
+        assert "writable by group or others" in warning.msg
+        assert warning.obj == "MAILER_LOCK_PATH"
         assert reported("mailer.W002") == []
+
+    def test_a_directory_of_another_user(self, settings: Any, tmp_path: Path) -> None:
+        settings.MAILER_LOCK_PATH = str(another_users_directory(tmp_path) / "mailer")
+        assert "belongs to another user" in the_one("mailer.W030").msg
+
+    def test_a_symbolic_link_where_the_lock_goes(self, settings: Any, tmp_path: Path) -> None:
+        (tmp_path / "mailer.lock").symlink_to(tmp_path / "nowhere")
+        settings.MAILER_LOCK_PATH = str(tmp_path / "mailer")
+        assert "is a symbolic link" in the_one("mailer.W030").msg
+
+    def test_a_symlinked_default_directory(self, default_lock_dir: Path, tmp_path: Path) -> None:
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        default_lock_dir.symlink_to(tmp_path / "elsewhere")
+        assert "is a symbolic link" in the_one("mailer.W030").msg
+
+    def test_a_lock_file_others_may_write(self, settings: Any, tmp_path: Path) -> None:
+        (tmp_path / "mailer.lock").write_text("")
+        (tmp_path / "mailer.lock").chmod(0o666)
+        settings.MAILER_LOCK_PATH = str(tmp_path / "mailer")
+        assert "writable by group or others" in the_one("mailer.W030").msg
+
+    def test_a_private_directory_is_fine(self, settings: Any, tmp_path: Path) -> None:
+        tmp_path.chmod(0o700)
+        settings.MAILER_LOCK_PATH = str(tmp_path / "mailer")
+        assert reported("mailer.W030") == []
+
+    def test_is_not_checked_without_the_file_lock(self, settings: Any, tmp_path: Path) -> None:
+        tmp_path.chmod(0o777)
+        settings.MAILER_LOCK_PATH = str(tmp_path / "mailer")
+        settings.MAILER_USE_FILE_LOCK = False
+        assert reported("mailer.W030") == []
 
 
 class TestTasks:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from mailer.conf import MailerSettings, Setting
+from mailer.conf import MailerSettings, Setting, default_lock_directory
 from mailer.conf import settings as mailer_settings
 from mailer.exceptions import MailerConfigurationError, MailerError
 from mailer.priorities import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_MEDIUM
@@ -148,10 +148,15 @@ class TestLockFile:
         settings.MAILER_LOCK_PATH = "/var/lock/mailer"
         assert mailer_settings.lock_file == "/var/lock/mailer.lock"
 
-    def test_defaults_to_a_file_in_the_temp_dir_for_this_database(self, settings: Any) -> None:
+    def test_defaults_to_a_file_in_the_users_own_temp_dir_for_this_database(
+        self, settings: Any
+    ) -> None:
         settings.MAILER_LOCK_PATH = None
         lock = mailer_settings.lock_file
-        assert os.path.dirname(lock) == tempfile.gettempdir()
+        directory = os.path.dirname(lock)
+        assert directory == default_lock_directory()
+        assert os.path.dirname(directory) == tempfile.gettempdir()
+        assert os.path.basename(directory) == f"django-mailer-{os.geteuid()}"
         assert lock.endswith(".lock") and lock == mailer_settings.lock_file
 
 

@@ -15,6 +15,8 @@ mailer.W003 ``MAILER_EMAIL_BACKEND`` is set, but ``MAILERS`` decides.
 mailer.W004 ``MAILERS`` is set, but this Django version ignores it.
 mailer.W005 ``MAILER_TASKS_ENQUEUE_ON_COMMIT`` is on, but the Tasks backend
             cannot run a task later.
+mailer.W030 The ``send_mail`` lock file or its directory is not safe: another
+            user's, writable by others, or a symbolic link.
 mailer.W040 ``MAILER_IDEMPOTENCY_WINDOW`` is shorter than
             ``MAILER_MAX_MESSAGE_AGE``.
 ==========  ==============================================================
@@ -30,6 +32,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
+from . import locking
 from .conf import (
     DEFAULT_DELIVERY_BACKEND,
     MailerSettings,
@@ -277,32 +280,63 @@ def check_workers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 
 @register(TAG)
 def check_lock_path(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """mailer.W002: the send_mail lock file cannot be created or written."""
+    """mailer.W030, mailer.W002: the send_mail lock is unsafe, or cannot be created or written.
+
+    Warnings, not errors: they are about this host's files, and other commands (migrate,
+    runserver) must not stop for them; send_mail itself refuses an unsafe lock.
+    """
     if not (_valid(MailerSettings.USE_FILE_LOCK) and _valid(MailerSettings.LOCK_PATH)):
         return []  # mailer.E002
     if not settings.USE_FILE_LOCK:
         return []
-    lock = os.path.abspath(settings.lock_file)
+    default = settings.LOCK_PATH is None
+    lock = settings.lock_file
+    problem = locking.lock_problem(lock, default=default)
+    if problem:
+        return [
+            Warning(
+                f"The send_mail lock {lock!r} is not safe to use: {problem}. send_mail and "
+                "send_all() refuse to run.",
+                hint="Another user could replace or hold this lock. Point MAILER_LOCK_PATH "
+                "into a directory that belongs to the user running send_mail and that no one "
+                "else can write (mode 0700 or 0755), or leave it unset to use a private "
+                "directory under the temp directory.",
+                id="mailer.W030",
+                obj="MAILER_LOCK_PATH",
+            )
+        ]
+    unusable = _lock_unusable(lock, default)
+    if unusable:
+        return [
+            Warning(
+                f"The send_mail lock file {lock!r} cannot be used: {unusable}. send_mail and "
+                "send_all() will fail to take the lock.",
+                hint="Set MAILER_LOCK_PATH to a path (without '.lock') in a directory the "
+                "workers can write to, or set MAILER_USE_FILE_LOCK = False: the lock only "
+                "serialises send_mail runs on one host, and on PostgreSQL and MariaDB claims "
+                "keep them apart.",
+                id="mailer.W002",
+                obj="MAILER_LOCK_PATH",
+            )
+        ]
+    return []
+
+
+def _lock_unusable(lock: str, default: bool) -> str | None:
+    """Why the lock file cannot be created or written by this process, or None."""
     directory = os.path.dirname(lock)
+    if default and not os.path.isdir(directory):
+        directory = os.path.dirname(directory)  # the private directory is made on first use
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"this process may not create its directory in {directory!r}"
+        return None
     if not os.path.isdir(directory):
-        problem = f"its directory {directory!r} does not exist"
-    elif os.path.exists(lock) and (os.path.isdir(lock) or not os.access(lock, os.R_OK | os.W_OK)):
-        problem = "it exists and is not a file this process may read and write"
-    elif not os.path.exists(lock) and not os.access(directory, os.W_OK | os.X_OK):
-        problem = f"this process may not create files in {directory!r}"
-    else:
-        return []
-    return [
-        Warning(
-            f"The send_mail lock file {lock!r} cannot be used: {problem}. send_mail and "
-            "send_all() will fail to take the lock.",
-            hint="Set MAILER_LOCK_PATH to a path (without '.lock') in a directory the workers "
-            "can write to, or set MAILER_USE_FILE_LOCK = False: the lock only serialises "
-            "send_mail runs on one host, and on PostgreSQL and MariaDB claims keep them apart.",
-            id="mailer.W002",
-            obj="MAILER_LOCK_PATH",
-        )
-    ]
+        return f"its directory {directory!r} does not exist"
+    if os.path.exists(lock) and (os.path.isdir(lock) or not os.access(lock, os.R_OK | os.W_OK)):
+        return "it exists and is not a file this process may read and write"
+    if not os.path.exists(lock) and not os.access(directory, os.W_OK | os.X_OK):
+        return f"this process may not create files in {directory!r}"
+    return None
 
 
 @register(TAG)

@@ -2,7 +2,9 @@
 
 * 2xx: sent. 4xx, timeouts, dropped connections, DNS and connection errors:
   transient, retried with backoff. 5xx: permanent, failed at once.
-* Bad stored data (``ValueError``, ``UnicodeError``...): permanent.
+* Bad stored data (``ValueError``, ``UnicodeError``...): permanent; a row the
+  queue cannot read (``UndecodableMessage``) says "stored data is not valid: ...",
+  one over ``MAILER_MAX_MESSAGE_SIZE`` "stored data is too large: ...".
 * ESP backends (django-anymail and the like) are read through their
   exceptions: an HTTP status on the exception or its ``response`` counts like
   an SMTP code (408 and 429 are transient).
@@ -24,7 +26,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from .conf import settings
-from .exceptions import UndecodableMessage
+from .exceptions import StoredMessageTooLarge, UndecodableMessage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
 
 
@@ -114,7 +116,11 @@ def classify(exc: BaseException, recipients: list[str] | None = None) -> Outcome
         reply = Reply(exc.smtp_code, _text(exc.smtp_error))
     elif isinstance(exc, smtplib.SMTPNotSupportedError):
         verdict, reply = Verdict.PERMANENT, Reply(None, str(exc) or name)
-    elif isinstance(exc, UndecodableMessage | ValueError | TypeError | UnicodeError | LookupError):
+    elif isinstance(exc, StoredMessageTooLarge):
+        verdict, reply = Verdict.PERMANENT, Reply(None, f"stored data is too large: {exc}")
+    elif isinstance(exc, UndecodableMessage):
+        verdict, reply = Verdict.PERMANENT, Reply(None, f"stored data is not valid: {exc}")
+    elif isinstance(exc, ValueError | TypeError | UnicodeError | LookupError):
         verdict, reply = Verdict.PERMANENT, Reply(None, f"{name}: {exc}")
     elif isinstance(exc, OSError):
         verdict, reply = Verdict.TRANSIENT, Reply(None, f"{name}: {exc}")

@@ -339,7 +339,11 @@ class MailerSettings:
 
     @property
     def lock_file(self) -> str:
-        """Absolute path of the send_mail lock file (MAILER_LOCK_PATH + '.lock')."""
+        """Absolute path of the send_mail lock file (MAILER_LOCK_PATH + '.lock').
+
+        Without MAILER_LOCK_PATH: a file named after the database in
+        :func:`default_lock_directory`.
+        """
         base = self.LOCK_PATH
         if base is None:
             from django.db import connection
@@ -347,8 +351,17 @@ class MailerSettings:
             # One lock per database: two projects on a host must not block each other.
             db = f"{connection.vendor}:{connection.settings_dict.get('NAME')}"
             digest = hashlib.sha1(db.encode(), usedforsecurity=False).hexdigest()[:12]
-            base = os.path.join(tempfile.gettempdir(), f"django-mailer-{digest}")
-        return base + ".lock"
+            base = os.path.join(default_lock_directory(), f"django-mailer-{digest}")
+        return os.path.abspath(base + ".lock")
+
+
+def default_lock_directory() -> str:
+    """The running user's own directory (mode 0700) for the send_mail lock, in the temp dir.
+
+    Never the temp directory itself: anyone may create names there, such as a
+    symbolic link where the lock is about to be opened.
+    """
+    return os.path.join(tempfile.gettempdir(), f"django-mailer-{os.geteuid()}")
 
 
 settings = MailerSettings()

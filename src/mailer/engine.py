@@ -30,14 +30,17 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from . import storage
-from .classify import breaks_connection, classify
+from .classify import breaks_connection, classify, exception_name
 from .conf import DEFAULT_ERROR_HANDLER, settings
-from .exceptions import MailerError
+from .exceptions import MailerError, UndecodableMessage
+from .mailers import alias_problem
 from .models import DontSendEntry, Message, MessageQuerySet
 from .outcome import Outcome, RecipientResult, Reply, Verdict
+from .rows import check_loaded_size, results_problem, too_large
+from .scrub import scrubbed_logger, unstorable
 from .transport import Transport
 
-logger = logging.getLogger("mailer.engine")
+logger = scrubbed_logger("mailer.engine")  # replies and tracebacks may quote secrets
 
 RECORD_EVERY_SECONDS = 1.0
 INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is known
@@ -189,6 +192,7 @@ class Engine:
         self._bytes_per_message: float | None = None
         self._recorder: Recorder | None = None
         self._check_dont_send = True
+        self._alias_problems: dict[str, str | None] = {}  # per mailer alias, for this engine
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
         self.first_claim = first_claim
@@ -273,7 +277,7 @@ class Engine:
         return False
 
     def _deliver_batch(self, batch: list[Message]) -> None:
-        size = sum(len(m.message_data) for m in batch) / len(batch)
+        size = sum(m.stored_size for m in batch) / len(batch)  # set by claim(): read or not
         previous = self._bytes_per_message
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = self._blocked_recipients(batch)
@@ -359,12 +363,18 @@ class Engine:
     # -- one message -----------------------------------------------------------------
 
     def _blocked_recipients(self, batch: list[Message]) -> set[str]:
-        """Recipients of ``batch`` on the don't-send list: one query, none if the list is empty."""
+        """Recipients of ``batch`` on the don't-send list: one query, none if the list is empty.
+
+        Reads only the addresses of each row's summary; a row too large to have been read,
+        or whose data is not a message, adds none (and is failed when its turn comes).
+        """
         if not self._check_dont_send:
             return set()
         addresses: list[str] = []
         for message in batch:
-            summary = message.summary
+            if message.message_data is None:
+                continue
+            summary = storage.document_summary(message.message_data)
             for field in ("to", "cc", "bcc"):
                 addresses.extend(summary.get(field, ()))
         return DontSendEntry.objects.using(self.using).blocked(addresses)
@@ -376,13 +386,13 @@ class Engine:
             reply = Reply(None, f"expired at {when} before it could be sent")
             return Outcome(Verdict.PERMANENT, reply, "", [], message.stored_message_id)
         try:
-            email = storage.decode(message.message_data)
-        except Exception as error:
+            email, msgid, recipients, skipped = self._prepare(message, blocked)
+        except Exception as error:  # whatever the row holds, it fails alone: the run goes on
+            if not isinstance(error, UndecodableMessage):
+                error = UndecodableMessage(f"{exception_name(error)}: {error}")
             outcome = classify(error)
             outcome.verdict = Verdict.PERMANENT
             return outcome
-        msgid = storage.message_id(email)
-        recipients, skipped = _pending_recipients(email, message.recipient_results, blocked)
         if not recipients:
             verdict = Verdict.SKIPPED if skipped else Verdict.SENT
             reply = Reply(
@@ -396,6 +406,28 @@ class Engine:
         outcome.message_id = msgid
         outcome.recipients.extend(skipped)
         return outcome
+
+    def _prepare(
+        self, message: Message, blocked: set[str]
+    ) -> tuple[EmailMessage, str | None, list[str], list[RecipientResult]]:
+        """Everything read from the row before sending: the message, its Message-ID, the
+        recipients still to send to and those the don't-send list skips. Raises on a row
+        that is too large or malformed in any way."""
+        limit = settings.MAX_MESSAGE_SIZE
+        if message.message_data is None:  # claim() did not read it: over the limit
+            raise too_large(message.stored_size, limit)
+        check_loaded_size(message.message_data, limit)
+        email = storage.decode(message.message_data)
+        msgid = storage.message_id(email)
+        if msgid is not None and unstorable(msgid):
+            raise UndecodableMessage("the Message-ID holds NUL or a lone surrogate")
+        if message.mailer not in self._alias_problems:
+            self._alias_problems[message.mailer] = alias_problem(message.mailer)
+        problem = self._alias_problems[message.mailer]
+        if problem:
+            raise UndecodableMessage(problem)
+        recipients, skipped = _pending_recipients(email, message.recipient_results, blocked)
+        return email, msgid, recipients, skipped
 
     def _send(self, message: Message, email: EmailMessage, recipients: list[str]) -> Outcome:
         transport = self.transports.get(message.mailer)
@@ -463,12 +495,18 @@ def _will_fail(message: Message) -> bool:
 
 
 def _pending_recipients(
-    email: EmailMessage, done: dict[str, Any], blocked: set[str]
+    email: EmailMessage, done: Any, blocked: set[str]
 ) -> tuple[list[str], list[RecipientResult]]:
-    """Recipients still to send to (each once), and those skipped by the don't-send list."""
+    """Recipients still to send to (each once), and those skipped by the don't-send list.
+
+    ``done`` is the row's ``recipient_results``; UndecodableMessage if it is malformed.
+    """
     from .models import _addr_key
 
-    seen: set[str] = {_addr_key(a) for a in (done or {})}
+    problem = results_problem(done)
+    if problem:
+        raise UndecodableMessage(problem)
+    seen: set[str] = {_addr_key(a) for a in done}
     pending: list[str] = []
     skipped: list[RecipientResult] = []
     for address in email.recipients():
@@ -514,7 +552,9 @@ def send_all(
 
     Safe to call from Celery beat, cron wrappers or tests. Takes the send_mail
     lock when ``MAILER_USE_FILE_LOCK`` is on (and ``lock`` is true); if another
-    run holds it, returns at once with zero counts.
+    run of this user holds it, returns at once with zero counts. A lock held
+    by another user's process raises ``LockHeldByOtherUser``, and an unsafe
+    lock path ``UnsafeLockPath``.
     """
     from .leases import LeaseKeeper, current, reclaim_dead
     from .locking import LockHeld, send_lock

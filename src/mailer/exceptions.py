@@ -26,6 +26,10 @@ class InvalidHeader(InvalidMessage):
     """A header (subject included) contains a line break or is malformed."""
 
 
+class InvalidContentType(InvalidHeader):
+    """A MIME type, subtype or charset is malformed or holds a control character or line break."""
+
+
 class InvalidAddress(InvalidMessage):
     """An address is missing, malformed, or contains a line break."""
 
@@ -61,6 +65,10 @@ class RefusedLegacyData(UndecodableMessage):
     """A django-mailer pickle names something the restricted unpickler does not allow."""
 
 
+class StoredMessageTooLarge(UndecodableMessage):
+    """A queued row is over ``MAILER_MAX_MESSAGE_SIZE``: it is failed without being read."""
+
+
 # -- Configuration -----------------------------------------------------------
 
 
@@ -70,6 +78,25 @@ class MailerConfigurationError(MailerError, ImproperlyConfigured):
 
 class DeliveryBackendLoop(MailerConfigurationError):
     """The backend that should deliver queued mail is the queueing backend itself."""
+
+
+# -- The send_mail lock --------------------------------------------------------
+
+
+class LockHeld(MailerError):
+    """Another send_mail run of this user holds the lock: this run has nothing to do."""
+
+
+class LockHeldByOtherUser(MailerError, PermissionError):
+    """A process of another user holds the send_mail lock: no mail is sent while it does."""
+
+
+class UnsafeLockPath(MailerConfigurationError, PermissionError):
+    """The lock file or its directory could be replaced or held by another user.
+
+    Its owner is someone else, it is writable by group or others, or it is a
+    symbolic link (or has other hard links): nothing is opened through it.
+    """
 
 
 # -- Warnings ----------------------------------------------------------------

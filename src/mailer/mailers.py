@@ -132,6 +132,25 @@ def check_legacy_backend() -> str:
     return path
 
 
+def alias_problem(alias: str) -> str | None:
+    """Why mail whose ``mailer`` field is ``alias`` cannot be delivered through it, or None.
+
+    An empty alias is the default delivery backend, always a candidate.
+    """
+    if not alias:
+        return None
+    if not mailers_configured():
+        return f"Queued mail names the mailer {alias!r}, but MAILERS is not configured."
+    if alias not in mailers_setting():
+        return f"Queued mail names the mailer {alias!r}, which MAILERS no longer has."
+    if is_queueing_backend(alias_config(alias).get("BACKEND")):
+        return (
+            f"Queued mail names the mailer {alias!r}, whose BACKEND in MAILERS is "
+            f"{QUEUEING_BACKEND}: it would be queued again forever."
+        )
+    return None
+
+
 def open_backend(alias: str) -> BaseEmailBackend:
     """A new, unopened delivery backend for rows whose ``mailer`` field is ``alias``.
 
@@ -141,19 +160,10 @@ def open_backend(alias: str) -> BaseEmailBackend:
     if not alias and mailers_configured():
         alias = delivery_alias_of(DEFAULT_ALIAS)
     if alias:
-        if not mailers_configured():
-            raise MailerConfigurationError(
-                f"Queued mail names the mailer {alias!r}, but MAILERS is not configured."
-            )
-        if alias not in mailers_setting():
-            raise MailerConfigurationError(
-                f"Queued mail names the mailer {alias!r}, which MAILERS no longer has."
-            )
-        if is_queueing_backend(alias_config(alias).get("BACKEND")):
-            raise DeliveryBackendLoop(
-                f"Queued mail names the mailer {alias!r}, whose BACKEND in MAILERS is "
-                f"{QUEUEING_BACKEND}: it would be queued again forever."
-            )
+        problem = alias_problem(alias)
+        if problem:
+            known = mailers_configured() and alias in mailers_setting()
+            raise (DeliveryBackendLoop if known else MailerConfigurationError)(problem)
         from django.core.mail import mailers  # DJANGO_COMPAT(<6.1): only 6.1 has it
 
         backend: BaseEmailBackend = mailers[alias]

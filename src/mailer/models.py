@@ -43,6 +43,8 @@ from .priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
+from .rows import TolerantJSONField, bounded, bytes_over, take_bounded
+from .scrub import scrub
 from .validation import (
     CONTROL_HEADERS,
     IDEMPOTENCY_KEY_HEADER,
@@ -268,6 +270,11 @@ class MessageQuerySet(models.QuerySet["Message"]):
         its write lock makes atomic. Only the rows claimed by this call are
         returned. The claim is committed before this returns, so no
         transaction is open while the messages are delivered.
+
+        The claimed rows are then read in one ``SELECT``, their ``message_data``
+        only where it is within ``MAILER_MAX_MESSAGE_SIZE`` (see ``mailer.rows``):
+        a bigger row comes with ``message_data`` None and its length in
+        ``stored_size``, and is failed without being read.
         """
         now = now or timezone.now()
         claim = {
@@ -286,13 +293,11 @@ class MessageQuerySet(models.QuerySet["Message"]):
         elif connection.features.has_select_for_update:
             skip = connection.features.has_select_for_update_skip_locked
             with transaction.atomic(using=self.db):
-                rows = list(due.select_for_update(skip_locked=skip)[:limit])
-                if rows:
-                    mine.filter(pk__in=[r.pk for r in rows]).update(**claim)
-            for row in rows:
-                for name, value in claim.items():
-                    setattr(row, name, value)
-            return rows
+                ids = list(
+                    due.select_for_update(skip_locked=skip).values_list("pk", flat=True)[:limit]
+                )
+                if ids:
+                    mine.filter(pk__in=ids).update(**claim)
         else:  # SQLite before 3.35: no RETURNING; mark, then read back this claim's rows
             token = f"{owner}#{uuid.uuid4().hex[:8]}"
             picked = models.Subquery(due.values("pk")[:limit])
@@ -301,7 +306,12 @@ class MessageQuerySet(models.QuerySet["Message"]):
             )
             ids = list(mine.filter(claimed_by=token).values_list("pk", flat=True))
             mine.filter(pk__in=ids).update(claimed_by=owner)
-        return list(mine.filter(pk__in=ids).in_send_order()) if ids else []
+        if not ids:
+            return []
+        # Rows over MAILER_MAX_MESSAGE_SIZE come without their data (rows.bounded).
+        claimed = list(bounded(mine.filter(pk__in=ids).in_send_order(), settings.MAX_MESSAGE_SIZE))
+        take_bounded(claimed)
+        return claimed
 
     def _claim_returning(
         self, due: MessageQuerySet, limit: int, claim: dict[str, Any], lock: str
@@ -757,8 +767,13 @@ def count_where(condition: Q) -> models.Sum:
 
 
 def _apply_outcome(message: Message, outcome: Outcome, now: datetime.datetime) -> str:
-    """Update ``message`` in memory for ``outcome``; return "done", "deferred" or "failed"."""
-    results = dict(message.recipient_results or {})
+    """Update ``message`` in memory for ``outcome``; return "done", "deferred" or "failed".
+
+    Stored results of any other shape than an object (a malformed row, failed for
+    it) are replaced by this attempt's.
+    """
+    stored = message.recipient_results
+    results = dict(stored) if isinstance(stored, dict) else {}
     for r in outcome.recipients:
         if r.verdict is not Verdict.TRANSIENT:
             results[r.address] = r.as_json()
@@ -863,10 +878,8 @@ def _parse_when(name: str, value: Any) -> datetime.datetime:
 
 
 def _check_size(data: str, limit: int | None) -> None:
-    if limit is None or len(data) * 4 <= limit:
-        return
-    size = len(data.encode("utf-8", "surrogatepass"))
-    if size > limit:
+    size = bytes_over(data, limit)
+    if size is not None:
         raise MessageTooLarge(
             f"The message is {size} bytes once stored, over MAILER_MAX_MESSAGE_SIZE ({limit})."
         )
@@ -986,7 +999,7 @@ class Message(models.Model):
             "MAILERS alias that delivers this message; empty: the default delivery backend."
         ),
     )
-    recipient_results = models.JSONField(
+    recipient_results = TolerantJSONField(
         _("recipient results"),
         default=dict,
         blank=True,
@@ -1060,7 +1073,7 @@ class Message(models.Model):
         self.claimed_by = ""
         self.lease_expires_at = None
         if reply:
-            self.last_reply = reply
+            self.last_reply = scrub(reply)
         reason = retry.exhausted(self.retry_count, self.when_added, now)
         if reason:
             self.status = Status.FAILED
@@ -1106,6 +1119,17 @@ class Message(models.Model):
     def summary(self) -> dict[str, Any]:
         return storage.document_summary(self.message_data)
 
+    @property
+    def stored_size(self) -> int:
+        """Characters of stored data. ``claim()`` has the database count them, and leaves
+        ``message_data`` None rather than read a row over ``MAILER_MAX_MESSAGE_SIZE``."""
+        counted: int | None = self.__dict__.get("_stored_size")
+        return len(self.message_data or "") if counted is None else counted
+
+    @stored_size.setter
+    def stored_size(self, value: int) -> None:
+        self.__dict__["_stored_size"] = value
+
 
 # -- The log --------------------------------------------------------------------
 
@@ -1114,12 +1138,14 @@ class MessageLogQuerySet(models.QuerySet["MessageLog"]):
     def log(
         self, message: Message, result_code: str, log_message: str = "", **fields: Any
     ) -> MessageLog:
-        """Record an attempt at ``message`` (the contract's signature)."""
+        """Record an attempt at ``message`` (the contract's signature); texts are scrubbed."""
         handled = getattr(message, "_deferred_by_handler", False)  # defer() counted it already
+        if isinstance(fields.get("smtp_reply"), str):
+            fields["smtp_reply"] = scrub(fields["smtp_reply"])
         entry = self.model.about(
             message,
             result_code,
-            log_message,
+            scrub(log_message) if isinstance(log_message, str) else log_message,
             attempt=message.retry_count + (0 if handled else 1),
             **fields,
         )

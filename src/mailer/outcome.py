@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from .scrub import scrub, storable
+
 
 class Verdict(enum.Enum):
     """How a reply or an exception is to be treated."""
@@ -22,10 +24,19 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class Reply:
-    """A server's (or backend's) answer: SMTP code when there is one, and text."""
+    """A server's (or backend's) answer: SMTP code when there is one, and text.
+
+    Every reply is made here, so its text is scrubbed here (``mailer.scrub``):
+    credentials in it are never stored, logged or signalled; and what a
+    malformed row put in it (NUL, lone surrogates) is escaped, so it can be stored.
+    """
 
     code: int | None
     text: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.text, str):
+            object.__setattr__(self, "text", storable(scrub(self.text)))
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}" if self.code is not None else self.text

@@ -68,6 +68,7 @@ import email.generator
 import email.message
 import email.parser
 import email.policy
+import inspect
 import io
 import json
 import re
@@ -85,6 +86,7 @@ from django.utils.module_loading import import_string
 
 from .conf import settings
 from .exceptions import InvalidMessage, MailerWarning, UndecodableMessage
+from .scrub import storable, unstorable
 
 FORMAT_VERSION = 1
 
@@ -531,6 +533,8 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
         value = doc.get(key)
         if not (isinstance(value, list) and all(isinstance(a, str) for a in value)):
             return f"{key} is not a list of addresses"
+        if any(unstorable(a) for a in value):
+            return f"{key} holds an address with NUL or a lone surrogate"
     if not isinstance(doc.get("headers"), dict):
         return "headers is not an object"
     for key, kind in (("alternatives", list), ("attachments", list), ("attrs", dict)):
@@ -578,8 +582,23 @@ def from_document(doc: Any) -> EmailMessage:
         if name in doc:
             setattr(message, name, doc[name])
     for name, value in doc.get("attrs", {}).items():
+        _check_attr(type(message), name)
         setattr(message, name, _untag(value))
     return message
+
+
+def _check_attr(cls: type, name: str) -> None:
+    """Stored extra attributes are data: never a field of their own, a private name, or
+    code the class defines (a method, a property...) that they would replace."""
+    defined = inspect.getattr_static(cls, name, None)
+    if (
+        not name.isidentifier()
+        or name.startswith("_")
+        or name in _FIELDS
+        or callable(defined)
+        or hasattr(type(defined), "__get__")
+    ):
+        raise UndecodableMessage(f"Stored message data is corrupt: attrs may not set {name!r}.")
 
 
 def _alternatives(items: Iterable[tuple[Any, str]]) -> list[Any]:
@@ -635,10 +654,9 @@ def document_summary(data: str | None) -> dict[str, Any]:
     if not data:
         return {}
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
+        return summarize(json.loads(data))
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to read or show
         return {}
-    return summarize(doc)
 
 
 def summarize(doc: Any) -> dict[str, Any]:
@@ -667,7 +685,7 @@ def summarize(doc: Any) -> dict[str, Any]:
 def _display(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return storable(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 def _display_list(value: Any) -> list[str]:

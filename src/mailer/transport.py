@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import logging
 import re
 import smtplib
 import time
+from collections.abc import Iterator
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
@@ -24,11 +24,13 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
 from . import compat, mailers
-from .classify import breaks_connection, classify, verdict_for_code
+from .classify import breaks_connection, classify, exception_name, verdict_for_code
 from .conf import settings
+from .exceptions import UndecodableMessage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
+from .scrub import scrubbed_logger
 
-logger = logging.getLogger("mailer.transport")
+logger = scrubbed_logger("mailer.transport")  # replies and tracebacks may quote secrets
 
 # A connection idle this long is checked with NOOP before reuse: servers drop idle clients.
 IDLE_CHECK_SECONDS = 10.0
@@ -153,7 +155,8 @@ class Transport:
     ) -> Outcome:
         connection = backend.connection
         assert connection is not None
-        utf8 = any(_needs_smtputf8(a) for a in _all_addresses(message, recipients))
+        with _rendering():
+            utf8 = any(_needs_smtputf8(a) for a in _all_addresses(message, recipients))
         if utf8:
             connection.ehlo_or_helo_if_needed()
             if not connection.has_extn("smtputf8"):
@@ -164,14 +167,29 @@ class Transport:
                 return Outcome(
                     Verdict.PERMANENT, reply, "", _all(recipients, Verdict.PERMANENT, reply)
                 )
-        encoding = compat.default_charset(message)
-        sender = compat.envelope_address(backend, message.from_email, encoding, utf8=utf8)
-        envelope = [
-            (address, compat.envelope_address(backend, address, encoding, utf8=utf8))
-            for address in recipients
-        ]
-        data = compat.render(message, utf8=utf8)
+        with _rendering():
+            encoding = compat.default_charset(message)
+            sender = compat.envelope_address(backend, message.from_email, encoding, utf8=utf8)
+            envelope = [
+                (address, compat.envelope_address(backend, address, encoding, utf8=utf8))
+                for address in recipients
+            ]
+            data = compat.render(message, utf8=utf8)
         return _converse(connection, sender, envelope, data, utf8)
+
+
+@contextlib.contextmanager
+def _rendering() -> Iterator[None]:
+    """Turning a stored message into an envelope and bytes: no server is involved, so
+    whatever fails here is the message's data (UndecodableMessage, failed for good)."""
+    try:
+        yield
+    except UndecodableMessage:
+        raise
+    except Exception as error:
+        raise UndecodableMessage(
+            f"the message cannot be rendered: {exception_name(error)}: {error}"
+        ) from error
 
 
 def _converse(

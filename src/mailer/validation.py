@@ -4,10 +4,19 @@ Everything Django (or the SMTP server) would reject at delivery time is
 rejected here instead, in the caller, with an exception from
 :mod:`mailer.exceptions` -- so a bad message never reaches the queue:
 
-* a line break or NUL in the subject, a header or an address
+* a line break, NUL or other control character in the subject, a header's
+  name or value, an address or an attachment's file name
   (:class:`~mailer.exceptions.InvalidHeader`,
   :class:`~mailer.exceptions.InvalidAddress`); "line break" means every
-  separator ``str.splitlines()`` knows, as Django 6 refuses them all;
+  separator ``str.splitlines()`` knows, as Django 6 refuses them all, and
+  "control character" every C0 and C1 control but TAB, and DEL;
+* a MIME type (of an attachment or an alternative), a subtype
+  (``content_subtype``, ``mixed_subtype``, ``alternative_subtype``) or a
+  charset (``encoding``) that is not text in the MIME grammar, or holds any
+  control character (:class:`~mailer.exceptions.InvalidContentType`): each
+  is written into a ``Content-Type`` header;
+* a line break that is not a fold, or a control character, in a header of a
+  MIME part given as an attachment (:class:`~mailer.exceptions.InvalidHeader`);
 * an address that is None, not text, malformed, or more than one mailbox
   (:class:`~mailer.exceptions.InvalidAddress`);
 * a header value Django cannot render: anything but text on Django 6 (which
@@ -28,6 +37,7 @@ message is stored, as it applies to the stored form.
 from __future__ import annotations
 
 import datetime
+import email.charset
 import email.message
 import functools
 import mimetypes
@@ -44,6 +54,7 @@ from django.utils.functional import Promise
 from .compat import MODERN_EMAIL
 from .exceptions import (
     InvalidAddress,
+    InvalidContentType,
     InvalidHeader,
     InvalidIdempotencyKey,
     InvalidMessage,
@@ -58,9 +69,17 @@ _SIMPLE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*"
 # The same inside angle brackets after a display name of plain words ("Shop <a@b.c>").
 _SIMPLE_NAME_ADDR = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <" + _SIMPLE_ADDRESS.pattern + ">")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':'
-# NUL, and every line separator of str.splitlines(): Python's modern email API
-# (Django 6) refuses all of them in a header; older code splits lines on them.
-_FORBIDDEN_IN_HEADER = re.compile("[\x00\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# Every line separator of str.splitlines() (Python's modern email API, in Django 6, refuses
+# them all in a header; older code splits lines on them), NUL, and every other control
+# character but TAB: C0, DEL and C1.
+_FORBIDDEN_IN_HEADER = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# A token of RFC 2045 (MIME types, subtypes, charsets): printable ASCII but tspecials.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_SUBTYPE = re.compile(_TOKEN)
+# type/subtype, and parameters after ";" (Django passes "text/calendar; method=REQUEST" on).
+_MIME_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?: *;[ -~]*)?")
+# A fold (a line break followed by a blank) in a parsed header: not an injected line.
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _RECIPIENT_FIELDS = ("to", "cc", "bcc", "reply_to")
 _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
@@ -103,7 +122,9 @@ def check_address(address: Any, field: str) -> str:
         raise InvalidAddress(f"{field}: {address!r} is not an address string.")
     text = force_str(address)
     if _FORBIDDEN_IN_HEADER.search(text):
-        raise InvalidAddress(f"{field}: {text!r} contains a line break or NUL.")
+        raise InvalidAddress(
+            f"{field}: {text!r} contains a line break, NUL or other control character."
+        )
     if _SIMPLE_ADDRESS.fullmatch(text) or _SIMPLE_NAME_ADDR.fullmatch(text):
         return text
     _check_unicode(text, f"{field}: the address {text!r}", InvalidAddress)
@@ -190,7 +211,9 @@ def check_header(name: Any, value: Any) -> None:
     if isinstance(value, str | Promise):
         text = force_str(value)
         if _FORBIDDEN_IN_HEADER.search(text):
-            raise InvalidHeader(f"Header {name!r} contains a line break or NUL: {text!r}.")
+            raise InvalidHeader(
+                f"Header {name!r} contains a line break, NUL or other control character: {text!r}."
+            )
         _check_unicode(text, f"Header {name!r}", InvalidHeader)
         if name.lower() == "message-id" and not text.isascii():
             # It cannot be encoded (and the queue keeps it as the message's identity).
@@ -227,7 +250,9 @@ def validate(message: EmailMessage) -> list[str]:
     """
     subject = force_str(message.subject)
     if _FORBIDDEN_IN_HEADER.search(subject):
-        raise InvalidHeader(f"The subject contains a line break or NUL: {subject!r}.")
+        raise InvalidHeader(
+            f"The subject contains a line break, NUL or other control character: {subject!r}."
+        )
     _check_unicode(subject, "The subject", InvalidHeader)
     check_address(message.from_email, "from_email")
     recipients: list[str] = []
@@ -244,13 +269,40 @@ def validate(message: EmailMessage) -> list[str]:
         if name.lower() in _ADDRESS_HEADERS and isinstance(value, str | Promise):
             for part in _split_addresses(force_str(value)):
                 check_address(part, f"header {name}")
+    _check_content_types(message)
     check_text(message.body, "The body")
     for content, mimetype in getattr(message, "alternatives", ()):
+        check_mime_type(mimetype, "An alternative's MIME type")
         if str(mimetype).startswith("text/"):
             check_text(content, f"The {mimetype} alternative")
     for attachment in message.attachments:
         _check_attachment(attachment)
     return recipients
+
+
+def check_mime_type(value: Any, what: str) -> None:
+    """A MIME type written into a Content-Type header: "type/subtype", perhaps with parameters."""
+    _check_content_type(value, _MIME_TYPE, what, "a MIME type such as 'application/pdf'")
+
+
+def _check_content_types(message: EmailMessage) -> None:
+    """The subtypes and the charset Django writes into the message's Content-Type headers."""
+    for name in ("content_subtype", "mixed_subtype", "alternative_subtype", "encoding"):
+        value = getattr(message, name, None)
+        if value is None and (name == "encoding" or not hasattr(message, name)):
+            continue  # Django's default charset, or a class without this subtype
+        if isinstance(value, email.charset.Charset):
+            value = str(value)
+        what = f"The message's {name}"
+        _check_content_type(value, _SUBTYPE, what, "a MIME token such as 'plain' or 'utf-8'")
+
+
+def _check_content_type(value: Any, grammar: re.Pattern[str], what: str, kind: str) -> None:
+    text = force_str(value) if isinstance(value, str | Promise) else None
+    if text is None or not grammar.fullmatch(text):
+        raise InvalidContentType(
+            f"{what} must be {kind}, with no line break or control character, not {value!r:.80}."
+        )
 
 
 def _check_attachment(attachment: Any) -> None:
@@ -272,6 +324,7 @@ def _check_attachment(attachment: Any) -> None:
         if filename is None:
             raise InvalidMessage("An attachment without a MIME type needs a file name.")
         mimetype = mimetypes.guess_type(force_str(filename))[0] or "application/octet-stream"
+    check_mime_type(mimetype, f"The MIME type of attachment {filename!r}")
     if isinstance(content, EmailMessage):
         validate(content)
     elif isinstance(content, email.message.Message):
@@ -286,8 +339,14 @@ def _check_attachment(attachment: Any) -> None:
 
 
 def _check_part(part: email.message.Message) -> None:
-    """A MIME part object whose text travels unencoded must not hold NUL."""
+    """A MIME part's headers hold no injected line; text that travels unencoded no NUL."""
     for sub in part.walk():
+        for name, value in sub.raw_items():  # as stored: items() would hide line breaks
+            if _FORBIDDEN_IN_HEADER.search(_FOLD.sub("", str(name) + ": " + str(value))):
+                raise InvalidHeader(
+                    f"A {sub.get_content_type()} attachment's header {name!r} contains a line "
+                    f"break, NUL or other control character: {str(value)!r:.80}."
+                )
         if sub.is_multipart():
             continue
         encoding = str(sub.get("Content-Transfer-Encoding", "")).strip().lower()

@@ -16,7 +16,6 @@ and returns.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -34,8 +33,9 @@ from .models import Message
 from .models import Worker as WorkerRow
 from .postgres import Listener, can_listen
 from .ratelimit import RateLimiter
+from .scrub import scrubbed_logger
 
-logger = logging.getLogger("mailer.worker")
+logger = scrubbed_logger("mailer.worker")  # replies and tracebacks may quote secrets
 
 
 class Waker:

@@ -13,7 +13,9 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
+from ...conf import settings
 from ...health import STATES, Attempts, Health, check
+from ...locking import LockHolder, holder
 from ..base import MailerCommand
 
 ALERT = 2
@@ -55,10 +57,15 @@ class Command(MailerCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         health = check(using=options["database"])
         problems = limits_crossed(health, options)
+        lock = lock_status()
         if options["json"]:
-            self.stdout.write(json.dumps({**health.as_json(), "problems": problems}, indent=2))
+            self.stdout.write(
+                json.dumps(
+                    {**health.as_json(), "lock": lock_json(lock), "problems": problems}, indent=2
+                )
+            )
         elif self.verbosity >= 1:
-            self.stdout.write(report(health))
+            self.stdout.write(report(health) + "\n" + lock_line(lock))
         if problems:
             raise CommandError("; ".join(problems), returncode=ALERT)
 
@@ -99,6 +106,36 @@ def report(health: Health) -> str:
             f"last heartbeat {beat} ago{state}"
         )
     return "\n".join(lines)
+
+
+def lock_status() -> tuple[str, LockHolder | None] | None:
+    """The send_mail lock's path and its holder (None when MAILER_USE_FILE_LOCK is off)."""
+    if not settings.USE_FILE_LOCK:
+        return None
+    path = settings.lock_file
+    return path, holder(path)
+
+
+def lock_json(lock: tuple[str, LockHolder | None] | None) -> dict[str, Any] | None:
+    if lock is None:
+        return None
+    path, found = lock
+    if found is None:
+        return {"path": path, "holder": None}
+    about = {"pid": found.pid, "uid": found.uid, "user": found.user_name}
+    return {"path": path, "holder": {**about, "other_user": found.is_other_user}}
+
+
+def lock_line(lock: tuple[str, LockHolder | None] | None) -> str:
+    if lock is None:
+        return "send_mail lock: not used (MAILER_USE_FILE_LOCK is False)"
+    path, found = lock
+    if found is None:
+        return f"send_mail lock: free ({path})"
+    line = f"send_mail lock: held by {found} ({path})"
+    if found.is_other_user:
+        line += "; a process of another user: send_mail of this user refuses to run"
+    return line
 
 
 def _attempts(window: Attempts) -> str:

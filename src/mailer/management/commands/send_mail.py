@@ -8,9 +8,9 @@ from typing import Any
 
 from ...conf import settings
 from ...engine import SendCounts, send_all
-from ...locking import LockHeld, send_lock
+from ...locking import LockHeld, LockHeldByOtherUser, send_lock
 from ...models import Message
-from ..base import MailerCommand
+from ..base import CommandError, MailerCommand
 from ..progress import ProgressBar
 
 
@@ -40,6 +40,8 @@ class Command(MailerCommand):
         except LockHeld as held:
             self.say(f"{held}; nothing to do.")
             return
+        except LockHeldByOtherUser as error:
+            raise CommandError(str(error)) from error
         self.say(summary(counts, time.monotonic() - started))
 
     def _send(self, max_batch: int | None) -> SendCounts:
