@@ -221,7 +221,11 @@ def mailboxes(text: str) -> list[Mailbox]:
 
 
 def _split(text: str) -> list[str]:
-    """``text`` cut at commas outside quoted strings and angle brackets."""
+    """``text`` cut at commas outside quoted strings.
+
+    (A comma inside angle brackets leaves no valid address on either side,
+    which :func:`mailbox` then refuses.)
+    """
     if '"' not in text and "\\" not in text:
         return text.split(",")
     parts: list[str] = []

@@ -56,6 +56,12 @@ _MAX_LENGTH = 78  # email.policy.SMTP.max_line_length: longer text lines are enc
 _ADDRESS_HEADERS = frozenset({"sender", "resent-from", "resent-to", "resent-cc", "resent-sender"})
 _SINGLE_ADDRESS = frozenset({"sender", "resent-sender"})
 _DATE_HEADERS = frozenset({"date", "resent-date", "orig-date"})
+_CTE = {
+    cte: field_line("Content-Transfer-Encoding", cte)
+    for cte in ("7bit", "8bit", "quoted-printable", "base64")
+}
+# Content-Type fields of text parts, by (subtype, charset): a handful in any program.
+_TEXT_TYPES: dict[tuple[str, str], bytes] = {}
 
 
 def message(doc: Document) -> Part:
@@ -96,8 +102,13 @@ def _text(text: str, subtype: str, charset: str) -> Part:
     if not (is_token(subtype) and is_token(param)):
         raise Unsupported("an unusual text subtype or charset")
     cte, body = encode_text(text, charset)
-    content_type = fold("Content-Type", [("", f"text/{subtype};"), (" ", f'charset="{param}"')])
-    return Part([content_type, field_line("Content-Transfer-Encoding", cte)], body)
+    content_type = _TEXT_TYPES.get((subtype, param))
+    if content_type is None:
+        pieces = [("", f"text/{subtype};"), (" ", f'charset="{param}"')]
+        content_type = fold("Content-Type", pieces)
+        if len(_TEXT_TYPES) < 64:
+            _TEXT_TYPES[subtype, param] = content_type
+    return Part([content_type, _CTE[cte]], body)
 
 
 def encode_text(text: str, charset: str) -> tuple[str, bytes]:
