@@ -284,6 +284,16 @@ def anatomy(data: bytes) -> tuple[Any, ...]:
     return _anatomy(BytesParser(policy=email.policy.default).parsebytes(data))
 
 
+def forwarded(reading: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The anatomies of the messages forwarded (message/rfc822) in an anatomy, in order."""
+    headers, content = reading
+    if not isinstance(content, tuple):
+        return []
+    if dict(headers).get("Content-Type", ("",))[0] == "message/rfc822":
+        return [content[0], *forwarded(content[0])]
+    return [found for part in content for found in forwarded(part)]
+
+
 def _anatomy(part: Any) -> tuple[Any, ...]:
     headers = tuple((name, _reading(value)) for name, value in part.items())
     if part.is_multipart():  # multipart/* and message/rfc822
@@ -343,8 +353,16 @@ def _word_text(word: Any) -> str:
     return "".join(str(part) for part in word if part.token_type != "cfws")
 
 
-def _first_difference(ours: Any, theirs: Any, where: str) -> str | None:
-    """Where two anatomies first differ, said in words; None if they are equal."""
+def _first_difference(ours: Any, theirs: Any, where: str, nested: bool = False) -> str | None:
+    """Where two anatomies first differ, said in words; None if they are equal.
+
+    In a forwarded message (``nested``) Django 6's folder may lose a blank
+    between encoded words or add one (CPython gh-144156 and kin), which
+    ``compat.render`` works around at the top level only: a header of
+    Django's that differs from ours in blanks alone is that bug, not a
+    difference (``test_render`` checks those headers of ours against the
+    forwarded message).
+    """
     if ours == theirs:
         return None
     (my_headers, my_content), (their_headers, their_content) = ours, theirs
@@ -352,16 +370,32 @@ def _first_difference(ours: Any, theirs: Any, where: str) -> str | None:
     if names[0] != names[1]:
         return f"{where}: headers {names[0]} != Django's {names[1]}"
     for (name, mine), (_, django) in zip(my_headers, their_headers, strict=True):
-        if mine != django:
+        if mine != django and not (nested and _only_blanks_differ(mine, django)):
             return f"{where}, {name}: {mine!r} != Django's {django!r}"
     if isinstance(my_content, tuple) and isinstance(their_content, tuple):
         if len(my_content) != len(their_content):
             return f"{where}: {len(my_content)} parts != Django's {len(their_content)}"
+        forwarded = nested or dict(my_headers).get("Content-Type", ("",))[0] == "message/rfc822"
         for index, (mine, django) in enumerate(zip(my_content, their_content, strict=True)):
-            found = _first_difference(mine, django, f"{where} > part {index + 1}")
+            found = _first_difference(mine, django, f"{where} > part {index + 1}", forwarded)
             if found:
                 return found
-    return f"{where}: content {_short(ours)} != Django's {_short(theirs)}"
+        return None
+    if my_content == their_content:
+        return None
+    return f"{where}: content {_short(my_content)} != Django's {_short(their_content)}"
+
+
+def _only_blanks_differ(mine: Any, django: Any) -> bool:
+    """Do two header readings (text, or names of the same mailboxes) differ in blanks only?"""
+    if isinstance(mine, str) and isinstance(django, str):
+        return django.replace(" ", "") == mine.replace(" ", "")
+    if isinstance(mine, tuple) and isinstance(django, tuple) and len(mine) == len(django):
+        return all(
+            a == b or (a[1:] == b[1:] and _only_blanks_differ(a[0], b[0]))
+            for a, b in zip(mine, django, strict=True)
+        )
+    return False
 
 
 def _short(value: Any) -> str:
