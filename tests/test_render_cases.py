@@ -7,6 +7,7 @@ Each test reads like a sentence of ``mailer.message.render``'s description;
 
 from __future__ import annotations
 
+import base64
 import datetime
 import email
 import email.policy
@@ -14,6 +15,7 @@ import os
 import re
 from email.encoders import encode_base64
 from email.message import Message as PythonMessage
+from email.message import MIMEPart
 from email.mime.base import MIMEBase
 from email.mime.text import MIMEText
 from email.parser import BytesParser
@@ -211,6 +213,21 @@ class TestExamples(RenderAssertions):
         _quietly(lambda: message.attach(MIMEText("Grüße", "plain", "utf-8")))
         message.attach(inline_image())
         self.assert_renders_as_django(message)
+
+    def test_a_mime_part_stored_on_django_6(self) -> None:
+        """A MIMEPart attachment: sent as Django 6 sends it; Django 5.2 cannot render one."""
+        part = MIMEPart()
+        part.set_content(GIF, "image", "gif", filename="logo.gif", cid="<logo@example.com>")
+        doc = stored(pinned(plain()))
+        doc["attachments"] = [
+            {"mime": base64.b64encode(part.as_bytes()).decode("ascii"), "policy": "default"}
+        ]
+        ours = render(doc)
+        if compat.MODERN_EMAIL:
+            assert ours is not None
+            self.assert_same_reading(ours, djangos(doc))
+        else:  # DJANGO_COMPAT(<6.0)
+            assert ours is None
 
     def test_a_listed_subclass_without_its_own_rendering(self, settings: Any) -> None:
         settings.MAILER_MESSAGE_CLASSES = [f"{AnymailStyleMessage.__module__}.AnymailStyleMessage"]

@@ -57,6 +57,7 @@ class StoredPart:
     """A MIME part stored as bytes: sent as it was stored, with CRLF line ends."""
 
     data: bytes
+    modern: bool  # an email.message.MIMEPart (else an email.mime part)
 
 
 @dataclass
@@ -249,7 +250,7 @@ def stored_part(item: Any) -> StoredPart:
         raise Unsupported("a stored part with a long header line")
     if body and max(map(len, body.split(b"\r\n"))) > MAX_LINE:
         raise Unsupported("a stored part with a line over 998 octets")
-    return StoredPart(data)
+    return StoredPart(data, item["policy"] == "default")
 
 
 def verbatim_message(content: str | bytes) -> bytes:

@@ -180,6 +180,8 @@ def _content(
 
 def _attachment(attachment: Attachment, encoding: str) -> Part:
     if isinstance(attachment, StoredPart):
+        if attachment.modern:
+            raise Unsupported("a MIMEPart attachment, which Django 5.2 cannot render")
         return Part([], raw=attachment.data)
     part = _content(attachment.content, attachment.maintype, attachment.subtype, encoding)
     filename = attachment.filename
