@@ -29,13 +29,16 @@ when the document has none, are made as Django makes them.
 the caller then sends ``compat.render(storage.from_document(doc))`` as
 before. That is the case for:
 
-* ``utf8=True`` (an address only SMTPUTF8 can carry);
+* ``utf8=True``, and any address with a non-ASCII local part (only SMTPUTF8
+  carries those);
 * a class other than Django's two, unless ``MAILER_MESSAGE_CLASSES`` allows
   it and it overrides none of Django's rendering methods;
 * anything Django refuses or renders oddly: text the charset cannot encode,
-  a charset converted for sending (such as Shift JIS), a header Django
-  writes itself, two Date or Message-ID headers, values that look like
-  encoded words, 5.2's ``mixed_subtype`` on Django 6;
+  a charset converted for sending (Shift JIS on 5.2), a header Django writes
+  itself (Subject, Bcc, Content-Type...), two Date or Message-ID headers,
+  values that look like encoded words, ``mixed_subtype`` on Django 6, a
+  ``MIMEPart`` attachment on Django 5.2, ``message/*`` types other than
+  ``rfc822``;
 * addresses beyond the common forms (comments, groups, quoted local parts,
   display names with runs of blanks): Django's parser reads those;
 * a header, stored part or attached message that Django would send with a
