@@ -62,19 +62,19 @@ def with_attachments(to: list[str] | None = None) -> EmailMultiAlternatives:
     return message
 
 
-def inline_image() -> object:
+def inline_image(filename: str = "logo.gif", content: bytes = GIF, cid: str = "<logo>") -> object:
     """A GIF with Content-ID <logo>, as the MIME part type this Django version expects."""
     if django.VERSION >= (6, 0):
         part = MIMEPart()
         part.set_content(
-            GIF, maintype="image", subtype="gif", disposition="inline", filename="logo.gif"
+            content, maintype="image", subtype="gif", disposition="inline", filename=filename
         )
-        part["Content-ID"] = "<logo>"
+        part["Content-ID"] = cid
         return part
     # DJANGO_COMPAT(<6.0): legacy email.mime parts.
-    image = MIMEImage(GIF, "gif")
-    image.add_header("Content-ID", "<logo>")
-    image.add_header("Content-Disposition", "inline", filename="logo.gif")
+    image = MIMEImage(content, "gif")
+    image.add_header("Content-ID", cid)
+    image.add_header("Content-Disposition", "inline", filename=filename)
     return image
 
 
