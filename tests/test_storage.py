@@ -587,7 +587,15 @@ class TestAttributes:
             st.emails(), st.dictionaries(st.text(max_size=8), JSON_VALUES), max_size=3
         ),
         esp_extra=st.dictionaries(st.text(max_size=10), STORED_VALUES, max_size=4),
-        send_at=st.one_of(st.none(), st.datetimes(timezones=st.timezones())),
+        send_at=st.one_of(
+            st.none(),
+            # A year away from the ends of datetime's range: converting to UTC must not overflow.
+            st.datetimes(
+                min_value=datetime.datetime(2, 1, 1),
+                max_value=datetime.datetime(9998, 12, 31),
+                timezones=st.timezones(),
+            ),
+        ),
     )
     def test_anymail_attributes_survive(
         self,
