@@ -42,12 +42,13 @@ starts.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -84,8 +85,14 @@ def send_queued_mail(using: str = DEFAULT_DB_ALIAS, planned: str | None = None) 
     TaskWakeup.objects.using(using).filter(Q(kind=NOW) | Q(run_at__lte=served)).delete()
     try:
         counts = send_all(Message.objects.using(using).all())
-    finally:
-        follow_up(using)
+    except Exception:
+        # A failed drain still makes sure another runs later. If the database is what
+        # failed (send_all gave up, as send_mail does, and logged what it could not
+        # record), that may fail too: the drain's own error is the one raised.
+        with contextlib.suppress(DatabaseError):
+            follow_up(using)
+        raise
+    follow_up(using)
     return counts._asdict()
 
 

@@ -6,11 +6,14 @@ import time
 from argparse import ArgumentParser
 from typing import Any
 
+from django.db import DatabaseError
+
 from ...conf import settings
 from ...engine import SendCounts, send_all
+from ...exceptions import DatabaseUnreachable
 from ...locking import LockHeld, send_lock
 from ...models import Message
-from ..base import MailerCommand
+from ..base import CommandError, MailerCommand
 from ..progress import ProgressBar
 
 
@@ -40,6 +43,11 @@ class Command(MailerCommand):
         except LockHeld as held:
             self.say(f"{held}; nothing to do.")
             return
+        except DatabaseUnreachable as unreachable:
+            # One line for cron's mail; the messages concerned are in the log.
+            raise CommandError(str(unreachable)) from unreachable
+        except DatabaseError as error:
+            raise CommandError(f"the database is unreachable ({error})".strip()) from error
         self.say(summary(counts, time.monotonic() - started))
 
     def _send(self, max_batch: int | None) -> SendCounts:
