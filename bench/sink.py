@@ -18,6 +18,8 @@ The control port speaks one JSON object per line, answered by one JSON line:
                                                    unexpected ("count": 10: any 10, once each)
     {"cmd": "wait", "count": 100, "timeout": 60}   until that many messages arrived
     {"cmd": "times", "tokens": ["p-0"]}            accept time of each token (null: not yet)
+    {"cmd": "dupes"}                               tokens accepted more than once: every
+                                                   accept time of each
     {"cmd": "quit"}
 """
 
@@ -48,6 +50,7 @@ class State:
         self.last: float | None = None
         self.seen: dict[bytes, int] = {}  # token -> times accepted
         self.times: dict[bytes, float] = {}  # token -> first accept time
+        self.again: dict[bytes, list[float]] = {}  # token -> accept times of later copies
 
     def accept(self, data: bytes) -> None:
         now = time.monotonic()
@@ -66,6 +69,8 @@ class State:
         self.seen[token] = count + 1
         if not count:
             self.times[token] = now
+        else:
+            self.again.setdefault(token, []).append(now)
 
     def stats(self) -> dict[str, object]:
         return {
@@ -215,6 +220,8 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             answer = STATE.stats()
         elif command == "times":
             answer = {t: STATE.times.get(t.encode()) for t in request["tokens"]}
+        elif command == "dupes":
+            answer = {t.decode(): [STATE.times[t], *later] for t, later in STATE.again.items()}
         elif command == "quit":
             writer.write(b'{"ok": true}\n')
             await writer.drain()

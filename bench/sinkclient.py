@@ -39,6 +39,10 @@ class Sink:
     def times(self, tokens: list[str]) -> dict[str, float | None]:
         return self.call("times", tokens=tokens)
 
+    def dupes(self) -> dict[str, list[float]]:
+        """Tokens accepted more than once, with the time of each copy."""
+        return self.call("dupes")
+
     def close(self) -> None:
         self.file.close()
         self.sock.close()
