@@ -33,6 +33,7 @@ from . import storage
 from .classify import breaks_connection, classify
 from .conf import DEFAULT_ERROR_HANDLER, settings
 from .exceptions import DatabaseUnreachable, MailerError
+from .interrupt import deadline
 from .models import DontSendEntry, Message, MessageQuerySet
 from .outage import Backoff, Outage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
@@ -162,9 +163,9 @@ class Engine:
             self._recorder = None
         claimed: list[Message] = []
         try:
-            self._release_unfinished([])
             self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
             while not self.stop.is_set() and not self._limit_reached():
+                self._release_unfinished([])  # what could not be given back before
                 claimed = self._claim()
                 if not claimed:
                     break
@@ -204,17 +205,20 @@ class Engine:
         backoff = Backoff()
         failing_since: float | None = None
         while True:
+            started = time.monotonic()
+            limit = self._give_up_after()
+            left = None if limit is None else limit - (started - (failing_since or started))
             try:
-                claimed = self.queue.claim(
-                    self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
-                )
+                with deadline(self.using, left):
+                    claimed = self.queue.claim(
+                        self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
+                    )
             except DatabaseError as error:
                 if connections[self.using].in_atomic_block:
                     raise  # the caller's transaction is broken: nothing to retry
-                self.outage.failed("claiming mail", error)
+                self.outage.failed("claiming mail", error, began=started)
                 now = time.monotonic()
-                failing_since = failing_since or now
-                limit = self._give_up_after()
+                failing_since = failing_since or started
                 if limit is not None and now - failing_since >= limit:
                     lost = self._recorder.abandon(str(error)) if self._recorder else []
                     raise DatabaseUnreachable(str(error).strip(), lost) from error
@@ -294,7 +298,8 @@ class Engine:
 
     def _release_unfinished(self, messages: list[Message]) -> None:
         """Give back claims not attempted; those that cannot be given back now are
-        tried again at the next run (their lease is renewed while this worker lives)."""
+        tried again before the next claim (their lease is renewed while this worker
+        lives; after it exits, the next run on this host takes them back)."""
         left = [m for m in self._unreleased + messages if m.pk not in self._handed]
         self._unreleased = []
         if not left:
@@ -304,6 +309,8 @@ class Engine:
         except DatabaseError as error:
             self._unreleased = left
             self.outage.failed("giving back claims", error)
+            if not connections[self.using].in_atomic_block:
+                close_old_connections()  # a connection cut: the next try opens another
         else:
             self.outage.ok("giving back claims")
 

@@ -24,11 +24,18 @@ class Outage:
         self._lock = threading.Lock()
         self._failing: dict[str, str] = {}  # part -> the error it met
         self._since: float | None = None
+        self._back_at = float("-inf")
 
-    def failed(self, part: str, error: BaseException | str) -> None:
-        """``part`` could not do its work in the database (it will retry)."""
+    def failed(self, part: str, error: BaseException | str, began: float | None = None) -> None:
+        """``part`` could not do its work in the database (it will retry).
+
+        ``began``: when the work that failed began (time.monotonic()); work begun
+        before the database came back belongs to the outage that has ended.
+        """
         text = _describe(error)
         with self._lock:
+            if began is not None and began < self._back_at:
+                return
             first = not self._failing
             self._failing[part] = text
             if first:
@@ -44,6 +51,7 @@ class Outage:
             if self._failing.pop(part, None) is None or self._failing:
                 return
             since, self._since = self._since, None
+            self._back_at = time.monotonic()
         seconds = time.monotonic() - since if since is not None else 0.0
         self._log.warning("the database is back after %.1f s", seconds)
 

@@ -53,7 +53,6 @@ EXPOSED_LIMIT = 10  # messages a worker may have sent or sending, results not co
 AHEAD_SECONDS = 0.04  # how far one connection's sending may run ahead of its recording
 GROUP_SECONDS = 0.02  # how long a result waits for others to share its write, at most
 STALLED_AFTER = 2.0  # a write taking this long: the database does not answer
-PART = "recording results"
 
 Result = tuple[Message, Outcome]
 
@@ -123,6 +122,7 @@ class Recorder:
         self.gate = gate or Gate()
         self.outage = outage or Outage(logger)
         self.stop = stop or threading.Event()
+        self._part = f"recording results of {owner}"
         self._pending: list[Result] = []
         self._first_pending = 0.0  # when the oldest pending result was handed over
         self._group = 1  # results worth a write at the connection's speed
@@ -263,7 +263,7 @@ class Recorder:
         waited = time.monotonic() - started
         if waited >= STALLED_AFTER and not self._error:
             self._error = f"no answer for {waited:.0f} s"
-            self.outage.failed(PART, self._error)
+            self.outage.failed(self._part, self._error, began=started)
         if give_up_after is not None and waited >= give_up_after:
             error = self._error or f"no answer for {waited:.0f} s"
             self.gate.cond.release()
@@ -315,6 +315,7 @@ class Recorder:
         """Write ``batch``, retrying while the database fails; False if abandoned."""
         backoff = Backoff()
         while not self.abandoned:
+            began = time.monotonic()
             try:
                 self.model.objects.using(self.using).record(batch, worker=self.owner)
             except DatabaseError as error:
@@ -322,7 +323,7 @@ class Recorder:
                 with self.gate.cond:
                     self.gate.failing.add(self.owner)
                     self.gate.cond.notify_all()
-                self.outage.failed(PART, error)
+                self.outage.failed(self._part, error, began=began)
                 close_old_connections()
                 self._abandoned.wait(backoff.next())
                 continue
@@ -335,7 +336,7 @@ class Recorder:
                 with self.gate.cond:
                     self.gate.failing.discard(self.owner)
                     self.gate.cond.notify_all()
-                self.outage.ok(PART)
+                self.outage.ok(self._part)
             return True
         return False
 

@@ -54,6 +54,7 @@ from django.utils import timezone
 
 from .compat import tasks_framework
 from .engine import send_all
+from .exceptions import DatabaseUnreachable
 from .models import Message, TaskWakeup
 
 if TYPE_CHECKING:
@@ -85,10 +86,14 @@ def send_queued_mail(using: str = DEFAULT_DB_ALIAS, planned: str | None = None) 
     TaskWakeup.objects.using(using).filter(Q(kind=NOW) | Q(run_at__lte=served)).delete()
     try:
         counts = send_all(Message.objects.using(using).all())
+    except DatabaseUnreachable:
+        # Like send_mail, the drain gave up on the database (after logging what it could
+        # not record): no follow-up can be planned there either. Mail queued later, or
+        # cron, starts the next one.
+        raise
     except Exception:
-        # A failed drain still makes sure another runs later. If the database is what
-        # failed (send_all gave up, as send_mail does, and logged what it could not
-        # record), that may fail too: the drain's own error is the one raised.
+        # A failed drain still makes sure another runs later; if that fails too, the
+        # drain's own error is the one raised.
         with contextlib.suppress(DatabaseError):
             follow_up(using)
         raise
