@@ -250,16 +250,18 @@ class TestDatabaseGoesAway(MailAssertions):
             self.server.port,
             MAILER_TEST_SETTINGS=settings_json,
         )
-        processes.wait_until(lambda: len(self.server.received) >= 40, timeout=30)
-        cuts = 0
-        for _ in range(3):  # cut repeatedly while it works
-            cuts += processes.cut_database_connections()
-            time.sleep(0.3)
-        assert cuts > 0
-        processes.wait_until(
-            lambda: not Message.objects.exclude(status=Status.FAILED).exists(), timeout=60
-        )
-        code, _, err = processes.stop(worker, signal.SIGTERM)
+        try:
+            processes.wait_until(lambda: len(self.server.received) >= 40, timeout=30)
+            cuts = 0
+            for _ in range(3):  # cut repeatedly while it works
+                cuts += processes.cut_database_connections()
+                time.sleep(0.3)
+            assert cuts > 0
+            processes.wait_until(
+                lambda: not Message.objects.exclude(status=Status.FAILED).exists(), timeout=60
+            )
+        finally:
+            code, _, err = processes.stop(worker, signal.SIGTERM)
         assert code == 0, err[-2000:]
         arrived = self.server.tokens()
         tokens = [token_of(m) for m in messages]

@@ -193,6 +193,11 @@ class Engine:
             self._recorder.close()
             self._recorder = None
 
+    @property
+    def owes_claims(self) -> bool:
+        """Claims of the last run that could not be given back yet (the next run tries)."""
+        return bool(self._unreleased)
+
     def _give_up_after(self) -> float | None:
         """How long to wait for an unreachable database; a stopping worker waits no more
         than ``send_mail`` does."""

@@ -170,8 +170,12 @@ class MailWorker:
                         )
                     counts = engine.run()
                     failures = 0
-                    database.reset()
                     self.outage.ok(f"slot {number}")
+                    if engine.owes_claims:
+                        # Claims it could not give back would wait, renewed, for ever.
+                        self.stop.wait(database.next())
+                        continue
+                    database.reset()
                     if engine.connection_down:
                         outages += 1
                         delay = min(2.0**outages, 60.0)
