@@ -110,20 +110,24 @@ def _fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     return [f for f in model._meta.concrete_fields if f is not pk]
 
 
-_PLAIN = (models.CharField, models.TextField)
+_PLAIN = (models.CharField, models.TextField, models.IntegerField)
 
 
 def _preparer(field: models.Field[Any, Any], connection: Any) -> Callable[[Any], Any]:
-    """``field.get_db_prep_save``, skipped for text (bound as it is, or None)."""
+    """``field.get_db_prep_save`` for one write: skipped for text and whole numbers
+    (bound as they are), remembered for datetimes (rows share them)."""
+    prep = functools.partial(field.get_db_prep_save, connection=connection)
     if isinstance(field, _PLAIN) and type(field).get_db_prep_save is (
         models.Field.get_db_prep_save
     ):
-        return _same
-    return functools.partial(field.get_db_prep_save, connection=connection)
+        return functools.partial(_plain, prep)
+    if isinstance(field, models.DateTimeField):
+        return functools.lru_cache(maxsize=16)(prep)
+    return prep
 
 
-def _same(value: Any) -> Any:
-    return value
+def _plain(prep: Callable[[Any], Any], value: Any) -> Any:
+    return value if value is None or type(value) in (str, int) else prep(value)
 
 
 _STATEMENTS: dict[tuple[Any, ...], str] = {}
