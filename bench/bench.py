@@ -652,12 +652,7 @@ class Bench:
         self.start_sink()
         dbs = self.size["dbs"]
         try:
-            for db in dbs:
-                for side in self.sides(db):
-                    hello = self.driver(side, db).hello
-                    self.info.setdefault("sides", {})[side] = {
-                        k: hello[k] for k in ("python", "django", "package")
-                    }
+            self.introduce(dbs)
             plan = [
                 ("enqueue", self.scenario_enqueue, dbs),
                 ("drain", self.scenario_drain, dbs),
@@ -680,20 +675,33 @@ class Bench:
                         self.results.failures.append(f"{scenario} [{db}]: {error}")
                         self.log(f"FAIL {scenario} [{db}]: {error}")
         finally:
-            for drive in self.drivers.values():
-                try:
-                    drive("drop")
-                    drive.close()
-                except Exception as error:  # keep tearing down
-                    self.log(f"closing a driver: {error}")
-            try:
-                self.sink.call("quit")
-            except Exception:
-                self.sink_proc.kill()
-            self.sink_proc.wait(10)
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.shut_down()
         elapsed = time.time() - started
         return self.report(elapsed)
+
+    def introduce(self, dbs: list[str]) -> None:
+        """Start a driver for each side on each database; note the versions they run."""
+        for db in dbs:
+            for side in self.sides(db):
+                hello = self.driver(side, db).hello
+                self.info.setdefault("sides", {})[side] = {
+                    k: hello[k] for k in ("python", "django", "package")
+                }
+
+    def shut_down(self) -> None:
+        """Drop the drivers' databases, stop them and the sink, remove the temporary files."""
+        for drive in self.drivers.values():
+            try:
+                drive("drop")
+                drive.close()
+            except Exception as error:  # keep tearing down
+                self.log(f"closing a driver: {error}")
+        try:
+            self.sink.call("quit")
+        except Exception:
+            self.sink_proc.kill()
+        self.sink_proc.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- the report --
 

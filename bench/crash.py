@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import signal
 import sys
 import time
@@ -77,11 +78,7 @@ class CrashBench(Bench):
         self.start_sink()
         try:
             for db in self.size["dbs"]:
-                for side in self.sides(db):
-                    hello = self.driver(side, db).hello
-                    self.info.setdefault("sides", {})[side] = {
-                        k: hello[k] for k in ("python", "django", "package")
-                    }
+                self.introduce([db])
                 self.log(f"crash [{db}]")
                 try:
                     self.scenario_crash(db)
@@ -89,17 +86,7 @@ class CrashBench(Bench):
                     self.results.failures.append(f"crash [{db}]: {error}")
                     self.log(f"FAIL crash [{db}]: {error}")
         finally:
-            for drive in self.drivers.values():
-                try:
-                    drive("drop")
-                    drive.close()
-                except Exception as error:  # keep tearing down
-                    self.log(f"closing a driver: {error}")
-            try:
-                self.sink.call("quit")
-            except Exception:
-                self.sink_proc.kill()
-            self.sink_proc.wait(10)
+            self.shut_down()
         return self.report(time.time() - started)
 
     def scenario_crash(self, db: str) -> None:
@@ -187,7 +174,7 @@ class CrashBench(Bench):
             self.log("FAIL " + message)
 
     def report(self, elapsed: float) -> int:
-        command = "bash bench/run.sh " + " ".join(sys.argv[1:])
+        command = "bash bench/run.sh " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         machine = machine_description()
         out = BENCH / "out"
         out.mkdir(exist_ok=True)
