@@ -4,11 +4,12 @@ The engine hands each result to its ``Recorder`` the moment the server has
 answered. The recorder's thread, with a database connection of its own,
 writes everything handed over since its last write in one short transaction
 (``Message.objects.record``), and starts the next write as soon as that one is
-done and either a connection waits for it or enough results are in to be
-worth a write: those of about ``GROUP_SECONDS`` of sending, never more than
-``GROUP_SECONDS`` old. At a high rate each write covers several messages (a
-few SQL statements for many messages); at a low rate each message is written
-within milliseconds of its reply; there is no timer and no batch to wait for.
+done and a connection waits for it, or enough results are in to be worth a
+write (one fewer than the connection may leave unwritten), or the first of
+them is ``GROUP_SECONDS`` old. At a high rate each write covers several
+messages (a few SQL statements for many messages); at a low rate each message
+is written within milliseconds of its reply, the connection waiting for it;
+no batch is waited for.
 
 What a crash sends twice is what a server accepted and the database had not
 committed yet. The ``Gate`` keeps that small across a worker's delivery
@@ -266,12 +267,7 @@ class Recorder:
             self.outage.failed(self._part, self._error, began=started)
         if give_up_after is not None and waited >= give_up_after:
             error = self._error or f"no answer for {waited:.0f} s"
-            self.gate.cond.release()
-            try:
-                lost = self.abandon(error)
-            finally:
-                self.gate.cond.acquire()
-            raise DatabaseUnreachable(error, lost)
+            raise DatabaseUnreachable(error, self.abandon(error))  # the lock is re-entrant
 
     def _raise_crash(self) -> None:
         crashed, self._crashed = self._crashed, None
