@@ -3,10 +3,10 @@
 ``manage.py send_mail`` drains a queue and is killed with SIGKILL at random
 moments (when the sink has received a randomly chosen number of messages),
 each time started again to carry on, then run to the end. Every message
-carries a token, so the sink tells which arrived twice; each duplicate is
-counted against the kill that followed its first copy. Against the 50 ms
-server, the messages in flight at a kill (their DATA ended, their 250 not
-yet given) are counted too. Ours and django-mailer 2.3.2, in the same run,
+carries a token, so the sink tells which arrived twice; each extra copy is
+counted against the kill of the process that sent the copy before it. Against
+the 50 ms server, the messages in flight at a kill (their DATA ended, their
+250 not yet given) are counted too. Ours and django-mailer 2.3.2, in the same run,
 on SQLite and PostgreSQL.
 
 bench/run.sh runs it after bench/bench.py, with the same arguments
@@ -134,12 +134,11 @@ class CrashBench(Bench):
             first.update(self.sink.times(tokens[start : start + 1000]))
         trial.missing = sum(1 for token in tokens if first[token] is None)
         trial.twice = [0] * len(trial.kills)
-        for copies in self.sink.dupes().values():
-            # Each later copy was sent again because of the first kill after the copy before.
-            for before in copies[:-1]:
-                # Give or take the moment the sink takes to read what a client wrote just
-                # before it was killed (the next process starts far later).
-                after = [k for k, at in enumerate(trial.kills) if at > before - 0.2]
+        for opened in self.sink.dupes().values():
+            # Each later copy was sent again because the process that sent the copy
+            # before it was killed: the first kill after that copy's connection opened.
+            for before in opened[:-1]:
+                after = [k for k, at in enumerate(trial.kills) if at > before]
                 if after:
                     trial.twice[after[0]] += 1
                 else:
@@ -215,8 +214,8 @@ def write_section(table: str, command: str, elapsed: float, results: Results) ->
         f"`manage.py send_mail` killed with SIGKILL at random moments of a drain, started "
         f"again after each kill, then run to the end (`bench/crash.py`; {elapsed / 60:.0f} min, "
         f"written by `{command}`). *Sent twice*: extra copies the sink received, counted "
-        "against the kill that followed the first copy; *in flight*: messages whose DATA had "
-        "ended and whose 250 had not been given when the process died.",
+        "against the kill of the process that sent the copy before; *in flight*: messages "
+        "whose DATA had ended and whose 250 had not been given when the process died.",
         "",
         table,
         "",

@@ -18,8 +18,8 @@ The control port speaks one JSON object per line, answered by one JSON line:
                                                    unexpected ("count": 10: any 10, once each)
     {"cmd": "wait", "count": 100, "timeout": 60}   until that many messages arrived
     {"cmd": "times", "tokens": ["p-0"]}            accept time of each token (null: not yet)
-    {"cmd": "dupes"}                               tokens accepted more than once: every
-                                                   accept time of each
+    {"cmd": "dupes"}                               tokens accepted more than once: for
+                                                   each copy, when its connection opened
     {"cmd": "quit"}
 """
 
@@ -50,9 +50,12 @@ class State:
         self.last: float | None = None
         self.seen: dict[bytes, int] = {}  # token -> times accepted
         self.times: dict[bytes, float] = {}  # token -> first accept time
-        self.again: dict[bytes, list[float]] = {}  # token -> accept times of later copies
+        # Of tokens accepted more than once: for each copy, when the connection that
+        # brought it was opened.
+        self.opened: dict[bytes, list[float]] = {}
+        self.first_opened: dict[bytes, float] = {}
 
-    def accept(self, data: bytes) -> None:
+    def accept(self, data: bytes, opened: float = 0.0) -> None:
         now = time.monotonic()
         self.messages += 1
         self.bytes += len(data)
@@ -69,8 +72,9 @@ class State:
         self.seen[token] = count + 1
         if not count:
             self.times[token] = now
+            self.first_opened[token] = opened
         else:
-            self.again.setdefault(token, []).append(now)
+            self.opened.setdefault(token, [self.first_opened[token]]).append(opened)
 
     def stats(self) -> dict[str, object]:
         return {
@@ -132,6 +136,7 @@ class SMTPSession(asyncio.Protocol):
         self.in_data = False
         self.busy = False  # waiting to answer DATA: hold further input
         self.scan = 0
+        self.opened = time.monotonic()
         STATE.connections += 1
         transport.write(b"220 sink ESMTP ready\r\n")
 
@@ -154,7 +159,7 @@ class SMTPSession(asyncio.Protocol):
                 message, rest = bytes(self.buffer[2 : at + 2]), self.buffer[at + 5 :]
                 self.buffer = bytearray(rest)
                 self.in_data = False
-                STATE.accept(message)
+                STATE.accept(message, self.opened)
                 if STATE.latency > 0:
                     self.busy = True
                     asyncio.get_running_loop().call_later(STATE.latency, self._answer_data)
@@ -221,7 +226,7 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         elif command == "times":
             answer = {t: STATE.times.get(t.encode()) for t in request["tokens"]}
         elif command == "dupes":
-            answer = {t.decode(): [STATE.times[t], *later] for t, later in STATE.again.items()}
+            answer = {t.decode(): opened for t, opened in STATE.opened.items()}
         elif command == "quit":
             writer.write(b'{"ok": true}\n')
             await writer.drain()

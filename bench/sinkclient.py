@@ -40,7 +40,7 @@ class Sink:
         return self.call("times", tokens=tokens)
 
     def dupes(self) -> dict[str, list[float]]:
-        """Tokens accepted more than once, with the time of each copy."""
+        """Tokens accepted more than once: for each copy, when its connection opened."""
         return self.call("dupes")
 
     def close(self) -> None:

@@ -57,9 +57,9 @@ class MailAssertions:
     ) -> list[list[Received]]:
         """Copies sent again came from the crash window of a kill, within the bounds.
 
-        Each copy after the first is put down to the first kill after the copy
-        before it (whose result was lost), give or take the moment the server
-        takes to read what a client wrote just before it was killed. At most ``at_most`` per kill;
+        Each copy after the first is put down to the kill of the process that sent
+        the copy before it (whose result was lost): the first kill after that
+        copy's connection said EHLO. At most ``at_most`` per kill;
         with ``per_connection``, at most that many per connection per kill, each
         in flight at the kill (its "." read, no reply given) or the last message
         its connection delivered before the kill. Returns the lost copies per kill.
@@ -73,9 +73,7 @@ class MailAssertions:
                 copies.setdefault(copy.token, []).append(copy)
         for token, sent in copies.items():
             for before in sent[:-1]:
-                # The server may read a "." written just before the kill a moment after it;
-                # the next process starts far later than that.
-                after = [n for n, kill in enumerate(kills) if kill.at > before.data_at - 0.2]
+                after = [n for n, kill in enumerate(kills) if kill.at > before.hello_at]
                 assert after, (
                     f"{token} was sent again with no kill since its last copy: copies at "
                     f"{[(c.data_at, c.peer) for c in sent]}, kills at {[k.at for k in kills]}"
@@ -90,7 +88,7 @@ class MailAssertions:
                 continue
             last = {}
             for copy in received:
-                if copy.data_at < kill.at + 0.2:
+                if copy.hello_at < kill.at:  # a connection of the killed process, or before
                     last[copy.peer] = copy.token
             window = set(kill.in_flight.values()) | set(last.values())
             for copy in again:

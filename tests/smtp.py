@@ -38,6 +38,7 @@ class Received:
     mail_options: list[str] = field(default_factory=list)
     data_at: float = 0.0  # time.monotonic() when the final "." had been read
     peer: Any = None  # the client's (host, port): one per connection
+    hello_at: float = 0.0  # time.monotonic() of the connection's EHLO
 
     @property
     def message(self) -> ParsedMessage:
@@ -81,6 +82,7 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        session.hello_at = time.monotonic()
         if self.server.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
@@ -163,6 +165,7 @@ class _Handler:
                     [str(option) for option in envelope.mail_options],
                     data_at,
                     session.peer,
+                    getattr(session, "hello_at", data_at),
                 )
             )
             number = len(self.server.received)
