@@ -512,20 +512,24 @@ class Bench(DrainScenarios):
                         self.results.failures.append(f"{scenario} [{db}]: {error}")
                         self.log(f"FAIL {scenario} [{db}]: {error}")
         finally:
-            for drive in self.drivers.values():
-                try:
-                    drive("drop")
-                    drive.close()
-                except Exception as error:  # keep tearing down
-                    self.log(f"closing a driver: {error}")
-            try:
-                self.sink.call("quit")
-            except Exception:
-                self.sink_proc.kill()
-            self.sink_proc.wait(10)
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.shut_down()
         elapsed = time.time() - started
         return self.report(elapsed)
+
+    def shut_down(self) -> None:
+        """Drop the drivers' databases, stop them and the sink, remove the temporary files."""
+        for drive in self.drivers.values():
+            try:
+                drive("drop")
+                drive.close()
+            except Exception as error:  # keep tearing down
+                self.log(f"closing a driver: {error}")
+        try:
+            self.sink.call("quit")
+        except Exception:
+            self.sink_proc.kill()
+        self.sink_proc.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- the report --
 

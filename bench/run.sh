@@ -9,7 +9,7 @@
 #
 # Extra arguments go to bench/bench.py: --db sqlite|postgres|mariadb (repeatable),
 # --only SCENARIO (enqueue, drain, baselines, command, parallel, cron, latency, relay,
-# wakeup, scale, memory; repeatable), --server pipelining|no-pipelining (the SMTP sink
+# wakeup, scale, memory, crash; repeatable), --server pipelining|no-pipelining (the SMTP sink
 # offers PIPELINING or not; default both), --dj61 / --no-dj61. It makes its virtualenvs
 # under bench/.venvs/ from PyPI, needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust)
 # and MariaDB on 127.0.0.1:3306 (root, no password), and writes bench/out/<timestamp>.json.
@@ -32,4 +32,8 @@ bench_venvs "$with_dj61"
 for venv in bench/.venvs/ours-dj52 bench/.venvs/ours-dj61; do
     if [ -x "$venv/bin/python" ]; then "$venv/bin/python" -m compileall -q src/mailer >/dev/null; fi
 done
-exec bench/.venvs/ours-dj52/bin/python bench/bench.py "$@"
+# The crash section (bench/crash.py) runs after the others, with the same arguments.
+status=0
+bench/.venvs/ours-dj52/bin/python bench/bench.py "$@" || status=$?
+bench/.venvs/ours-dj52/bin/python bench/crash.py "$@" || status=$?
+exit "$status"

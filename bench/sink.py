@@ -20,6 +20,8 @@ The control port speaks one JSON object per line, answered by one JSON line:
                                                    unexpected ("count": 10: any 10, once each)
     {"cmd": "wait", "count": 100, "timeout": 60}   until that many messages arrived
     {"cmd": "times", "tokens": ["p-0"]}            accept time of each token (null: not yet)
+    {"cmd": "dupes"}                               tokens accepted more than once: for
+                                                   each copy, when its connection opened
     {"cmd": "quit"}
 """
 
@@ -51,8 +53,12 @@ class State:
         self.last: float | None = None
         self.seen: dict[bytes, int] = {}  # token -> times accepted
         self.times: dict[bytes, float] = {}  # token -> first accept time
+        # Of tokens accepted more than once: for each copy, when the connection that
+        # brought it was opened.
+        self.opened: dict[bytes, list[float]] = {}
+        self.first_opened: dict[bytes, float] = {}
 
-    def accept(self, data: bytes) -> None:
+    def accept(self, data: bytes, opened: float = 0.0) -> None:
         now = time.monotonic()
         self.messages += 1
         self.bytes += len(data)
@@ -69,6 +75,9 @@ class State:
         self.seen[token] = count + 1
         if not count:
             self.times[token] = now
+            self.first_opened[token] = opened
+        else:
+            self.opened.setdefault(token, [self.first_opened[token]]).append(opened)
 
     def stats(self) -> dict[str, object]:
         return {
@@ -131,6 +140,7 @@ class SMTPSession(asyncio.Protocol):
         self.in_data = False
         self.busy = False  # waiting to answer DATA: hold further input
         self.scan = 0
+        self.opened = time.monotonic()
         STATE.connections += 1
         transport.write(b"220 sink ESMTP ready\r\n")
 
@@ -153,7 +163,7 @@ class SMTPSession(asyncio.Protocol):
                 message, rest = bytes(self.buffer[2 : at + 2]), self.buffer[at + 5 :]
                 self.buffer = bytearray(rest)
                 self.in_data = False
-                STATE.accept(message)
+                STATE.accept(message, self.opened)
                 if STATE.latency > 0:
                     self.busy = True
                     asyncio.get_running_loop().call_later(STATE.latency, self._answer_data)
@@ -224,6 +234,8 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             answer = STATE.stats()
         elif command == "times":
             answer = {t: STATE.times.get(t.encode()) for t in request["tokens"]}
+        elif command == "dupes":
+            answer = {t.decode(): opened for t, opened in STATE.opened.items()}
         elif command == "quit":
             writer.write(b'{"ok": true}\n')
             await writer.drain()

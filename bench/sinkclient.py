@@ -42,6 +42,10 @@ class Sink:
     def times(self, tokens: list[str]) -> dict[str, float | None]:
         return self.call("times", tokens=tokens)
 
+    def dupes(self) -> dict[str, list[float]]:
+        """Tokens accepted more than once: for each copy, when its connection opened."""
+        return self.call("dupes")
+
     def close(self) -> None:
         self.file.close()
         self.sock.close()

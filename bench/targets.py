@@ -158,7 +158,7 @@ class Targets:
                 f"SQL statements per delivered message [{db}]",
                 self.median(("drain-sql",), db, "ours"),
                 "<=",
-                0.1,
+                0.5,  # results are written as they come (issue 11): a few per write
                 "statements/message",
                 drain,
             )

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from email.headerregistry import (
     AddressHeader,
     ContentDispositionHeader,
@@ -54,6 +55,64 @@ class MailAssertions:
         doubled = sorted({t for t in arrived if arrived.count(t) > 1})
         assert not missing, f"{len(missing)} never arrived, e.g. {missing[:3]}"
         assert not doubled, f"{len(doubled)} arrived more than once, e.g. {doubled[:3]}"
+
+    def assert_each_delivered(self, messages: list[EmailMessage] | list[str]) -> None:
+        """Every message arrived, at least once (a crash may have sent some twice)."""
+        tokens = [m if isinstance(m, str) else token_of(m) for m in messages]
+        arrived = set(self.server.tokens())
+        missing = [t for t in tokens if t not in arrived]
+        assert not missing, f"{len(missing)} never arrived, e.g. {missing[:3]}"
+
+    def assert_sent_again_only_what_was_in_flight(
+        self, kills: list[Kill], *, at_most: int, per_connection: int | None = None
+    ) -> list[list[Received]]:
+        """Copies sent again came from the crash window of a kill, within the bounds.
+
+        Each copy after the first is put down to the kill of the process that sent
+        the copy before it (whose result was lost): the first kill after that
+        copy's connection said EHLO. At most ``at_most`` per kill;
+        with ``per_connection``, at most that many per connection per kill, each
+        in flight at the kill (its "." read, no reply given) or the last message
+        its connection delivered before the kill. Returns the lost copies per kill.
+        """
+        lost: list[list[Received]] = [[] for _ in kills]
+        with self.server.lock:
+            received = sorted(self.server.received, key=lambda r: r.data_at)
+        copies: dict[str, list[Received]] = {}
+        for copy in received:
+            if copy.token:
+                copies.setdefault(copy.token, []).append(copy)
+        for token, sent in copies.items():
+            for before in sent[:-1]:
+                after = [n for n, kill in enumerate(kills) if kill.at > before.hello_at]
+                assert after, (
+                    f"{token} was sent again with no kill since its last copy: copies at "
+                    f"{[(c.data_at, c.peer) for c in sent]}, kills at {[k.at for k in kills]}"
+                )
+                lost[after[0]].append(before)
+        for n, (kill, again) in enumerate(zip(kills, lost, strict=True)):
+            assert len(again) <= at_most, (
+                f"kill {n}: {len(again)} sent again, at most {at_most}: "
+                f"{[c.token for c in again]} (in flight: {kill.in_flight})"
+            )
+            if per_connection is None:
+                continue
+            last = {}
+            for copy in received:
+                if copy.hello_at < kill.at:  # a connection of the killed process, or before
+                    last[copy.peer] = copy.token
+            window = set(kill.in_flight.values()) | set(last.values())
+            for copy in again:
+                mates = [c for c in again if c.peer == copy.peer]
+                assert len(mates) <= per_connection, (
+                    f"kill {n}: {len(mates)} sent again from one connection: "
+                    f"{[c.token for c in mates]}"
+                )
+                assert copy.token in window, (
+                    f"kill {n}: {copy.token} sent again, neither in flight nor the last "
+                    f"delivered on its connection ({window})"
+                )
+        return lost
 
     def assert_queued_as(
         self,
@@ -424,6 +483,14 @@ def _short(value: Any) -> str:
 
 def _head(data: bytes) -> str:
     return data[:3000].decode("utf-8", "replace")
+
+
+@dataclass
+class Kill:
+    """A worker process killed at ``at`` (time.monotonic()), and the server's view then."""
+
+    at: float
+    in_flight: dict[Any, str] = field(default_factory=dict)  # connection -> token
 
 
 _ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}

@@ -1,8 +1,10 @@
-"""Starting ``manage.py`` commands in real worker processes against the test database."""
+"""Starting ``manage.py`` commands in real worker processes against the test database,
+and making that database misbehave for them."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import signal
@@ -12,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -235,3 +238,84 @@ def run_measured(
     *errors, peak = done.stderr.rstrip("\n").split("\n")
     done.stderr = "\n".join(errors)
     return done, int(peak) * 1024
+
+
+def settings_env(**values: Any) -> dict[str, str]:
+    """Environment giving a child process ``MAILER_<NAME>`` settings (names lower-case)."""
+    return {
+        "MAILER_TEST_SETTINGS": json.dumps({f"MAILER_{k.upper()}": v for k, v in values.items()})
+    }
+
+
+def cut_database_connections() -> int:
+    """Cut every other connection to the test database, as a restarted server would
+    (PostgreSQL and MariaDB); return how many."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return len(cursor.fetchall())
+        cursor.execute(
+            "SELECT id FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        for pid in ids:
+            cursor.execute(f"KILL CONNECTION {int(pid)}")
+        return len(ids)
+
+
+# Run by ``manage.py shell -c`` in a process of its own: lock the queue's table against
+# every other connection (SQLite: take the database's write lock), say so, and hold it
+# until stdin closes.
+_LOCKER = """
+import sys
+from django.db import connection
+cursor = connection.cursor()
+if connection.vendor == "sqlite":
+    cursor.execute("BEGIN IMMEDIATE")
+elif connection.vendor == "postgresql":
+    cursor.execute("BEGIN")
+    cursor.execute("LOCK TABLE mailer_message IN ACCESS EXCLUSIVE MODE")
+else:
+    cursor.execute("LOCK TABLES mailer_message WRITE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def queue_locked(timeout: float = 60) -> Iterator[float]:
+    """The database stops answering for the queue: another process holds a lock on
+    it for the duration of the block, which is given when it was taken
+    (``time.monotonic()``). Only that process's connection works on the table."""
+    locker = subprocess.Popen(
+        [sys.executable, "-m", "django", "shell", "-c", _LOCKER],
+        env=command_env(0),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        assert locker.stdout is not None
+        for line in locker.stdout:
+            if line.strip() == "locked" or time.monotonic() > deadline:
+                break
+        assert locker.poll() is None, f"the locker died: {locker.communicate()[1][-2000:]}"
+        yield time.monotonic()
+    finally:
+        if locker.stdin is not None:
+            locker.stdin.close()
+        try:
+            locker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            locker.kill()
+            locker.wait()
+        for stream in (locker.stdout, locker.stderr):
+            if stream is not None:
+                stream.close()

@@ -3,8 +3,10 @@
 ``SMTPServer`` records every message it accepts, in order, and can be told
 to misbehave: refuse the first K attempts with a 4xx code, refuse chosen
 recipients or messages with any code, drop the connection after DATA, answer
-slowly, or add latency to every message. ``SilentServer`` accepts TCP
-connections and never says a word.
+slowly, or add latency to every message. It knows, per connection, which
+message is *in flight* (its final "." read, its reply not yet given), and
+``in_flight()`` says so at the moment a client is killed. ``SilentServer``
+accepts TCP connections and never says a word.
 
 Messages carry a unique token (see ``tests.samples``), so a test can say
 "delivered exactly once" about each one.
@@ -34,6 +36,9 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str] = field(default_factory=list)
+    data_at: float = 0.0  # time.monotonic() when the final "." had been read
+    peer: Any = None  # the client's (host, port): one per connection
+    hello_at: float = 0.0  # time.monotonic() of the connection's EHLO
 
     @property
     def message(self) -> ParsedMessage:
@@ -77,6 +82,7 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        session.hello_at = time.monotonic()
         if self.server.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
@@ -110,8 +116,28 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        faults = self.server.faults
         data: bytes = envelope.original_content or envelope.content
+        data_at = time.monotonic()
+        found = TOKEN.search(data)
+        with self.server.lock:
+            self.server.flying[session.peer] = found.group().decode() if found else ""
+        # Like a real server, it has the message once the final "." is in: a client
+        # that goes away before the reply does not take it back.
+        return await asyncio.shield(self._reply_to_data(server, session, envelope, data, data_at))
+
+    async def _reply_to_data(
+        self, server: Any, session: Any, envelope: Any, data: bytes, data_at: float
+    ) -> str:
+        try:
+            return await self._judge_data(server, session, envelope, data, data_at)
+        finally:
+            with self.server.lock:
+                self.server.flying.pop(session.peer, None)
+
+    async def _judge_data(
+        self, server: Any, session: Any, envelope: Any, data: bytes, data_at: float
+    ) -> str:
+        faults = self.server.faults
         with self.server.lock:
             self.server.data_attempts += 1
         if faults.data_delay:
@@ -137,6 +163,9 @@ class _Handler:
                     list(envelope.rcpt_tos),
                     data,
                     [str(option) for option in envelope.mail_options],
+                    data_at,
+                    session.peer,
+                    getattr(session, "hello_at", data_at),
                 )
             )
             number = len(self.server.received)
@@ -156,6 +185,7 @@ class SMTPServer:
         self.data_attempts = 0
         self.faults = Faults()
         self.connections = 0
+        self.flying: dict[Any, str] = {}  # peer -> token of the message awaiting its reply
         self.controller = Controller(
             _Handler(self),
             hostname="127.0.0.1",
@@ -208,6 +238,12 @@ class SMTPServer:
     def by_token(self, token: str) -> list[Received]:
         with self.lock:
             return [r for r in self.received if r.token == token]
+
+    def in_flight(self) -> dict[Any, str]:
+        """Per connection (peer), the token of the message whose final "." was read and
+        whose reply has not been given yet."""
+        with self.lock:
+            return dict(self.flying)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         deadline = time.monotonic() + timeout

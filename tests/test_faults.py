@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from mailer.engine import SendCounts, send_all
 from mailer.models import Message, MessageLog, Status
+from mailer.recorder import EXPOSED_LIMIT
 
 from . import processes
 from .assertions import MailAssertions, find
@@ -232,25 +233,6 @@ class TestServerThatNeverAnswers(MailAssertions):
             silent.close()
 
 
-def kill_other_connections() -> int:
-    """Cut every other connection to the test database, as a restarted server would."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return len(cursor.fetchall())
-        cursor.execute(
-            "SELECT id FROM information_schema.processlist "
-            "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        for pid in ids:
-            cursor.execute(f"KILL {int(pid)}")
-        return len(ids)
-
-
 @pytest.mark.slow
 @pytest.mark.server_database
 class TestDatabaseGoesAway(MailAssertions):
@@ -268,16 +250,18 @@ class TestDatabaseGoesAway(MailAssertions):
             self.server.port,
             MAILER_TEST_SETTINGS=settings_json,
         )
-        processes.wait_until(lambda: len(self.server.received) >= 40, timeout=30)
-        cuts = 0
-        for _ in range(3):  # cut repeatedly while it works
-            cuts += kill_other_connections()
-            time.sleep(0.3)
-        assert cuts > 0
-        processes.wait_until(
-            lambda: not Message.objects.exclude(status=Status.FAILED).exists(), timeout=60
-        )
-        code, _, err = processes.stop(worker, signal.SIGTERM)
+        try:
+            processes.wait_until(lambda: len(self.server.received) >= 40, timeout=30)
+            cuts = 0
+            for _ in range(3):  # cut repeatedly while it works
+                cuts += processes.cut_database_connections()
+                time.sleep(0.3)
+            assert cuts > 0
+            processes.wait_until(
+                lambda: not Message.objects.exclude(status=Status.FAILED).exists(), timeout=60
+            )
+        finally:
+            code, _, err = processes.stop(worker, signal.SIGTERM)
         assert code == 0, err[-2000:]
         arrived = self.server.tokens()
         tokens = [token_of(m) for m in messages]
@@ -288,7 +272,8 @@ class TestDatabaseGoesAway(MailAssertions):
             assert (
                 len(ids) == 1
             )  # a result not yet recorded when the connection went: resent as itself
-        assert len(arrived) - len(set(arrived)) <= 2 * 100
+        # Each cut may lose the results not yet committed: at most what the gate lets out.
+        assert len(arrived) - len(set(arrived)) <= 3 * EXPOSED_LIMIT
 
     def test_send_all_cut_off_mid_run_leaves_the_queue_consistent(self) -> None:
         self.server.faults.data_delay = 0.005
@@ -297,7 +282,7 @@ class TestDatabaseGoesAway(MailAssertions):
 
         def cut() -> None:
             time.sleep(0.3)
-            kill_other_connections()
+            processes.cut_database_connections()
             connection.close()
 
         cutter = threading.Thread(target=cut)
@@ -315,7 +300,7 @@ class TestDatabaseGoesAway(MailAssertions):
         assert {token_of(m) for m in messages} <= set(arrived), "nothing is lost"
         assert not Message.objects.exists()
         doubled = [t for t in set(arrived) if arrived.count(t) > 1]
-        assert len(doubled) <= 100  # at most the batch in flight when the connection went
+        assert len(doubled) <= EXPOSED_LIMIT  # at most what was unrecorded when it went
 
 
 class TestInternationalAddresses(MailAssertions):

@@ -252,6 +252,12 @@ class MailerSettings:
         _number(1),
         "How long a claim lasts unless renewed; a dead worker's mail waits at most this long.",
     )
+    RECORD_TIMEOUT: Setting[float] = Setting(
+        "MAILER_RECORD_TIMEOUT",
+        20,
+        _number(1),
+        "Seconds send_mail waits for an unreachable database before it gives up (runmailer waits).",
+    )
     RETRY_BACKOFF: Setting[float] = Setting(
         "MAILER_RETRY_BACKOFF",
         60,

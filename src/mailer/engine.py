@@ -5,9 +5,10 @@ A run repeats three steps until nothing is due (or a limit is reached):
 1. claim a batch in one short transaction (``Message.objects.claim``);
 2. deliver each message with no transaction open, over connections opened
    once per run and reused (``Transport``);
-3. record the results of the batch in one short transaction
-   (``Message.objects.record``) -- at least once a second, so a worker that
-   dies leaves little sent-but-unrecorded mail behind.
+3. hand each result, as soon as it is known, to the ``Recorder``, which
+   writes continuously (``mailer.recorder``): a worker that dies leaves at
+   most a few messages sent but unrecorded, and one that cannot record stops
+   sending.
 
 One message's failure -- at decode, render or send -- is recorded on that
 message and the run goes on.
@@ -15,7 +16,6 @@ message and the run goes on.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import smtplib
@@ -32,17 +32,19 @@ from django.utils.module_loading import import_string
 from . import storage
 from .classify import breaks_connection, classify, exception_name
 from .conf import DEFAULT_ERROR_HANDLER, settings
-from .exceptions import MailerError, UndecodableMessage
+from .exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
+from .interrupt import deadline
 from .mailers import alias_problem
 from .models import DontSendEntry, Message, MessageQuerySet
+from .outage import Backoff, Outage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
+from .recorder import Gate, Recorder
 from .rows import check_loaded_size, results_problem, too_large
 from .scrub import scrubbed_logger, unstorable
 from .transport import Transport
 
 logger = scrubbed_logger("mailer.engine")  # replies and tracebacks may quote secrets
 
-RECORD_EVERY_SECONDS = 1.0
 INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is known
 FIRST_BATCH = 50  # what a run claims before it knows how big the messages are
 BATCH_BYTES = 8_000_000  # stored mail a batch may hold
@@ -89,63 +91,6 @@ class ConnectionDown(MailerError):
         self.outcome = outcome
 
 
-class Recorder:
-    """Writes batches of results, one batch at a time, retrying while the database is away.
-
-    In the background (a thread with its own database connection) when it can,
-    so the next batch is claimed and sent while this one is written; in the
-    caller's thread when the caller has a transaction open, since the rows are
-    only visible there.
-    """
-
-    def __init__(self, model: Any, using: str, worker: str, background: bool) -> None:
-        self.model = model
-        self.using = using
-        self.worker = worker
-        self._pool = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mailer-record")
-            if background
-            else None
-        )
-        self._writing: concurrent.futures.Future[None] | None = None
-
-    def write(self, results: list[tuple[Message, Outcome]]) -> None:
-        """Write ``results``, after any batch still being written."""
-        if self._pool is None:
-            self._write(results)
-            return
-        self.wait()
-        self._writing = self._pool.submit(self._write, results)
-
-    def wait(self) -> None:
-        """Return once everything handed over is written; raise what writing raised."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            if self._pool is not None:
-                self._pool.submit(connections.close_all).result()
-                self._pool.shutdown()
-
-    def _write(self, results: list[tuple[Message, Outcome]]) -> None:
-        delay = 0.5
-        for attempt in range(8):
-            try:
-                self.model.objects.using(self.using).record(results, worker=self.worker)
-                return
-            except DatabaseError as error:
-                if attempt == 7:
-                    raise
-                logger.warning("recording results failed (%s); retrying in %.1f s", error, delay)
-                close_old_connections()
-                time.sleep(delay)
-                delay = min(delay * 2, 10)
-
-
 class Engine:
     """Drains the queue for one claim owner (a worker's delivery slot)."""
 
@@ -160,9 +105,15 @@ class Engine:
         max_batch: int | None = None,
         share: int = 1,
         first_claim: int | None = None,
+        gate: Gate | None = None,
+        outage: Outage | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         """``owner`` is the claim owner (see ``mailer.leases``); ``share`` is how many
-        engines of one worker drain the queue together.
+        engines of one worker drain the queue together, ``gate`` what they share to
+        keep unrecorded mail small, and ``outage`` where they say the database is away.
+        With ``give_up_after``, a run that cannot reach the database for that many
+        seconds raises ``DatabaseUnreachable``; without, it waits (until ``stop``).
 
         An Engine may ``run()`` many times; its delivery connections stay open
         between runs until ``close()``.
@@ -186,8 +137,8 @@ class Engine:
         self.custom_handler = self.handler is not handle_delivery_exception
         self.transports: dict[str, Transport] = {}
         self.counts = SendCounts()
-        self._pending: list[tuple[Message, Outcome]] = []
-        self._last_record = time.monotonic()
+        self._handed: set[int] = set()  # messages whose result went to the recorder
+        self._unreleased: list[Message] = []  # claims that could not be given back yet
         self._seconds_per_message: float | None = None
         self._bytes_per_message: float | None = None
         self._recorder: Recorder | None = None
@@ -196,6 +147,9 @@ class Engine:
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
         self.first_claim = first_claim
+        self.gate = gate or Gate()
+        self.outage = outage or Outage(logger)
+        self.give_up_after = give_up_after
 
     # -- the run ---------------------------------------------------------------------
 
@@ -207,16 +161,16 @@ class Engine:
         """
         self.counts = SendCounts()
         self.connection_down = False
-        self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
+        self._handed = set()
+        if self._recorder is not None and self._recorder.abandoned:
+            self._recorder.close()
+            self._recorder = None
         claimed: list[Message] = []
         try:
+            self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
             while not self.stop.is_set() and not self._limit_reached():
-                # A batch's results are written while the next batch is claimed and
-                # sent: a crash leaves at most two batches sent but unrecorded.
-                self._record(force=True)
-                claimed = self.queue.claim(
-                    self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
-                )
+                self._release_unfinished([])  # what could not be given back before
+                claimed = self._claim()
                 if not claimed:
                     break
                 self._deliver_batch(claimed)
@@ -225,10 +179,14 @@ class Engine:
             self.connection_down = True
             logger.error("cannot connect to deliver mail, stopping this run: %s", down)
         finally:
-            try:
-                self._record(force=True, wait=True)
-            finally:
-                self._release_unfinished(claimed)
+            # After giving up, the database is not asked again: the claims come back
+            # when their lease ends, or at once when a run starts again on this host.
+            if self._recorder is not None and not self._recorder.abandoned:
+                try:
+                    self._recorder.flush(self._give_up_after())
+                finally:
+                    if not self._recorder.abandoned:
+                        self._release_unfinished(claimed)
         return self.counts
 
     def close(self) -> None:
@@ -238,6 +196,52 @@ class Engine:
         if self._recorder is not None:
             self._recorder.close()
             self._recorder = None
+
+    @property
+    def owes_claims(self) -> bool:
+        """Claims of the last run that could not be given back yet (the next run tries)."""
+        return bool(self._unreleased)
+
+    def _give_up_after(self) -> float | None:
+        """How long to wait for an unreachable database; a stopping worker waits no more
+        than ``send_mail`` does."""
+        if self.give_up_after is None and self.stop.is_set():
+            return settings.RECORD_TIMEOUT
+        return self.give_up_after
+
+    def _claim(self) -> list[Message]:
+        """Claim the next batch, retrying while the database does not answer."""
+        backoff = Backoff()
+        failing_since: float | None = None
+        while True:
+            started = time.monotonic()
+            limit = self._give_up_after()
+            left = None if limit is None else limit - (started - (failing_since or started))
+            try:
+                with deadline(self.using, left):
+                    claimed = self.queue.claim(
+                        self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
+                    )
+            except DatabaseError as error:
+                if connections[self.using].in_atomic_block:
+                    raise  # the caller's transaction is broken: nothing to retry
+                self.outage.failed("claiming mail", error, began=started)
+                now = time.monotonic()
+                failing_since = failing_since or started
+                if limit is not None and now - failing_since >= limit:
+                    lost = self._recorder.abandon(str(error)) if self._recorder else []
+                    raise DatabaseUnreachable(str(error).strip(), lost) from error
+                close_old_connections()
+                if self.stop.wait(backoff.next()):
+                    return []
+                continue
+            self.outage.ok("claiming mail")
+            return claimed
+
+    def _admit(self) -> bool:
+        """May the next message go? Waits while results wait to be recorded (see
+        ``mailer.recorder``); False if the claims in hand should be given back."""
+        return self.recorder.admit(self._seconds_per_message, self._give_up_after())
 
     def _claim_size(self) -> int:
         """About half a second of work (so leases stay short and parallel slots share
@@ -282,7 +286,7 @@ class Engine:
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = self._blocked_recipients(batch)
         for index, message in enumerate(batch):
-            if self.stop.is_set() or self._limit_reached():
+            if self.stop.is_set() or self._limit_reached() or not self._admit():
                 self._release_unfinished(batch[index:])
                 return
             started = time.monotonic()
@@ -296,25 +300,30 @@ class Engine:
             self._measure(time.monotonic() - started)
             if self.throttle:
                 time.sleep(self.throttle)
-            self._record()
 
     def _measure(self, seconds: float) -> None:
         previous = self._seconds_per_message
         self._seconds_per_message = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
     def _release_unfinished(self, messages: list[Message]) -> None:
-        done = {m.pk for m, _ in self._pending}
-        ids = [m.pk for m in messages if m.pk not in done and m.status == "claimed"]
-        if ids:
-            try:
-                self.queue.model.objects.using(self.using).release(self.owner, ids)
-            except DatabaseError as error:
-                logger.warning(
-                    "could not release %d claims (their lease will expire): %s", len(ids), error
-                )
+        """Give back claims not attempted; those that cannot be given back now are
+        tried again before the next claim (their lease is renewed while this worker
+        lives; after it exits, the next run on this host takes them back)."""
+        left = [m for m in self._unreleased + messages if m.pk not in self._handed]
+        self._unreleased = []
+        if not left:
+            return
+        try:
+            self.queue.model.objects.using(self.using).release(self.owner, [m.pk for m in left])
+        except DatabaseError as error:
+            self._unreleased = left
+            self.outage.failed("giving back claims", error)
+            if not connections[self.using].in_atomic_block:
+                close_old_connections()  # a connection cut: the next try opens another
+        else:
+            self.outage.ok("giving back claims")
 
     def _add(self, message: Message, outcome: Outcome) -> None:
-        self._pending.append((message, outcome))
         verdict = outcome.verdict
         sent, deferred, failed = self.counts
         if verdict in (Verdict.SENT, Verdict.SKIPPED):
@@ -334,30 +343,24 @@ class Engine:
             ", ".join(outcome.attempted),
             outcome.reply,
         )
+        self._handed.add(message.pk)
+        self.recorder.add(message, outcome)  # last: from here on the recorder's thread owns it
         if self.on_result is not None:
             self.on_result(self.counts)
-
-    def _record(self, *, force: bool = False, wait: bool = False) -> None:
-        """Hand the results gathered so far to the recorder (every batch, or each second).
-
-        With ``wait``, return only once everything handed over is written.
-        """
-        if self._pending:
-            due = len(self._pending) >= settings.CLAIM_BATCH_SIZE or (
-                time.monotonic() - self._last_record >= RECORD_EVERY_SECONDS
-            )
-            if due or force:
-                results, self._pending = self._pending, []
-                self._last_record = time.monotonic()
-                self.recorder.write(results)
-        if wait:
-            self.recorder.wait()
 
     @property
     def recorder(self) -> Recorder:
         if self._recorder is None:
-            background = not connections[self.using].in_atomic_block
-            self._recorder = Recorder(self.queue.model, self.using, self.owner, background)
+            self._recorder = Recorder(
+                self.queue.model,
+                self.using,
+                self.owner,
+                # Rows claimed in the caller's transaction are visible to it alone.
+                background=not connections[self.using].in_atomic_block,
+                gate=self.gate,
+                outage=self.outage,
+                stop=self.stop,
+            )
         return self._recorder
 
     # -- one message -----------------------------------------------------------------
@@ -554,7 +557,9 @@ def send_all(
     lock when ``MAILER_USE_FILE_LOCK`` is on (and ``lock`` is true); if another
     run of this user holds it, returns at once with zero counts. A lock held
     by another user's process raises ``LockHeldByOtherUser``, and an unsafe
-    lock path ``UnsafeLockPath``.
+    lock path ``UnsafeLockPath``. If the database does not answer for
+    ``MAILER_RECORD_TIMEOUT`` seconds, raises ``DatabaseUnreachable`` (which
+    says how many accepted messages could not be recorded).
     """
     from .leases import LeaseKeeper, current, reclaim_dead
     from .locking import LockHeld, send_lock
@@ -569,9 +574,15 @@ def send_all(
             model = queue.model.objects.using(queue.db)
             model.reclaim_expired()
             reclaim_dead(queue.db)
-            with LeaseKeeper(identity.id, using=queue.db):
+            outage = Outage(logger)
+            with LeaseKeeper(identity.id, using=queue.db, outage=outage):
                 engine = Engine(
-                    identity.slot(0), queryset=queue, on_result=on_result, max_batch=max_batch
+                    identity.slot(0),
+                    queryset=queue,
+                    on_result=on_result,
+                    max_batch=max_batch,
+                    outage=outage,
+                    give_up_after=settings.RECORD_TIMEOUT,
                 )
                 try:
                     return engine.run()

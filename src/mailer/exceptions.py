@@ -9,6 +9,7 @@ keep working.
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 
 
 class MailerError(Exception):
@@ -67,6 +68,27 @@ class RefusedLegacyData(UndecodableMessage):
 
 class StoredMessageTooLarge(UndecodableMessage):
     """A queued row is over ``MAILER_MAX_MESSAGE_SIZE``: it is failed without being read."""
+
+
+# -- Delivery: the database went away ----------------------------------------
+
+
+class DatabaseUnreachable(MailerError, DatabaseError):
+    """A run gave up: the database did not answer for ``MAILER_RECORD_TIMEOUT`` seconds.
+
+    ``unrecorded`` lists ``(id, Message-ID)`` of the messages a server accepted
+    whose results could not be written: they will be sent again.
+    """
+
+    def __init__(self, error: str, unrecorded: list[tuple[int, str]]) -> None:
+        self.error = error
+        self.unrecorded = unrecorded
+        count = len(unrecorded)
+        super().__init__(
+            f"the database is unreachable ({error}): {count} accepted "
+            f"message{'' if count == 1 else 's'} could not be recorded"
+            + (" and may be sent again (ids and Message-IDs in the log)" if count else "")
+        )
 
 
 # -- Configuration -----------------------------------------------------------

@@ -22,6 +22,7 @@ from functools import cache
 from django.db import close_old_connections, connections
 
 from .conf import settings
+from .outage import Outage
 
 logger = logging.getLogger("mailer.worker")
 
@@ -104,12 +105,23 @@ def reclaim_dead(using: str = "default") -> int:
 
 
 class LeaseKeeper:
-    """A daemon thread that renews this worker's leases until stopped."""
+    """A daemon thread that renews this worker's leases until stopped.
 
-    def __init__(self, owner: str, using: str = "default", lease: float | None = None) -> None:
+    While the database is away it says so through ``outage`` (once) and tries
+    again at the next renewal.
+    """
+
+    def __init__(
+        self,
+        owner: str,
+        using: str = "default",
+        lease: float | None = None,
+        outage: Outage | None = None,
+    ) -> None:
         self.owner = owner
         self.using = using
         self.lease = lease or settings.LEASE_SECONDS
+        self.outage = outage or Outage(logger)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mailer-leases", daemon=True)
 
@@ -123,7 +135,9 @@ class LeaseKeeper:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            # A renewal stuck on an unreachable database is not waited for: the
+            # thread is a daemon, and leases end by themselves.
+            self._thread.join(timeout=2)
 
     def _run(self) -> None:
         from .models import Message
@@ -134,7 +148,9 @@ class LeaseKeeper:
                 try:
                     Message.objects.using(self.using).renew_leases(self.owner, self.lease)
                 except Exception as error:  # the database may be away: try again next time
-                    logger.warning("could not renew leases of %s: %s", self.owner, error)
+                    self.outage.failed("renewing leases", error)
                     close_old_connections()
+                else:
+                    self.outage.ok("renewing leases")
         finally:
             connections.close_all()

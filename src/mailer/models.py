@@ -43,6 +43,7 @@ from .priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
+from .recording import delete_ids, insert_logs
 from .rows import TolerantJSONField, bounded, bytes_over, take_bounded
 from .scrub import scrub
 from .validation import (
@@ -368,7 +369,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
         Sent (and don't-send) messages are deleted and logged; transient
         failures are deferred to their next attempt, or failed when retries or
         age are exhausted; permanent failures are failed. One DELETE, one
-        UPDATE and one INSERT for the whole batch.
+        UPDATE and one INSERT for the whole batch; on PostgreSQL, when nothing
+        is deferred or failed, a single statement deleting and logging.
         """
         if not results:
             return
@@ -414,9 +416,14 @@ class MessageQuerySet(models.QuerySet["Message"]):
             sent = final == "done" and outcome.verdict is Verdict.SENT
             signalled.append(("sent" if sent else final, message, outcome, log))
         db = self.db
+        if logs and not changed and connections[db].vendor == "postgresql":
+            # One statement, atomic by itself: results come a few at a time, and a
+            # round trip (and a transaction's) is most of what writing them costs.
+            insert_logs(logs, db, delete=(self.model, done) if done else None)
+            signals.recorded_on_commit(self.model, signalled, db)
+            return
         with transaction.atomic(using=db):
-            if done:
-                self.model.objects.using(db).filter(pk__in=done).delete()
+            delete_ids(self.model, done, db)
             if changed:
                 self.model.objects.using(db).bulk_update(
                     changed,
@@ -431,8 +438,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                         "lease_expires_at",
                     ],
                 )
-            if logs:
-                insert_rows(logs, db)
+            insert_logs(logs, db, max_params=_max_query_params(connections[db]))
             signals.recorded_on_commit(self.model, signalled, db)
 
     # Enqueueing.

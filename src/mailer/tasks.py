@@ -42,17 +42,19 @@ starts.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .compat import tasks_framework
 from .engine import send_all
+from .exceptions import DatabaseUnreachable
 from .models import Message, TaskWakeup
 
 if TYPE_CHECKING:
@@ -84,8 +86,18 @@ def send_queued_mail(using: str = DEFAULT_DB_ALIAS, planned: str | None = None) 
     TaskWakeup.objects.using(using).filter(Q(kind=NOW) | Q(run_at__lte=served)).delete()
     try:
         counts = send_all(Message.objects.using(using).all())
-    finally:
-        follow_up(using)
+    except DatabaseUnreachable:
+        # Like send_mail, the drain gave up on the database (after logging what it could
+        # not record): no follow-up can be planned there either. Mail queued later, or
+        # cron, starts the next one.
+        raise
+    except Exception:
+        # A failed drain still makes sure another runs later; if that fails too, the
+        # drain's own error is the one raised.
+        with contextlib.suppress(DatabaseError):
+            follow_up(using)
+        raise
+    follow_up(using)
     return counts._asdict()
 
 

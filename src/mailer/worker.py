@@ -31,8 +31,10 @@ from .conf import settings
 from .engine import INITIAL_CLAIM, Engine, SendCounts
 from .models import Message
 from .models import Worker as WorkerRow
+from .outage import Backoff, Outage
 from .postgres import Listener, can_listen
 from .ratelimit import RateLimiter
+from .recorder import Gate
 from .scrub import scrubbed_logger
 
 logger = scrubbed_logger("mailer.worker")  # replies and tracebacks may quote secrets
@@ -85,6 +87,10 @@ class MailWorker:
         self._idle = 0
         self._idle_lock = threading.Lock()
         self.limiter = RateLimiter.from_settings(self.stop, using)
+        # Shared by the slots: what they may send while results wait to be written,
+        # and one voice saying the database went away and came back.
+        self.gate = Gate()
+        self.outage = Outage(logger)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -108,7 +114,7 @@ class MailWorker:
             threading.Thread(target=self._slot, args=(n,), name=f"mailer-slot-{n}", daemon=True)
             for n in range(self.concurrency)
         ]
-        with leases.LeaseKeeper(self.identity.id, using=self.using):
+        with leases.LeaseKeeper(self.identity.id, using=self.using, outage=self.outage):
             for slot in slots:
                 slot.start()
             try:
@@ -144,6 +150,7 @@ class MailWorker:
         owner = self.identity.slot(number)
         engine: Engine | None = None
         failures = outages = 0
+        database = Backoff(first=0.5, most=30.0)
         try:
             while not self.stop.is_set():
                 if settings.PAUSE_SEND:
@@ -158,9 +165,17 @@ class MailWorker:
                             before_send=self.limiter.acquire if self.limiter else None,
                             share=self.concurrency,
                             first_claim=INITIAL_CLAIM,
+                            gate=self.gate,
+                            outage=self.outage,
                         )
                     counts = engine.run()
                     failures = 0
+                    self.outage.ok(f"slot {number}")
+                    if engine.owes_claims:
+                        # Claims it could not give back would wait, renewed, for ever.
+                        self.stop.wait(database.next())
+                        continue
+                    database.reset()
                     if engine.connection_down:
                         outages += 1
                         delay = min(2.0**outages, 60.0)
@@ -171,13 +186,9 @@ class MailWorker:
                         continue
                     outages = 0
                 except DatabaseError as error:
-                    failures += 1
-                    delay = min(0.5 * 2**failures, 30.0)
-                    logger.warning(
-                        "slot %s: database error (%s); retrying in %.1f s", owner, error, delay
-                    )
+                    self.outage.failed(f"slot {number}", error)
                     close_old_connections()
-                    self.stop.wait(delay)
+                    self.stop.wait(database.next())
                     continue
                 except Exception:
                     failures += 1
@@ -234,9 +245,11 @@ class MailWorker:
                         self._housekeeping()
                         last_beat = time.monotonic()
                 except DatabaseError as error:
-                    logger.warning("polling the queue failed (%s); retrying", error)
+                    self.outage.failed("polling the queue", error)
                     close_old_connections()
                     interval = min(max(interval, 1.0) * 2, 30.0)
+                else:
+                    self.outage.ok("polling the queue")
                 self._look.wait(timeout=interval)
                 self._look.clear()
         finally:

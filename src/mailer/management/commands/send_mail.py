@@ -6,8 +6,11 @@ import time
 from argparse import ArgumentParser
 from typing import Any
 
+from django.db import DatabaseError
+
 from ...conf import settings
 from ...engine import SendCounts, send_all
+from ...exceptions import DatabaseUnreachable
 from ...locking import LockHeld, LockHeldByOtherUser, send_lock
 from ...models import Message
 from ..base import CommandError, MailerCommand
@@ -42,6 +45,11 @@ class Command(MailerCommand):
             return
         except LockHeldByOtherUser as error:
             raise CommandError(str(error)) from error
+        except DatabaseUnreachable as unreachable:
+            # One line for cron's mail; the messages concerned are in the log.
+            raise CommandError(str(unreachable)) from unreachable
+        except DatabaseError as error:
+            raise CommandError(f"the database is unreachable ({error})".strip()) from error
         self.say(summary(counts, time.monotonic() - started))
 
     def _send(self, max_batch: int | None) -> SendCounts:
