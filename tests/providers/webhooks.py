@@ -319,6 +319,15 @@ def sns_notification(kind: str, ses_event: dict[str, Any]) -> Payload:
     return Payload("ses", kind, body, "text/plain; charset=UTF-8", headers)
 
 
+def _ses_event(
+    kind: str, event_type: str, detail: dict[str, Any], recipient: str, message_id: str
+) -> Payload:
+    """An SES event of ``event_type`` (its details under the type's name) about one message."""
+    name = event_type[0].lower() + event_type[1:]
+    event = {"eventType": event_type, name: detail, "mail": _ses_mail(recipient, message_id)}
+    return sns_notification(kind, event)
+
+
 def ses_bounce(recipient: str, message_id: str, bounce_type: str = "Permanent") -> Payload:
     """A Bounce event: Permanent/General (hard) or Transient/MailboxFull (soft)."""
     permanent = bounce_type == "Permanent"
@@ -339,8 +348,8 @@ def ses_bounce(recipient: str, message_id: str, bounce_type: str = "Permanent") 
         "feedbackId": f"0100{secrets.token_hex(6)}-{uuid.uuid4()}-000000",
         "reportingMTA": "dsn; a8-50.smtp-out.amazonses.com",
     }
-    event = {"eventType": "Bounce", "bounce": bounce, "mail": _ses_mail(recipient, message_id)}
-    return sns_notification("hard_bounce" if permanent else "soft_bounce", event)
+    kind = "hard_bounce" if permanent else "soft_bounce"
+    return _ses_event(kind, "Bounce", bounce, recipient, message_id)
 
 
 def ses_complaint(recipient: str, message_id: str) -> Payload:
@@ -353,12 +362,7 @@ def ses_complaint(recipient: str, message_id: str) -> Payload:
         "complaintFeedbackType": "abuse",
         "arrivalDate": _now(),
     }
-    event = {
-        "eventType": "Complaint",
-        "complaint": complaint,
-        "mail": _ses_mail(recipient, message_id),
-    }
-    return sns_notification("complaint", event)
+    return _ses_event("complaint", "Complaint", complaint, recipient, message_id)
 
 
 def ses_subscription(recipient: str, message_id: str) -> Payload:
@@ -377,12 +381,7 @@ def ses_subscription(recipient: str, message_id: str) -> Payload:
             "topicSubscriptionStatus": [{"topicName": "News", "subscriptionStatus": "OptIn"}],
         },
     }
-    event = {
-        "eventType": "Subscription",
-        "subscription": subscription,
-        "mail": _ses_mail(recipient, message_id),
-    }
-    return sns_notification("unsubscribe", event)
+    return _ses_event("unsubscribe", "Subscription", subscription, recipient, message_id)
 
 
 def ses_delivery(recipient: str, message_id: str) -> Payload:
@@ -394,12 +393,7 @@ def ses_delivery(recipient: str, message_id: str) -> Payload:
         "smtpResponse": "250 2.6.0 Message received",
         "reportingMTA": "a8-50.smtp-out.amazonses.com",
     }
-    event = {
-        "eventType": "Delivery",
-        "delivery": delivery,
-        "mail": _ses_mail(recipient, message_id),
-    }
-    return sns_notification("delivered", event)
+    return _ses_event("delivered", "Delivery", delivery, recipient, message_id)
 
 
 Builder = Callable[[str, str], Payload]
