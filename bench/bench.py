@@ -592,14 +592,18 @@ class Bench(DrainScenarios):
         return 1 if self.results.failures else 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """The command line that bench/run.sh passes to bench.py and crash.py alike."""
+    parser = argparse.ArgumentParser(description=description)
     group = parser.add_mutually_exclusive_group()
     for mode in MODES:
         group.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgres", "mariadb"])
     parser.add_argument(
-        "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
+        "--only",
+        action="append",
+        choices=[*SCENARIOS, "crash"],
+        help="run only this scenario (repeatable; crash is bench/crash.py's)",
     )
     parser.add_argument(
         "--server",
@@ -609,7 +613,13 @@ def main() -> int:
     )
     parser.add_argument("--dj61", dest="dj61", action="store_true", default=None)
     parser.add_argument("--no-dj61", dest="dj61", action="store_false")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = argument_parser(__doc__.split("\n\n")[0]).parse_args()
+    if args.only and not set(args.only) & set(SCENARIOS):
+        return 0  # only bench/crash.py's scenario was asked for
     return Bench(args.mode or "quick", args).run()
 
 

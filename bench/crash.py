@@ -32,7 +32,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import BENCH, ROOT, Bench, BenchFailure, Results, machine_description, render_table
+from bench import (
+    BENCH,
+    ROOT,
+    Bench,
+    BenchFailure,
+    Results,
+    argument_parser,
+    machine_description,
+    render_table,
+)
 
 # Per mode: (messages, kills) at full speed and against the 50 ms server, and repetitions.
 SIZES: dict[str, dict[str, Any]] = {
@@ -226,15 +235,7 @@ def write_section(table: str, command: str, elapsed: float, results: Results) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    group = parser.add_mutually_exclusive_group()
-    for mode in SIZES:
-        group.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode)
-    parser.add_argument("--db", action="append", choices=["sqlite", "postgres", "mariadb"])
-    parser.add_argument("--only", action="append")
-    parser.add_argument("--dj61", dest="dj61", action="store_true", default=None)
-    parser.add_argument("--no-dj61", dest="dj61", action="store_false")
-    args = parser.parse_args()
+    args = argument_parser(__doc__.split("\n\n")[0]).parse_args()
     if args.only and "crash" not in args.only:
         return 0
     if args.db and not set(args.db) & set(DBS):

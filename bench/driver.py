@@ -347,7 +347,7 @@ def main() -> None:
 def _package_version() -> str:
     from importlib.metadata import version
 
-    name = "mailer" if os.environ.get("BENCH_SIDE") == "ours" else QUEUE.DISTRIBUTION
+    name = "django-mailroom" if os.environ.get("BENCH_SIDE") == "ours" else QUEUE.DISTRIBUTION
     return f"{name} {version(name)}"
 
 
