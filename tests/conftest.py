@@ -20,6 +20,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
+def no_process_outlives_its_test() -> Iterator[None]:
+    """Kill whatever a test started and left running (a failing test's worker, say)."""
+    yield
+    from .processes import kill_leftovers
+
+    kill_leftovers()
+
+
+@pytest.fixture(autouse=True)
 def queue_config(settings: Any) -> None:
     """Undo Django's test set-up, which swaps every email backend for locmem."""
     if django_settings.STYLE == "mailers":

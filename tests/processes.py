@@ -75,7 +75,28 @@ def spawn(argv: list[str], env: dict[str, str], new_session: bool = False) -> Ch
         start_new_session=new_session,
     )
     child.stdout_file, child.stderr_file = out, err
+    _started.append(child)
     return child
+
+
+# Every child started through ``spawn``, so that none outlives the test that started it.
+_started: list[Child] = []
+
+
+def kill_leftovers() -> list[str]:
+    """Kill the children started so far that are still running; say which they were.
+
+    A test stops what it starts; this catches what a failing test could not stop, so a
+    worker left running never delivers into a later test.
+    """
+    left = []
+    while _started:
+        child = _started.pop()
+        if child.poll() is None:
+            left.append(" ".join(str(a) for a in child.args[-3:]))  # type: ignore[index]
+            child.kill()
+            child.wait()
+    return left
 
 
 def session_processes(session: int) -> list[str]:

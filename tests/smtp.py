@@ -74,6 +74,10 @@ class Faults:
     rcpt_delay: float = 0.0
 
 
+# The answer to a connection left over from before ``reset()``.
+STALE = "421 4.3.0 connection opened before the test server was reset"
+
+
 class _Handler:
     def __init__(self, server: SMTPServer) -> None:
         self.server = server
@@ -91,6 +95,8 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         faults = self.server.faults
+        if self.server.stale(server):
+            return STALE
         self.server.commands.append(("MAIL", address))
         # Input already waiting behind MAIL FROM: the client sent its envelope in one go.
         self.server.pipelined.append(bool(server._reader._buffer))
@@ -106,6 +112,8 @@ class _Handler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         faults = self.server.faults
+        if self.server.stale(server):
+            return STALE
         self.server.commands.append(("RCPT", address))
         if faults.rcpt_delay:
             await asyncio.sleep(faults.rcpt_delay)
@@ -157,6 +165,8 @@ class _Handler:
             if key in data:
                 return reply
         with self.server.lock:
+            if self.server.stale(server):
+                return STALE  # opened before reset(): what an earlier test sent
             self.server.received.append(
                 Received(
                     envelope.mail_from,
@@ -186,6 +196,9 @@ class SMTPServer:
         self.faults = Faults()
         self.connections = 0
         self.flying: dict[Any, str] = {}  # peer -> token of the message awaiting its reply
+        # reset() starts a new epoch; a connection belongs to the epoch it was opened in,
+        # so a slow reply to an earlier test's client never lands in a later test's list.
+        self.epoch = 0
         self.controller = Controller(
             _Handler(self),
             hostname="127.0.0.1",
@@ -200,7 +213,10 @@ class SMTPServer:
         def make() -> Any:
             with self.lock:
                 self.connections += 1
-            return factory()
+                epoch = self.epoch
+            protocol = factory()
+            protocol.mailer_epoch = epoch
+            return protocol
 
         return make
 
@@ -219,8 +235,14 @@ class SMTPServer:
     def stop(self) -> None:
         self.controller.stop()
 
+    def stale(self, protocol: Any) -> bool:
+        """Was this connection opened before the last ``reset()``?"""
+        return getattr(protocol, "mailer_epoch", self.epoch) != self.epoch
+
     def reset(self) -> None:
         with self.lock:
+            self.epoch += 1
+            self.flying.clear()
             self.received.clear()
             self.commands.clear()
             self.pipelined.clear()
