@@ -11,8 +11,8 @@ class MailerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .signals import batch_queued
+        from mailer import checks  # noqa: F401  (registers the system checks)
+        from mailer.signals import batch_queued
 
         batch_queued.connect(wake_tasks, dispatch_uid="mailer.tasks.wake_for")
 
@@ -22,9 +22,9 @@ def wake_tasks(sender: Any, messages: list[Any], using: str, **kwargs: Any) -> N
 
     The Tasks framework is imported only when the setting is on.
     """
-    from .conf import settings
+    from mailer.conf import settings
 
     if settings.TASKS_ENQUEUE_ON_COMMIT:
-        from .tasks import wake_for
+        from mailer.tasks import wake_for
 
         wake_for(messages, using)

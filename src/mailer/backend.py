@@ -9,8 +9,8 @@ from typing import Any
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from .exceptions import InvalidMessage, InvalidPriority, MailerConfigurationError
-from .priorities import parse_priority
+from mailer.exceptions import InvalidMessage, InvalidPriority, MailerConfigurationError
+from mailer.priorities import parse_priority
 
 logger = logging.getLogger("mailer.backend")
 
@@ -83,7 +83,7 @@ class DbBackend(BaseEmailBackend):
         return queued
 
     def _enqueue(self, messages: list[EmailMessage]) -> int:
-        from .models import Message
+        from mailer.queue.message import Message
 
         rows = Message.objects.enqueue(messages, priority=self.priority, mailer=self.delivery_alias)
         return len(rows)
@@ -91,8 +91,12 @@ class DbBackend(BaseEmailBackend):
 
 def _delivery_alias(alias: str | None, mailer: str | None) -> str:
     """What queued rows store in ``Message.mailer`` for a DbBackend built this way."""
-    from .conf import mailers_configured
-    from .mailers import check_delivery_alias, default_delivery_alias, delivery_alias_of
+    from mailer.conf import mailers_configured
+    from mailer.delivery.backends import (
+        check_delivery_alias,
+        default_delivery_alias,
+        delivery_alias_of,
+    )
 
     if alias is not None:  # built by Django 6.1 from MAILERS[alias]
         return delivery_alias_of(alias)

@@ -52,10 +52,11 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transacti
 from django.db.models import Q
 from django.utils import timezone
 
-from .compat import tasks_framework
-from .engine import send_all
-from .exceptions import DatabaseUnreachable
-from .models import Message, TaskWakeup
+from mailer.compat import tasks_framework
+from mailer.exceptions import DatabaseUnreachable
+from mailer.queue.message import Message
+from mailer.queue.workers import TaskWakeup
+from mailer.runner.send import send_all
 
 if TYPE_CHECKING:
     from django.tasks import task

@@ -8,13 +8,14 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from ...conf import settings
-from ...engine import SendCounts, send_all
-from ...exceptions import DatabaseUnreachable
-from ...locking import LockHeld, LockHeldByOtherUser, send_lock
-from ...models import Message
-from ..base import CommandError, MailerCommand
-from ..progress import ProgressBar
+from mailer.conf import settings
+from mailer.delivery.engine import SendCounts
+from mailer.exceptions import DatabaseUnreachable
+from mailer.management.base import CommandError, MailerCommand
+from mailer.management.progress import ProgressBar
+from mailer.queue.message import Message
+from mailer.runner.lock import LockHeld, LockHeldByOtherUser, send_lock
+from mailer.runner.send import send_all
 
 
 class Command(MailerCommand):
@@ -33,7 +34,7 @@ class Command(MailerCommand):
         if settings.PAUSE_SEND:
             self.say("MAILER_PAUSE_SEND is on: nothing sent.")
             return
-        from ...mailers import default_delivery_alias
+        from mailer.delivery.backends import default_delivery_alias
 
         default_delivery_alias()  # a misconfigured backend fails here, before any claim
         started = time.monotonic()

@@ -1,0 +1,50 @@
+"""The workers' admin: running delivery processes as they last reported."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from mailer.admin.base import (
+    ReadOnly,
+)
+from mailer.admin.lookups import FilterLookupsOnly
+from mailer.conf import settings
+from mailer.queue.dontsend import DontSendEntry
+from mailer.queue.workers import Worker
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise
+
+    StoredMailBase = admin.ModelAdmin[Any]
+    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
+    WorkerBase = admin.ModelAdmin[Worker]
+else:  # generic in the type stubs only
+    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
+    StrOrPromise = str
+
+
+@admin.register(Worker)
+class WorkerAdmin(FilterLookupsOnly, ReadOnly, WorkerBase):
+    list_display = (
+        "name",
+        "hostname",
+        "pid",
+        "started_at",
+        "heartbeat_at",
+        "alive",
+        "concurrency",
+        "sent",
+        "deferred",
+        "failed",
+    )
+    ordering = ("-heartbeat_at",)
+
+    @admin.display(description=_("alive"), boolean=True)
+    def alive(self, obj: Worker) -> bool:
+        limit = timezone.now() - datetime.timedelta(seconds=settings.LEASE_SECONDS)
+        return obj.heartbeat_at >= limit
