@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import mailer
 from mailer import compat
-from mailer.delivery.backends import default_delivery_alias, open_backend
+from mailer.delivery.backends import open_backend
 from mailer.delivery.transport import _needs_smtputf8
 from mailer.exceptions import (
     InvalidAddress,
@@ -34,6 +34,7 @@ from mailer.exceptions import (
 from mailer.message import codec as storage
 from mailer.message.validation import check_address, validate
 from mailer.models import Message
+from mailer.queue.aliases import default_delivery_alias
 
 from .assertions import MailAssertions
 from .samples import plain

@@ -172,6 +172,7 @@ def send_mass_mail(
     """
     from django.core.mail import EmailMessage
 
+    # Django imports this package while loading apps: nothing of ours before a call.
     from mailer.exceptions import InvalidMessage
 
     emails = []
@@ -273,6 +274,7 @@ def _mail_staff(
     from django.conf import settings
     from django.core.mail import EmailMultiAlternatives
 
+    # Django imports this package while loading apps: nothing of ours before a call.
     from mailer.priorities import parse_priority
 
     given = _positionals(
@@ -309,10 +311,11 @@ def _queue(
     send_at: datetime.datetime | None = None,
     expires_at: datetime.datetime | None = None,
 ) -> int:
+    # Django imports this package while loading apps: nothing of ours before a call.
     from mailer.backend import DbBackend
     from mailer.conf import mailers_configured
-    from mailer.delivery.backends import DEFAULT_ALIAS, default_delivery_alias, default_priority_of
     from mailer.priorities import parse_priority
+    from mailer.queue.aliases import DEFAULT_ALIAS, default_delivery_alias, default_priority_of
     from mailer.queue.message import Message
 
     if priority is not None:
@@ -361,6 +364,7 @@ def _with_key(headers: Any, key: Any) -> Any:
     The key is checked here, before anything else is, so that bad input is
     refused even when nothing would be queued.
     """
+    # Django imports this package while loading apps: nothing of ours before a call.
     from mailer.exceptions import InvalidHeader
     from mailer.message.validation import IDEMPOTENCY_KEY_HEADER, check_idempotency_key
 
@@ -380,6 +384,7 @@ def _with_key(headers: Any, key: Any) -> Any:
 
 
 def _is_priority(value: Any) -> bool:
+    # Django imports this package while loading apps: nothing of ours before a call.
     from mailer.exceptions import InvalidPriority
     from mailer.priorities import parse_priority
 
@@ -396,6 +401,7 @@ def _staff_addresses(setting: str, value: Any) -> list[str]:
     """ADMINS/MANAGERS as addresses: (name, address) pairs or, as in Django 6, plain strings."""
     from django.utils.functional import Promise
 
+    # Django imports this package while loading apps: nothing of ours before a call.
     from mailer.exceptions import MailerConfigurationError
 
     if isinstance(value, str) or not isinstance(value, list | tuple):
@@ -421,6 +427,7 @@ def _staff_addresses(setting: str, value: Any) -> list[str]:
 
 def _recipient_list(recipients: Any) -> list[str]:
     """Any iterable of addresses, as Django's functions take; a plain string is refused."""
+    # Django imports this package while loading apps: nothing of ours before a call.
     from mailer.message.validation import recipient_list
 
     return recipient_list(recipients, "recipient_list")

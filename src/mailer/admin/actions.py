@@ -9,17 +9,10 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from mailer.compat import CHANGE_FORM_ACTIONS
-from mailer.queue.dontsend import DontSendEntry
-from mailer.queue.workers import Worker
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
-
-    StoredMailBase = admin.ModelAdmin[Any]
-    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
-    WorkerBase = admin.ModelAdmin[Worker]
-else:  # generic in the type stubs only
-    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
+else:
     StrOrPromise = str
 
 BODY_PERMISSION = "mailer.view_message_body"

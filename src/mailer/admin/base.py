@@ -22,19 +22,12 @@ from mailer.admin.actions import SEND_PERMISSION, can_view_body, send_action
 from mailer.admin.lookups import FilterLookupsOnly
 from mailer.message.validation import MAX_IDEMPOTENCY_KEY_LENGTH
 from mailer.queue import operations
-from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.log import MessageLog
-from mailer.queue.workers import Worker
 
 if TYPE_CHECKING:
-    from django.utils.functional import _StrOrPromise as StrOrPromise
-
     StoredMailBase = admin.ModelAdmin[Any]
-    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
-    WorkerBase = admin.ModelAdmin[Worker]
 else:  # generic in the type stubs only
-    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
-    StrOrPromise = str
+    StoredMailBase = admin.ModelAdmin
 
 MAX_ATTEMPTS_SHOWN = 50
 PREVIEW_POLICY = (

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 
 from mailer.admin.lookups import FilterLookupsOnly
 from mailer.queue.dontsend import DontSendEntry
-from mailer.queue.workers import Worker
 
 if TYPE_CHECKING:
-    from django.utils.functional import _StrOrPromise as StrOrPromise
-
-    StoredMailBase = admin.ModelAdmin[Any]
     DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
-    WorkerBase = admin.ModelAdmin[Worker]
 else:  # generic in the type stubs only
-    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
-    StrOrPromise = str
+    DontSendEntryBase = admin.ModelAdmin
 
 # -- The don't-send list and the workers --------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -11,20 +11,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailer.conf import mailers_setting
-from mailer.delivery.backends import is_queueing_backend
-from mailer.queue.dontsend import DontSendEntry
+from mailer.queue.aliases import is_queueing_backend
 from mailer.queue.message import MessageQuerySet
-from mailer.queue.workers import Worker
-
-if TYPE_CHECKING:
-    from django.utils.functional import _StrOrPromise as StrOrPromise
-
-    StoredMailBase = admin.ModelAdmin[Any]
-    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
-    WorkerBase = admin.ModelAdmin[Worker]
-else:  # generic in the type stubs only
-    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
-    StrOrPromise = str
 
 # -- Filters -----------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.db.models import Q, QuerySet
@@ -17,21 +17,9 @@ from mailer.admin.base import (
     json_value,
 )
 from mailer.admin.filters import MailerFilter
-from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.log import MessageLog
 from mailer.queue.message import Message
 from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS
-from mailer.queue.workers import Worker
-
-if TYPE_CHECKING:
-    from django.utils.functional import _StrOrPromise as StrOrPromise
-
-    StoredMailBase = admin.ModelAdmin[Any]
-    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
-    WorkerBase = admin.ModelAdmin[Worker]
-else:  # generic in the type stubs only
-    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
-    StrOrPromise = str
 
 # -- The log ----------------------------------------------------------------------------
 

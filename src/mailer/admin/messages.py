@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -21,19 +21,7 @@ from mailer.admin.base import (
 )
 from mailer.admin.filters import MailerFilter, StateFilter
 from mailer.queue import operations
-from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.message import Message
-from mailer.queue.workers import Worker
-
-if TYPE_CHECKING:
-    from django.utils.functional import _StrOrPromise as StrOrPromise
-
-    StoredMailBase = admin.ModelAdmin[Any]
-    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
-    WorkerBase = admin.ModelAdmin[Worker]
-else:  # generic in the type stubs only
-    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
-    StrOrPromise = str
 
 # -- The queue -------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.utils import timezone
@@ -14,18 +14,12 @@ from mailer.admin.base import (
 )
 from mailer.admin.lookups import FilterLookupsOnly
 from mailer.conf import settings
-from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.workers import Worker
 
 if TYPE_CHECKING:
-    from django.utils.functional import _StrOrPromise as StrOrPromise
-
-    StoredMailBase = admin.ModelAdmin[Any]
-    DontSendEntryBase = admin.ModelAdmin[DontSendEntry]
     WorkerBase = admin.ModelAdmin[Worker]
 else:  # generic in the type stubs only
-    StoredMailBase = DontSendEntryBase = WorkerBase = admin.ModelAdmin
-    StrOrPromise = str
+    WorkerBase = admin.ModelAdmin
 
 
 @admin.register(Worker)

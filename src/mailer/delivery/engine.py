@@ -29,7 +29,6 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from mailer.conf import DEFAULT_ERROR_HANDLER, settings
-from mailer.delivery.backends import alias_problem
 from mailer.delivery.classify import classify, exception_name
 from mailer.delivery.handlers import (
     as_exception,
@@ -43,6 +42,8 @@ from mailer.delivery.transport import Transport
 from mailer.exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
 from mailer.message import codec
 from mailer.message.summary import document_summary
+from mailer.queue import retry
+from mailer.queue.aliases import alias_problem
 from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.interrupt import deadline
 from mailer.queue.message import Message, MessageQuerySet
@@ -110,12 +111,7 @@ class Engine:
         self.queue: MessageQuerySet = queryset if queryset is not None else Message.objects.all()
         self.using = self.queue.db
         self.stop = stop or threading.Event()
-        if before_send is None:
-            from mailer.runner.ratelimit import RateLimiter
-
-            limiter = RateLimiter.from_settings(self.stop, self.using)
-            before_send = limiter.acquire if limiter else None
-        self.before_send = before_send
+        self.before_send = before_send  # the runner's rate limiter, if there is one
         self.on_result = on_result
         self.max_batch = max_batch if max_batch is not None else settings.EMAIL_MAX_BATCH
         self.max_deferred = settings.EMAIL_MAX_DEFERRED
@@ -480,8 +476,6 @@ class Engine:
 
 
 def _will_fail(message: Message) -> bool:
-    from mailer.delivery import retry
-
     return bool(retry.exhausted(message.retry_count + 1, message.when_added, timezone.now()))
 
 

@@ -26,22 +26,7 @@ def claim_rows(
     lease: float,
     now: datetime.datetime | None = None,
 ) -> list[Message]:
-    """Take up to ``limit`` due messages for ``owner``, in send order; return them.
-
-    Concurrent workers never wait for each other and never get the same
-    row: PostgreSQL claims with one ``UPDATE ... WHERE id IN (SELECT ...
-    FOR UPDATE SKIP LOCKED) RETURNING id``; MariaDB picks rows with
-    ``SELECT ... FOR UPDATE SKIP LOCKED`` and marks them in the same short
-    transaction; SQLite claims with a single ``UPDATE ... RETURNING``, which
-    its write lock makes atomic. Only the rows claimed by this call are
-    returned. The claim is committed before this returns, so no
-    transaction is open while the messages are delivered.
-
-    The claimed rows are then read in one ``SELECT``, their ``message_data``
-    only where it is within ``MAILER_MAX_MESSAGE_SIZE`` (see ``mailer.queue.rows``):
-    a bigger row comes with ``message_data`` None and its length in
-    ``stored_size``, and is failed without being read.
-    """
+    """``MessageQuerySet.claim``: mark up to ``limit`` due rows as ``owner``'s and read them."""
     now = now or timezone.now()
     claim = {
         "status": Status.CLAIMED,

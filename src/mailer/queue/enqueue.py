@@ -52,18 +52,7 @@ def enqueue(
     send_at: datetime.datetime | None = None,
     expires_at: datetime.datetime | None = None,
 ) -> list[Message]:
-    """Validate, filter and store ``emails``; return the rows queued.
-
-    Every message is checked before anything is written, so one bad
-    message queues none of them. Recipients on the don't-send list are
-    removed (one query for the whole batch); a message left without
-    recipients is logged as "don't send" and not queued. A message whose
-    idempotency key (``X-Mailer-Idempotency-Key``) was used within
-    ``MAILER_IDEMPOTENCY_WINDOW``, or by an earlier message of the call, is
-    logged as a duplicate and not queued (see :ref:`idempotency-keys`).
-    All rows go in with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``,
-    inside the caller's transaction.
-    """
+    """``MessageQuerySet.enqueue``: check every message, then store them together."""
     with _collector_paused(len(emails) > 1):
         return _enqueue(queryset, emails, priority, mailer, send_at, expires_at)
 

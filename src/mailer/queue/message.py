@@ -23,7 +23,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailer.conf import settings
-from mailer.delivery import retry
 from mailer.message import codec
 from mailer.message.summary import document_summary
 from mailer.priorities import (
@@ -34,6 +33,7 @@ from mailer.priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
+from mailer.queue import retry
 from mailer.queue.claim import claim_rows
 from mailer.queue.enqueue import enqueue
 from mailer.queue.log import MessageLog

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from mailer import signals
 from mailer.conf import settings
-from mailer.delivery import retry
+from mailer.queue import retry
 from mailer.queue.enqueue import _max_query_params
 from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome, Verdict
@@ -194,14 +194,7 @@ __all__ = ["delete_ids", "insert_logs"]
 def record_results(
     queryset: MessageQuerySet, results: Sequence[tuple[Message, Outcome]], *, worker: str = ""
 ) -> None:
-    """Write the outcome of a batch of attempts in one short transaction.
-
-    Sent (and don't-send) messages are deleted and logged; transient
-    failures are deferred to their next attempt, or failed when retries or
-    age are exhausted; permanent failures are failed. One DELETE, one
-    UPDATE and one INSERT for the whole batch; on PostgreSQL, when nothing
-    is deferred or failed, a single statement deleting and logging.
-    """
+    """``MessageQuerySet.record``: a batch of outcomes as one short transaction."""
     if not results:
         return
     now = timezone.now()

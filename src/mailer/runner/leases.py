@@ -23,6 +23,7 @@ from django.db import close_old_connections, connections
 
 from mailer.conf import settings
 from mailer.delivery.outage import Outage
+from mailer.queue.message import Message
 
 logger = logging.getLogger("mailer.worker")
 
@@ -87,8 +88,6 @@ def current() -> Identity:
 
 def reclaim_dead(using: str = "default") -> int:
     """Return to the queue the claims of dead workers on this host; how many."""
-    from mailer.queue.message import Message
-
     me = current()
     freed = 0
     for owner in Message.objects.using(using).claim_owners(me.host):
@@ -140,8 +139,6 @@ class LeaseKeeper:
             self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        from mailer.queue.message import Message
-
         interval = max(self.lease / 3, 0.2)
         try:
             while not self._stop.wait(interval):

@@ -32,8 +32,7 @@ from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.recorder import Gate
 from mailer.queue.message import Message
 from mailer.queue.workers import Worker as WorkerRow
-from mailer.runner import leases
-from mailer.runner.ratelimit import RateLimiter
+from mailer.runner import leases, send
 from mailer.runner.wakeup import Listener, can_listen
 from mailer.scrub import scrubbed_logger
 
@@ -86,7 +85,7 @@ class MailWorker:
         self._counts_lock = threading.Lock()
         self._idle = 0
         self._idle_lock = threading.Lock()
-        self.limiter = RateLimiter.from_settings(self.stop, using)
+        self.limiter = send.rate_limiter(self.stop, using)
         # Shared by the slots: what they may send while results wait to be written,
         # and one voice saying the database went away and came back.
         self.gate = Gate()
@@ -274,17 +273,13 @@ class MailWorker:
     def _housekeeping(self) -> None:
         """Heartbeat, and taking back claims of workers that died."""
         self._beat()
-        queue = Message.objects.using(self.using)
-        queue.reclaim_expired()
-        leases.reclaim_dead(self.using)
+        send.reclaim(self.using)
 
     # -- the workers table ---------------------------------------------------------------
 
     def _register(self) -> None:
         try:
-            queue = Message.objects.using(self.using)
-            queue.reclaim_expired()
-            leases.reclaim_dead(self.using)
+            send.reclaim(self.using)
             self._beat()
         except DatabaseError as error:
             logger.warning("could not register worker %s: %s", self.identity.id, error)

@@ -39,7 +39,7 @@ class Command(MailerCommand):
         )
         failed = Message.objects.failed().count() - before
         if count and settings.TASKS_ENQUEUE_ON_COMMIT:
-            from mailer.tasks import wake
+            from mailer.tasks import wake  # optional: imports the Tasks framework
 
             wake()  # the retried mail is due now
         line = f"{count} message(s) retried"
