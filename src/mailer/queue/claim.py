@@ -1,21 +1,29 @@
-"""Claiming due messages: one short statement or transaction per claim, per database."""
+"""Claiming due messages: one short statement or transaction per claim.
+
+The statements are each database's own (``mailer.queue.sql``).
+"""
 
 from __future__ import annotations
 
 import datetime
-import sqlite3
-import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, models, transaction
+from django.db import connections
 from django.utils import timezone
 
 from mailer.conf import settings
 from mailer.queue.rows import bounded, take_bounded
-from mailer.queue.states import DUE_STATUSES, Status
+from mailer.queue.sql import mysql, postgres, sqlite
+from mailer.queue.states import Status
 
 if TYPE_CHECKING:
     from mailer.queue.message import Message, MessageQuerySet
+
+CLAIMS: dict[str, Callable[[MessageQuerySet, MessageQuerySet, int, dict[str, Any]], list[int]]] = {
+    "postgresql": postgres.claim_ids,
+    "sqlite": sqlite.claim_ids,
+}
 
 
 def claim_rows(
@@ -33,55 +41,14 @@ def claim_rows(
         "claimed_by": owner,
         "lease_expires_at": now + datetime.timedelta(seconds=lease),
     }
-    connection = connections[queryset.db]
     due = queryset.due(now).in_send_order()
-    mine = queryset.model.objects.using(queryset.db)
-    if connection.vendor == "postgresql":
-        ids = _claim_returning(queryset, due, limit, claim, " FOR UPDATE SKIP LOCKED")
-    elif connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
-        # One UPDATE holds SQLite's write lock for its whole duration.
-        ids = _claim_returning(queryset, due, limit, claim, "")
-    elif connection.features.has_select_for_update:
-        skip = connection.features.has_select_for_update_skip_locked
-        with transaction.atomic(using=queryset.db):
-            ids = list(due.select_for_update(skip_locked=skip).values_list("pk", flat=True)[:limit])
-            if ids:
-                mine.filter(pk__in=ids).update(**claim)
-    else:  # SQLite before 3.35: no RETURNING; mark, then read back this claim's rows
-        token = f"{owner}#{uuid.uuid4().hex[:8]}"
-        picked = models.Subquery(due.values("pk")[:limit])
-        mine.filter(pk__in=picked, status__in=DUE_STATUSES).update(**{**claim, "claimed_by": token})
-        ids = list(mine.filter(claimed_by=token).values_list("pk", flat=True))
-        mine.filter(pk__in=ids).update(claimed_by=owner)
+    vendor = connections[queryset.db].vendor
+    claim_ids = CLAIMS.get(vendor, mysql.claim_ids)  # any database with SELECT ... FOR UPDATE
+    ids = claim_ids(queryset, due, limit, claim)
     if not ids:
         return []
+    mine = queryset.model.objects.using(queryset.db)
     # Rows over MAILER_MAX_MESSAGE_SIZE come without their data (rows.bounded).
-    claimed = list(
-        bounded(
-            mine.filter(pk__in=ids).order_by("priority", "due_at", "pk"), settings.MAX_MESSAGE_SIZE
-        )
-    )
+    claimed = list(bounded(mine.filter(pk__in=ids).in_send_order(), settings.MAX_MESSAGE_SIZE))
     take_bounded(claimed)
     return claimed
-
-
-def _claim_returning(
-    queryset: MessageQuerySet, due: MessageQuerySet, limit: int, claim: dict[str, Any], lock: str
-) -> list[int]:
-    """Claim in one ``UPDATE ... RETURNING`` statement; return the ids claimed."""
-    connection = connections[queryset.db]
-    quote = connection.ops.quote_name
-    meta = queryset.model._meta
-    picked_sql, picked_params = due.values("pk")[:limit].query.get_compiler(queryset.db).as_sql()
-    columns = {field.name: str(field.column) for field in meta.concrete_fields}
-    assignments = ", ".join(f"{quote(columns[name])} = %s" for name in claim)
-    pk = quote(columns["id"])
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {assignments} "
-        f"WHERE {pk} IN ({picked_sql}{lock}) RETURNING {pk}"
-    )
-    fields = {field.name: field for field in meta.concrete_fields}
-    values = [fields[name].get_db_prep_save(v, connection) for name, v in claim.items()]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, *picked_params])
-        return [row[0] for row in cursor.fetchall()]

@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import functools
 import gc
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from mailer.queue import idempotency
 from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.log import MessageLog
 from mailer.queue.rows import bytes_over
+from mailer.queue.sql import mysql, sqlite
 from mailer.queue.sql.postgres import notify_channel
 from mailer.queue.states import RESULT_DONT_SEND, Status
 
@@ -304,11 +304,9 @@ def _preparer(field: models.Field[Any, Any], connection: Any) -> Any:
 def _max_query_params(connection: Any) -> int | None:
     """How many parameters one statement may have on ``connection`` (None: no limit)."""
     if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        try:
-            return int(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-        except AttributeError:  # Python before 3.11
-            pass
+        found = sqlite.max_variables(connection)
+        if found is not None:
+            return found
     limit = connection.features.max_query_params
     return int(limit) if limit else None
 
@@ -427,22 +425,9 @@ _STATEMENT_OVERHEAD = 64 * 1024
 
 
 def _max_packet(using: str) -> int | None:
-    """MySQL/MariaDB's max_allowed_packet; None for other databases.
-
-    A statement longer than the packet limit makes the server drop the
-    connection ("server has gone away") in the middle of the caller's request.
-    """
+    """MySQL/MariaDB's max_allowed_packet; None for other databases."""
     connection = connections[using]
-    if connection.vendor != "mysql":
-        return None
-    cached: int | None = getattr(connection, "_mailer_max_packet", None)
-    if cached is None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT @@max_allowed_packet")
-            row = cursor.fetchone()
-        cached = int(row[0])
-        connection._mailer_max_packet = cached  # type: ignore[attr-defined]
-    return cached
+    return mysql.max_allowed_packet(connection) if connection.vendor == "mysql" else None
 
 
 def _statement_size(data: str) -> int:
