@@ -46,25 +46,12 @@ if TYPE_CHECKING:
 def enqueue(
     queryset: MessageQuerySet,
     emails: Sequence[EmailMessage],
-    *,
-    priority: int | str | None = None,
-    mailer: str = "",
-    send_at: datetime.datetime | None = None,
-    expires_at: datetime.datetime | None = None,
-) -> list[Message]:
-    """``MessageQuerySet.enqueue``: check every message, then store them together."""
-    with _collector_paused(len(emails) > 1):
-        return _enqueue(queryset, emails, priority, mailer, send_at, expires_at)
-
-
-def _enqueue(
-    queryset: MessageQuerySet,
-    emails: Sequence[EmailMessage],
     priority: int | str | None,
     mailer: str,
     send_at: datetime.datetime | None,
     expires_at: datetime.datetime | None,
 ) -> list[Message]:
+    """``MessageQuerySet.enqueue``: check every message, then store them together."""
     now = timezone.now()
     default_priority = settings.DEFAULT_PRIORITY if priority is None else parse_priority(priority)
     send_at, expires_at = schedule(send_at, expires_at)
@@ -158,7 +145,7 @@ def _store(
 
 
 @contextlib.contextmanager
-def _collector_paused(pause: bool) -> Iterator[None]:
+def collector_paused(pause: bool) -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a batch is prepared.
 
     Preparing thousands of messages allocates many objects that live until the
@@ -218,7 +205,7 @@ def insert_rows(
             varying.append(field)
             columns.append(("", field))
     per_batch = len(rows)
-    limit = _max_query_params(connection)
+    limit = max_query_params(connection)
     if limit and varying:
         per_batch = max(1, min(per_batch, (limit - len(shared)) // len(varying)))
     if batch_size:
@@ -301,7 +288,7 @@ def _preparer(field: models.Field[Any, Any], connection: Any) -> Any:
     return prepared
 
 
-def _max_query_params(connection: Any) -> int | None:
+def max_query_params(connection: Any) -> int | None:
     """How many parameters one statement may have on ``connection`` (None: no limit)."""
     if connection.vendor == "sqlite":
         found = sqlite.max_variables(connection)

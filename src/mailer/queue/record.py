@@ -26,9 +26,10 @@ from django.utils import timezone
 from mailer import signals
 from mailer.conf import settings
 from mailer.queue import retry
-from mailer.queue.enqueue import _max_query_params
+from mailer.queue.enqueue import max_query_params
 from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome, Verdict
+from mailer.queue.sql.mysql import retrying_deadlocks
 from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, Status
 
 if TYPE_CHECKING:
@@ -245,6 +246,18 @@ def record_results(
         insert_logs(logs, db, delete=(queryset.model, done) if done else None)
         signals.recorded_on_commit(queryset.model, signalled, db)
         return
+    retrying_deadlocks(db, lambda: _write(queryset, done, changed, logs, signalled))
+
+
+def _write(
+    queryset: MessageQuerySet,
+    done: list[int],
+    changed: list[Message],
+    logs: list[MessageLog],
+    signalled: list[tuple[str, Message, Outcome, MessageLog | None]],
+) -> None:
+    """The writes of ``record``: one DELETE, one UPDATE and one INSERT, in one transaction."""
+    db = queryset.db
     with transaction.atomic(using=db):
         delete_ids(queryset.model, done, db)
         if changed:
@@ -261,7 +274,7 @@ def record_results(
                     "lease_expires_at",
                 ],
             )
-        insert_logs(logs, db, max_params=_max_query_params(connections[db]))
+        insert_logs(logs, db, max_params=max_query_params(connections[db]))
         signals.recorded_on_commit(queryset.model, signalled, db)
 
 
