@@ -1,8 +1,9 @@
-"""The queue: messages waiting to be delivered, the log of every attempt, the don't-send list.
+"""The queue's messages: ``Message``, and the queue's vocabulary on :class:`MessageQuerySet`.
 
-The queue's vocabulary lives on :class:`MessageQuerySet` (``due()``,
-``claim()``, ``record()``, ``deferred()``...), and so does every line of
-locking SQL. A message's life (see ``docs/guarantees``)::
+``due()``, ``claim()``, ``record()``, ``deferred()``... are the words the rest of
+the package speaks; the claim (``claim.py``), recording (``record.py``) and
+enqueueing (``enqueue.py``) are written beside this module, and every line of
+locking SQL is in ``mailer/queue/``. A message's life (see ``docs/guarantees``)::
 
     queued (due now, or scheduled for later) -> claimed -> sent (row deleted, logged)
                                                         -> deferred (next attempt later)
