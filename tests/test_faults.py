@@ -14,9 +14,9 @@ import pytest
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from mailer.delivery.recorder import EXPOSED_LIMIT
 from mailer.engine import SendCounts, send_all
 from mailer.models import Message, MessageLog, Status
-from mailer.recorder import EXPOSED_LIMIT
 
 from . import processes
 from .assertions import MailAssertions, find
