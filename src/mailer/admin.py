@@ -47,6 +47,7 @@ from .models import (
     Message,
     MessageLog,
     MessageQuerySet,
+    ProviderMessageId,
     Worker,
 )
 from .validation import MAX_IDEMPOTENCY_KEY_LENGTH
@@ -156,6 +157,23 @@ class MailerFilter(admin.SimpleListFilter):
         if value is None:
             return queryset
         return queryset.filter(mailer="" if value == DEFAULT_MAILER else value)
+
+
+class RefusedFilter(admin.SimpleListFilter):
+    """Attempts in which the server or provider refused some recipient, sent to others or not."""
+
+    title = _("refused recipients")
+    parameter_name = "refused"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("some refused")), ("no", _("none refused"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(refused__gt=0)
+        if self.value() == "no":
+            return queryset.filter(refused=0)
+        return queryset
 
 
 # -- Shared by the queue and the log -----------------------------------------------------
@@ -481,9 +499,11 @@ class MessageAdmin(StoredMailAdmin):
         return TemplateResponse(request, "admin/mailer/dashboard.html", context)
 
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        rows = display.recipient_rows(obj.summary, json_value(obj, "recipient_results"))
         return {
             **super().mail_context(request, obj),
-            "recipients": display.recipient_rows(obj.summary, json_value(obj, "recipient_results")),
+            "recipients": rows,
+            "provider_ids": any(row.provider_id for row in rows),
             "attempts": self.attempts(obj.pk),
         }
 
@@ -533,7 +553,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "mailer",
     )
     list_display_links = ("id", "when_attempted")
-    list_filter = ("result", "priority", MailerFilter)
+    list_filter = ("result", RefusedFilter, "priority", MailerFilter)
     link_lookups = ("queue_id",)  # the queue entry column links to its attempts
     date_hierarchy = "when_attempted"
     # Read-only: all of them; the stored data itself is shown by the template, by permission.
@@ -569,6 +589,8 @@ class MessageLogAdmin(StoredMailAdmin):
             super().search_condition(term)
             | Q(message_id__icontains=term)
             | Q(recipients__icontains=term)
+            # The provider's message id, as its webhooks and its dashboard show it.
+            | Q(pk__in=ProviderMessageId.objects.filter(provider_id=term).values("log_id"))
         )
         if search.is_id(term):
             condition |= Q(queue_id=int(term))
@@ -606,9 +628,11 @@ class MessageLogAdmin(StoredMailAdmin):
 
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
+        rows = display.log_recipient_rows(json_value(obj, "recipients"))
         return {
             **super().mail_context(request, obj),
-            "recipients": display.log_recipient_rows(json_value(obj, "recipients")),
+            "recipients": rows,
+            "provider_ids": any(row.provider_id for row in rows),
             "attempts": self.attempts(obj.queue_id),
             "queued_url": reverse("admin:mailer_message_change", args=[obj.queue_id])
             if queued

@@ -21,6 +21,7 @@ from django.db.models import Case, Count, IntegerField, Max, Min, Q, Value, When
 from django.db.models.functions import Substr
 from django.utils import timezone
 
+from . import health
 from .conf import settings
 from .models import (
     PRIORITIES,
@@ -95,6 +96,9 @@ class Dashboard:
     hours: list[Hour]
     failures: list[FailureReply]
     workers: list[WorkerStatus]
+    # Recipients the server or provider refused in the last hour and the last 24 hours.
+    refused_last_hour: int = 0
+    refused_last_day: int = 0
     oldest_due: datetime.datetime | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,8 +126,11 @@ class Dashboard:
 def gather(now: datetime.datetime | None = None, using: str = "default") -> Dashboard:
     """Everything the dashboard shows, as of ``now``."""
     now = now or timezone.now()
+    last_hour, last_day = health.attempts(now, using)
     return Dashboard(
         now=now,
+        refused_last_hour=last_hour.refused,
+        refused_last_day=last_day.refused,
         states=state_counts(now, using),
         priorities=priority_counts(now, using),
         hours=hourly(now, using),

@@ -32,6 +32,7 @@ from django.utils.module_loading import import_string
 from . import storage
 from .classify import breaks_connection, classify, exception_name
 from .conf import DEFAULT_ERROR_HANDLER, settings
+from .esp import misconfigured
 from .exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
 from .interrupt import deadline
 from .mailers import alias_problem
@@ -89,6 +90,12 @@ class ConnectionDown(MailerError):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(str(outcome.reply))
         self.outcome = outcome
+
+
+class BackendMisconfigured(ConnectionDown):
+    """The delivery backend's configuration, account or credentials are wrong (an anymail
+    configuration error, an API refusing the credentials): every message would fail the
+    same way, so the run stops and the message is tried again later."""
 
 
 class Engine:
@@ -175,6 +182,9 @@ class Engine:
                     break
                 self._deliver_batch(claimed)
                 claimed = []
+        except BackendMisconfigured as wrong:
+            self.connection_down = True
+            logger.error("the delivery backend is misconfigured, stopping this run: %s", wrong)
         except ConnectionDown as down:
             self.connection_down = True
             logger.error("cannot connect to deliver mail, stopping this run: %s", down)
@@ -443,12 +453,19 @@ class Engine:
             outcome = classify(error, recipients)
             if outcome.verdict is Verdict.PERMANENT:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
+            if misconfigured(error):
+                raise BackendMisconfigured(outcome) from error
             raise ConnectionDown(outcome) from error
         if self.before_send is not None:
             self.before_send()
         try:
             outcome = transport.send(email, recipients)
         except Exception as error:
+            if misconfigured(error):
+                transport.close()
+                outcome = classify(error, recipients)
+                outcome.verdict = Verdict.TRANSIENT  # not the message's fault
+                raise BackendMisconfigured(outcome) from error
             return self._handle(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
             refusal = _as_exception(outcome, email.from_email)

@@ -43,6 +43,7 @@ from .priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
+from .provider_ids import ProviderMessageId
 from .recording import delete_ids, insert_logs
 from .rows import TolerantJSONField, bounded, bytes_over, take_bounded
 from .scrub import scrub
@@ -70,6 +71,7 @@ __all__ = [
     "IdempotencyKey",
     "Message",
     "MessageLog",
+    "ProviderMessageId",
     "Status",
     "TaskWakeup",
 ]
@@ -179,6 +181,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
         return len(rows)
 
     # Queue states beyond the contract.
+
+    def by_provider_id(self, provider_id: str) -> MessageQuerySet:
+        """Messages still in the queue (partly sent, deferred or failed for some recipient)
+        that an email service provider gave the id ``provider_id``. A message sent to
+        everyone has left the queue: ``MessageLog.objects.by_provider_id`` finds its log."""
+        logs = MessageLog.objects.using(self.db).by_provider_id(provider_id)
+        return self.filter(pk__in=logs.values("queue_id"))
 
     def queued(self) -> MessageQuerySet:
         return self.filter(status=Status.QUEUED)
@@ -380,6 +389,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         changed: list[Message] = []
         logs: list[MessageLog] = []
         signalled: list[tuple[str, Message, Outcome, MessageLog | None]] = []
+        provider_ids: list[tuple[MessageLog, dict[str, str]]] = []
         for message, outcome in results:
             attempt = message.retry_count + 1
             if getattr(message, "_deferred_by_handler", False):
@@ -407,16 +417,19 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     message_id=outcome.message_id,
                     when_attempted=now,
                     recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
+                    refused=len(outcome.refused),
                     exception=outcome.exception,
                     smtp_code=outcome.reply.code,
                     smtp_reply=outcome.reply.text,
                     worker=worker,
                 )
                 logs.append(log)
+                if outcome.provider_ids:
+                    provider_ids.append((log, outcome.provider_ids))
             sent = final == "done" and outcome.verdict is Verdict.SENT
             signalled.append(("sent" if sent else final, message, outcome, log))
         db = self.db
-        if logs and not changed and connections[db].vendor == "postgresql":
+        if logs and not changed and not provider_ids and connections[db].vendor == "postgresql":
             # One statement, atomic by itself: results come a few at a time, and a
             # round trip (and a transaction's) is most of what writing them costs.
             insert_logs(logs, db, delete=(self.model, done) if done else None)
@@ -439,6 +452,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     ],
                 )
             insert_logs(logs, db, max_params=_max_query_params(connections[db]))
+            _insert_provider_ids(provider_ids, db)
             signals.recorded_on_commit(self.model, signalled, db)
 
     # Enqueueing.
@@ -807,15 +821,54 @@ def _apply_outcome(message: Message, outcome: Outcome, now: datetime.datetime) -
 
 
 def _log_text(outcome: Outcome, final: str, message: Message) -> str:
-    """The contract's free-text ``log_message`` for an attempt."""
+    """The contract's free-text ``log_message`` for an attempt.
+
+    An attempt that reached some recipients and was refused for others says so first:
+    "sent to 2, refused 1: c@example.com: 550 5.1.1 no such user".
+    """
+    partly = _partly_refused(outcome)
     if outcome.verdict is Verdict.SENT:
-        refused = [r for r in outcome.recipients if r.verdict is Verdict.PERMANENT]
-        return "; ".join(f"refused {r.address}: {r.reply}" for r in refused)
+        return partly
+    if partly and final == "deferred" and message.due_at is not None:
+        return f"{partly}; deferred until {message.due_at.isoformat(timespec='seconds')}"
     if outcome.verdict is Verdict.SKIPPED:
         return "every recipient is on the don't-send list"
     if final == "deferred" and message.due_at is not None:
         return f"deferred until {message.due_at.isoformat(timespec='seconds')}: {outcome.reply}"
     return message.last_reply if final == "failed" else str(outcome.reply)
+
+
+def _partly_refused(outcome: Outcome) -> str:
+    """ "sent to N, refused M: <address>: <reply>; ..." for an attempt that reached some
+    recipients and was refused for others; empty otherwise."""
+    refused, delivered = outcome.refused, outcome.delivered
+    if not refused or not delivered:
+        return ""
+    replies = "; ".join(f"{r.address}: {r.reply}" for r in refused)
+    return f"sent to {len(delivered)}, refused {len(refused)}: {replies}"
+
+
+def _insert_provider_ids(found: list[tuple[MessageLog, dict[str, str]]], using: str) -> None:
+    """One ``ProviderMessageId`` row per recipient a provider gave an id (after the logs)."""
+    if not found:
+        return
+    for log, _ids in found:
+        if log.pk is None:  # MySQL returns no ids from a multi-row INSERT: ask for it
+            log.pk = (
+                MessageLog.objects.using(using)
+                .filter(
+                    queue_id=log.queue_id, attempt=log.attempt, when_attempted=log.when_attempted
+                )
+                .values_list("pk", flat=True)
+                .order_by("-pk")
+                .first()
+            )
+    rows = [
+        ProviderMessageId(log_id=log.pk, address=address[:254], provider_id=provider_id[:255])
+        for log, ids in found
+        for address, provider_id in ids.items()
+    ]
+    insert_logs(rows, using, max_params=_max_query_params(connections[using]))
 
 
 def _pop_control_headers(doc: dict[str, Any]) -> dict[str, Any]:
@@ -1170,10 +1223,23 @@ class MessageLogQuerySet(models.QuerySet["MessageLog"]):
             result_codes = [RESULT_SUCCESS]
         limit = timezone.now() - datetime.timedelta(days=days)
         old = self.filter(result__in=list(result_codes), when_attempted__lt=limit)
-        return delete_in_batches(old, batch_size)
+        return delete_in_batches(old, batch_size, before=self._delete_provider_ids)
+
+    def _delete_provider_ids(self, log_ids: list[int]) -> None:
+        ProviderMessageId.objects.using(self.db).filter(log_id__in=log_ids)._raw_delete(self.db)
 
     def for_message(self, message: Message) -> MessageLogQuerySet:
         return self.filter(queue_id=message.pk).order_by("when_attempted", "pk")
+
+    def by_provider_id(self, provider_id: str) -> MessageLogQuerySet:
+        """The attempts an email service provider gave the message id ``provider_id``
+        (what its webhooks carry), through the indexed ``ProviderMessageId`` table."""
+        found = ProviderMessageId.objects.using(self.db).filter(provider_id=provider_id)
+        return self.filter(pk__in=found.values("log_id"))
+
+    def with_refusals(self) -> MessageLogQuerySet:
+        """Attempts for which the server or provider refused some recipient."""
+        return self.filter(refused__gt=0)
 
 
 class MessageLog(models.Model):
@@ -1201,8 +1267,21 @@ class MessageLog(models.Model):
             "[address, result, SMTP code, reply] for each recipient this attempt concerned."
         ),
     )
+    refused = models.PositiveIntegerField(
+        _("refused recipients"),
+        default=0,
+        help_text=_(
+            "Recipients the server or provider refused, each with its own reply, in this "
+            "attempt (as its recipients show)."
+        ),
+    )
     exception = models.CharField(_("exception"), max_length=200, blank=True, default="")
-    smtp_code = models.PositiveSmallIntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(
+        _("SMTP code"),
+        null=True,
+        blank=True,
+        help_text=_("The SMTP reply code, or the HTTP status of an email service provider's API."),
+    )
     smtp_reply = models.TextField(_("reply"), blank=True, default="")
     mailer = models.CharField(_("mailer"), max_length=100, blank=True, default="")
     worker = models.CharField(_("worker"), max_length=200, blank=True, default="")

@@ -5,7 +5,8 @@ here, recipient by recipient, so that each recipient's reply is kept: when
 the server refuses some RCPT TO and accepts others, the message goes to the
 accepted ones and the refused ones are recorded. Django's own ``_send``
 discards those replies. Other backends (console, locmem, ESP APIs) get
-``send_messages([message])`` and are judged by what it raises.
+``send_messages([message])`` and are judged by what it raises and, for
+django-anymail, by its status per recipient (``mailer.esp``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
-from . import compat, mailers
+from . import compat, esp, mailers
 from .classify import breaks_connection, classify, exception_name, verdict_for_code
 from .conf import settings
 from .exceptions import UndecodableMessage
@@ -133,22 +134,8 @@ class Transport:
         if sent == 0:
             reply = Reply(None, "the backend sent nothing (did it fail silently?)")
             return Outcome(Verdict.TRANSIENT, reply, "", _all(recipients, Verdict.TRANSIENT, reply))
-        status = getattr(message, "anymail_status", None)
-        per_recipient = getattr(status, "recipients", None) or {}
-        results = []
-        for address in recipients:
-            info = per_recipient.get(address)
-            state = getattr(info, "status", None)
-            verdict = (
-                Verdict.PERMANENT if state in ("rejected", "invalid", "failed") else Verdict.SENT
-            )
-            results.append(RecipientResult(address, verdict, Reply(None, str(state or "sent"))))
-        if results and all(r.verdict is Verdict.PERMANENT for r in results):
-            return Outcome(Verdict.PERMANENT, results[0].reply, "", results)
-        msgid = getattr(status, "message_id", None)
-        return Outcome(
-            Verdict.SENT, Reply(None, f"accepted {msgid}" if msgid else "accepted"), "", results
-        )
+        # django-anymail's answer per recipient, when there is one (``mailer.esp``).
+        return esp.recipient_outcome(message, recipients)
 
     def _send_smtp(
         self, backend: SMTPBackend, message: EmailMessage, recipients: list[str]
@@ -230,7 +217,7 @@ def _converse(
             accepted.append(address)
         else:
             reply = Reply(code, _text(text))
-            results[address] = RecipientResult(address, _failure(code), reply)
+            results[address] = RecipientResult(address, _failure(code), reply, refused=code != 421)
             if code == 421:  # the server is closing: nobody gets this message now
                 connection.close()
                 return Outcome(
