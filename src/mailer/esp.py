@@ -156,7 +156,11 @@ def trim(text: str) -> str:
 
 
 def _provider_name(exc: BaseException) -> str:
-    return str(getattr(exc, "esp_name", None) or "the provider")
+    """The provider's name as anymail gives it ("Postmark", "Amazon SES")."""
+    backend = getattr(getattr(exc, "payload", None), "backend", None)
+    return str(
+        getattr(exc, "esp_name", None) or getattr(backend, "esp_name", None) or "the provider"
+    )
 
 
 def _error_text(exc: BaseException, code: str, text: str) -> str:
