@@ -362,3 +362,23 @@ def test_the_providers_json_is_not_kept_whole(postmark_provider: Provider) -> No
 
     row = find(token_of(message))
     assert "{" not in row.last_reply and "\n" not in row.last_reply
+
+
+def test_without_ids_returned_by_the_insert_the_provider_ids_find_their_log_row(
+    postmark_provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MySQL returns no ids from a multi-row INSERT: each log row's id is read back."""
+    from django.db import connections
+
+    # Results are recorded from another thread, on its own connection: every one is told.
+    features = type(connections["default"].features)
+    monkeypatch.setattr(features, "can_return_rows_from_bulk_insert", False)
+    first, second = queue(plain([ALICE])), queue(plain([BOB]))
+
+    assert send_all() == SendCounts(sent=2)
+
+    for message, address in ((first, ALICE), (second, BOB)):
+        log = log_of(message)
+        (entry,) = ProviderMessageId.objects.filter(address=address)
+        assert entry.log_id == log.pk
+        assert list(MessageLog.objects.by_provider_id(entry.provider_id)) == [log]
