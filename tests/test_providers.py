@@ -272,6 +272,28 @@ ERROR_ANSWERS: list[tuple[str, Answer, str, int, str]] = [
         "Invalid 'From' address: 'sender@example.com' is not a verified sender signature. "
         "(Postmark error 300)",
     ),
+    (
+        "postmark",
+        postmark.sender_signature_not_found(),
+        "failed",
+        422,
+        "is not a Sender Signature on your account. Please add and confirm this address in "
+        "order to be able to use it in the 'From' field of your messages. (Postmark error 400)",
+    ),
+    (
+        "postmark",
+        postmark.forbidden_attachment(),
+        "failed",
+        422,
+        "Forbidden attachment type: run.exe (Postmark error 411)",
+    ),
+    (
+        "postmark",
+        postmark.account_pending(),
+        "failed",
+        422,
+        "all recipients must share the same domain as the 'From' address. (Postmark error 412)",
+    ),
     ("postmark", postmark.rate_limited(), "deferred", 429, "Rate limit exceeded."),
     ("postmark", postmark.server_error(), "deferred", 500, "Internal Server Error"),
     (

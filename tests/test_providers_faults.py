@@ -97,6 +97,12 @@ def test_a_refused_connection_is_deferred(provider: Provider) -> None:
 
 ACCOUNT_ANSWERS: list[tuple[str, Reply, int, str]] = [
     ("postmark", postmark.unauthorized(), 401, "The Server Token you provided"),
+    (
+        "postmark",
+        postmark.out_of_credits(),
+        422,
+        "You have run out of credits. (Postmark error 405)",
+    ),
     ("mailgun", mailgun.unauthorized(), 401, "Forbidden"),
     ("mailgun", mailgun.forbidden(), 403, "not allowed to send: account disabled"),
     ("ses", ses.invalid_credentials(), 403, "UnrecognizedClientException"),

@@ -5,9 +5,9 @@ code goes, the provider's own error text (and error code) where the SMTP text
 goes, per recipient; and the message id the provider gave each recipient.
 
 * An HTTP error answer: 408, 425, 429 and 5xx are transient, any other 4xx
-  permanent (401 and 403, and Amazon SES's account and credential errors, mean the
-  backend's account or credentials are wrong: the run stops, see
-  :func:`misconfigured`).
+  permanent (401 and 403, Amazon SES's account and credential errors and Postmark's
+  ErrorCode 405 mean the backend's account or credentials are wrong: the run stops,
+  see :func:`misconfigured`).
 * A per-recipient answer (``message.anymail_status.recipients``, also when anymail
   raises ``AnymailRecipientsRefused``): "rejected", "invalid" and "failed" are
   permanent refusals of that recipient, "sent" and "queued" accepted; "unknown" is
@@ -37,9 +37,11 @@ TEXT_LIMIT = 500
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 # HTTP statuses that mean the account or its credentials, not the message, are wrong.
 ACCOUNT_STATUSES = frozenset({401, 403})
-# Amazon SES error codes about the account, its credentials or its permissions.
+# Error codes about the account, its credentials or its permissions: Amazon SES's, and
+# Postmark's 405 (not allowed to send: out of credits).
 ACCOUNT_ERROR_CODES = frozenset(
     {
+        "405",
         "AccessDeniedException",
         "AccountSuspendedException",
         "InvalidClientTokenId",
