@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 from django.core.mail import EmailMessage
+from django.test import Client
 
 from mailer.engine import SendCounts, send_all
 from mailer.models import RESULT_FAILURE, RESULT_SUCCESS, Message, MessageLog, ProviderMessageId
 from mailer.outcome import Outcome, RecipientResult, Reply, Verdict
 
+from .admin_pages import LOG_LIST, rows, text
 from .assertions import MailAssertions, find
 from .providers import mailgun, postmark, ses
 from .providers.config import Provider
@@ -404,3 +406,21 @@ def test_without_ids_returned_by_the_insert_the_provider_ids_find_their_log_row(
         (entry,) = ProviderMessageId.objects.filter(address=address)
         assert entry.log_id == log.pk
         assert list(MessageLog.objects.by_provider_id(entry.provider_id)) == [log]
+
+
+def test_the_admin_shows_each_recipients_provider_id_and_finds_the_log_by_it(
+    postmark_provider: Provider, admin_client: Client
+) -> None:
+    postmark_provider.api.queue(postmark.inactive_among(BOB))
+    queue(plain([ALICE, BOB]))
+    send_all()
+    log = MessageLog.objects.get()
+    (entry,) = ProviderMessageId.objects.all()
+
+    found = rows(admin_client.get(LOG_LIST, {"q": entry.provider_id}))
+    page = text(admin_client.get(f"{LOG_LIST}{log.pk}/change/"))
+
+    assert found == [str(log.pk)]
+    assert rows(admin_client.get(LOG_LIST, {"q": "no-such-provider-id"})) == []
+    assert f'<td class="mailer-provider-id">{entry.provider_id}</td>' in page
+    assert '<th scope="col">Provider\'s message id</th>' in page
