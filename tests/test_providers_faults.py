@@ -19,12 +19,13 @@ from django.core.mail import EmailMessage
 from mailer.classify import breaks_connection, classify
 from mailer.engine import SendCounts, send_all
 from mailer.models import RESULT_FAILURE, Message, MessageLog, Status
-from mailer.outcome import Verdict
+from mailer.outcome import Reply, Verdict
 
 from .assertions import MailAssertions, find
 from .providers import mailgun, postmark, ses
 from .providers.config import Provider
-from .providers.server import Drop, Hang, Reply, drop, hang, refusing_port
+from .providers.server import Drop, Hang, drop, hang, refusing_port
+from .providers.server import Reply as Answer
 from .providers.status import ALICE, BOB
 from .samples import plain, token_of
 
@@ -95,7 +96,7 @@ def test_a_refused_connection_is_deferred(provider: Provider) -> None:
 
 # The backend's configuration, account or credentials: the run stops, the mail waits.
 
-ACCOUNT_ANSWERS: list[tuple[str, Reply, int, str]] = [
+ACCOUNT_ANSWERS: list[tuple[str, Answer, int, str]] = [
     ("postmark", postmark.unauthorized(), 401, "The Server Token you provided"),
     (
         "postmark",
@@ -121,7 +122,7 @@ def test_an_account_or_credential_refusal_stops_the_run_and_defers_the_message(
     provider_style: str,
     caplog: pytest.LogCaptureFixture,
     name: str,
-    answer: Reply,
+    answer: Answer,
     status: int,
     words: str,
 ) -> None:
@@ -206,3 +207,23 @@ def test_an_http_error_answer_keeps_the_connection(postmark_provider: Any) -> No
 
     assert breaks_connection(raised.value) is False
     assert classify(raised.value, [ALICE]).verdict is Verdict.TRANSIENT
+
+
+def daily_quota(error: BaseException) -> tuple[Verdict, Reply] | None:
+    """A project's classifier: SES's daily quota means "not before tomorrow"."""
+    if "Daily message quota exceeded" in str(error):
+        return Verdict.TRANSIENT, Reply(None, "SES daily quota used up: tomorrow")
+    return None
+
+
+def test_a_projects_classifier_is_asked_before_anymails_errors_are_read(
+    ses_provider: Provider, settings: Any
+) -> None:
+    settings.MAILER_ERROR_CLASSIFIERS = [f"{__name__}.daily_quota"]
+    ses_provider.api.queue(ses.daily_quota_exceeded(), ses.bad_request())
+    quota, bad = queue(plain([ALICE])), queue(plain([BOB]))
+
+    assert send_all() == SendCounts(deferred=1, failed=1)
+
+    assert find(token_of(quota)).last_reply == "SES daily quota used up: tomorrow"
+    assert find(token_of(bad)).last_code == 400  # not the classifier's: anymail's reading
