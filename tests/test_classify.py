@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from anymail.exceptions import AnymailRecipientsRefused
 
-from mailer.classify import breaks_connection, classify, verdict_for_code
+from mailer.delivery.classify import breaks_connection, classify, verdict_for_code
 from mailer.exceptions import UndecodableMessage
 from mailer.outcome import Reply, Verdict
 

@@ -16,7 +16,7 @@ from anymail.exceptions import (
 )
 from django.core.mail import EmailMessage
 
-from mailer.classify import breaks_connection, classify
+from mailer.delivery.classify import breaks_connection, classify
 from mailer.engine import SendCounts, send_all
 from mailer.models import RESULT_FAILURE, Message, MessageLog, Status
 from mailer.outcome import Reply, Verdict

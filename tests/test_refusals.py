@@ -15,10 +15,12 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from mailer import dashboard, health, signals
+from mailer import signals
+from mailer.admin import dashboard
 from mailer.engine import SendCounts, send_all
 from mailer.models import RESULT_SUCCESS, Message, MessageLog
 from mailer.outcome import Outcome
+from mailer.queue import health
 
 from .admin_pages import LOG_LIST, rows, text
 from .assertions import MailAssertions
