@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import OperationalError, connections
 
 from mailer.queue.sql import standard
-from mailer.queue.sql.standard import (
-    CHANNEL,
-    any_of,
-    insert_from_json,
-    insert_sql,
-    max_params,
-    shared_value_sql,
-    waiting_at_most,
-)
+
+# The functions this database shares with every other (mailer.queue.sql.Dialect).
+from mailer.queue.sql.standard import CHANNEL as CHANNEL
+from mailer.queue.sql.standard import any_of as any_of
+from mailer.queue.sql.standard import insert_from_json as insert_from_json
+from mailer.queue.sql.standard import insert_sql as insert_sql
+from mailer.queue.sql.standard import max_params as max_params
+from mailer.queue.sql.standard import shared_value_sql as shared_value_sql
+from mailer.queue.sql.standard import waiting_at_most as waiting_at_most
 
 if TYPE_CHECKING:
     from mailer.queue.message import MessageQuerySet
@@ -103,20 +103,3 @@ def max_packet(connection: Any) -> int:
         cached = int(row[0])
         connection._mailer_max_packet = cached
     return cached
-
-
-__all__ = [
-    "CHANNEL",
-    "IGNORED_KEYS_LOCKED",
-    "any_of",
-    "claim_ids",
-    "insert_from_json",
-    "insert_ignoring",
-    "insert_sql",
-    "interrupt",
-    "max_packet",
-    "max_params",
-    "retrying_deadlocks",
-    "shared_value_sql",
-    "waiting_at_most",
-]

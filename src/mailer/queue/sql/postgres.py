@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections, models
 
 from mailer.queue.sql.returning import update_returning
-from mailer.queue.sql.standard import (
-    IGNORED_KEYS_LOCKED,
-    insert_ignoring,
-    max_packet,
-    max_params,
-    waiting_at_most,
-)
+
+# The functions this database shares with every other (mailer.queue.sql.Dialect).
+from mailer.queue.sql.standard import IGNORED_KEYS_LOCKED as IGNORED_KEYS_LOCKED
+from mailer.queue.sql.standard import insert_ignoring as insert_ignoring
+from mailer.queue.sql.standard import max_packet as max_packet
+from mailer.queue.sql.standard import max_params as max_params
+from mailer.queue.sql.standard import waiting_at_most as waiting_at_most
 
 if TYPE_CHECKING:
     from mailer.queue.message import MessageQuerySet
@@ -125,19 +125,3 @@ def _insert_from_json_sql(
             f"WHERE {quote(str(gone_meta.pk.column))} = ANY(%s)) {sql}"
         )
     return f"{sql} RETURNING {quote(str(meta.pk.column))}"
-
-
-__all__ = [
-    "CHANNEL",
-    "IGNORED_KEYS_LOCKED",
-    "any_of",
-    "claim_ids",
-    "insert_from_json",
-    "insert_ignoring",
-    "insert_sql",
-    "interrupt",
-    "max_packet",
-    "max_params",
-    "shared_value_sql",
-    "waiting_at_most",
-]

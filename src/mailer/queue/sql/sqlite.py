@@ -20,17 +20,17 @@ from django.db import models
 
 from mailer.queue.sql import standard
 from mailer.queue.sql.returning import update_returning
-from mailer.queue.sql.standard import (
-    CHANNEL,
-    IGNORED_KEYS_LOCKED,
-    any_of,
-    insert_from_json,
-    insert_ignoring,
-    insert_sql,
-    interrupt,
-    max_packet,
-    shared_value_sql,
-)
+
+# The functions this database shares with every other (mailer.queue.sql.Dialect).
+from mailer.queue.sql.standard import CHANNEL as CHANNEL
+from mailer.queue.sql.standard import IGNORED_KEYS_LOCKED as IGNORED_KEYS_LOCKED
+from mailer.queue.sql.standard import any_of as any_of
+from mailer.queue.sql.standard import insert_from_json as insert_from_json
+from mailer.queue.sql.standard import insert_ignoring as insert_ignoring
+from mailer.queue.sql.standard import insert_sql as insert_sql
+from mailer.queue.sql.standard import interrupt as interrupt
+from mailer.queue.sql.standard import max_packet as max_packet
+from mailer.queue.sql.standard import shared_value_sql as shared_value_sql
 from mailer.queue.states import DUE_STATUSES
 
 if TYPE_CHECKING:
@@ -75,19 +75,3 @@ def max_params(connection: Any) -> int | None:
         return int(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
     except AttributeError:  # Python before 3.11 cannot say
         return standard.max_params(connection)
-
-
-__all__ = [
-    "CHANNEL",
-    "IGNORED_KEYS_LOCKED",
-    "any_of",
-    "claim_ids",
-    "insert_from_json",
-    "insert_ignoring",
-    "insert_sql",
-    "interrupt",
-    "max_packet",
-    "max_params",
-    "shared_value_sql",
-    "waiting_at_most",
-]
