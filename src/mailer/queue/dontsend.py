@@ -80,8 +80,5 @@ class DontSendEntry(models.Model):
         return self.to_address
 
 
-# -- Workers ---------------------------------------------------------------------
-
-
 models.signals.post_save.connect(_forget_empty, sender=DontSendEntry)
 models.signals.post_delete.connect(_forget_empty, sender=DontSendEntry)
