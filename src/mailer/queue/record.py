@@ -32,7 +32,6 @@ from mailer.queue.enqueue import max_query_params
 from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome, Verdict
 from mailer.queue.provider_ids import ProviderMessageId
-from mailer.queue.sql.mysql import retrying_deadlocks
 from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, Status
 
 if TYPE_CHECKING:
@@ -230,7 +229,8 @@ def record_results(
         insert_logs(logs, db, delete=(queryset.model, done) if done else None)
         signals.recorded_on_commit(queryset.model, signalled, db)
         return
-    retrying_deadlocks(db, lambda: _write(queryset, done, changed, logs, signalled, provider_ids))
+    write = functools.partial(_write, queryset, done, changed, logs, signalled, provider_ids)
+    sql.of(db).retrying_deadlocks(db, write)
 
 
 def _write(

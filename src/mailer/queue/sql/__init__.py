@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from django.db import connections, models
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         [Any, Sequence[models.Field[Any, Any]], str, Deleting], list[Any]
     ]
 
+T = TypeVar("T")
+
 
 class Dialect(Protocol):
     """What the queue asks of a database's module (``standard`` documents each)."""
@@ -32,6 +34,8 @@ class Dialect(Protocol):
     def claim_ids(
         self, queryset: MessageQuerySet, due: MessageQuerySet, limit: int, claim: dict[str, Any]
     ) -> list[int]: ...
+
+    def retrying_deadlocks(self, using: str, transaction_: Callable[[], T]) -> T: ...
 
     def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]: ...
 

@@ -61,8 +61,7 @@ def retrying_deadlocks(using: str, transaction_: Callable[[], T]) -> T:
             return transaction_()
         except OperationalError as error:
             retry = (
-                connection.vendor == "mysql"
-                and not connection.in_atomic_block
+                not connection.in_atomic_block
                 and attempt < DEADLOCK_ATTEMPTS
                 and bool(error.args)
                 and error.args[0] == DEADLOCK

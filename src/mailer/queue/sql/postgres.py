@@ -23,6 +23,7 @@ from mailer.queue.sql.standard import IGNORED_KEYS_LOCKED as IGNORED_KEYS_LOCKED
 from mailer.queue.sql.standard import insert_ignoring as insert_ignoring
 from mailer.queue.sql.standard import max_packet as max_packet
 from mailer.queue.sql.standard import max_params as max_params
+from mailer.queue.sql.standard import retrying_deadlocks as retrying_deadlocks
 from mailer.queue.sql.standard import waiting_at_most as waiting_at_most
 
 if TYPE_CHECKING:

@@ -30,6 +30,7 @@ from mailer.queue.sql.standard import insert_ignoring as insert_ignoring
 from mailer.queue.sql.standard import insert_sql as insert_sql
 from mailer.queue.sql.standard import interrupt as interrupt
 from mailer.queue.sql.standard import max_packet as max_packet
+from mailer.queue.sql.standard import retrying_deadlocks as retrying_deadlocks
 from mailer.queue.sql.standard import shared_value_sql as shared_value_sql
 from mailer.queue.states import DUE_STATUSES
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from django.db import connections, models, transaction
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     # A column of an INSERT: its SQL, with None; or "", with the field bound per row.
     Column: TypeAlias = tuple[str, models.Field[Any, Any] | None]
+
+T = TypeVar("T")
 
 # The channel queueing mail NOTIFYs on, that idle workers LISTEN to (empty: workers poll).
 CHANNEL = ""
@@ -47,6 +49,12 @@ def claim_ids(
         if ids:
             queryset.model.objects.using(queryset.db).filter(pk__in=ids).update(**claim)
     return ids
+
+
+def retrying_deadlocks(using: str, transaction_: Callable[[], T]) -> T:
+    """Run ``transaction_``, one short transaction of its own (MariaDB's runs it again
+    when the server picks it as a deadlock's victim)."""
+    return transaction_()
 
 
 def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
