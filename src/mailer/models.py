@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.core.mail import EmailMessage
-from django.db import IntegrityError, connections, models, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -31,7 +31,7 @@ from django.utils.translation import gettext_lazy as _
 from . import idempotency, retry, signals, storage
 from .batching import delete_in_batches
 from .conf import settings
-from .exceptions import MessageTooLarge
+from .exceptions import MessageTooLarge, TablesMissing
 from .idempotency import IdempotencyKey
 from .outcome import Outcome, Verdict
 from .priorities import (
@@ -465,7 +465,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
         inside the caller's transaction.
         """
         with _collector_paused(len(emails) > 1):
-            return self._enqueue(emails, priority, mailer, send_at, expires_at)
+            try:
+                return self._enqueue(emails, priority, mailer, send_at, expires_at)
+            except DatabaseError as error:  # "no such table": say what to do about it
+                missing = TablesMissing.from_error(error)
+                if missing is None:
+                    raise
+                raise missing from error
 
     def _enqueue(
         self,

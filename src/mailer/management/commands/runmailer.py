@@ -5,6 +5,10 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
+from django.db import DatabaseError
+
+from ...exceptions import TablesMissing
+from ...schema import describe, unapplied_migrations
 from ...worker import run_worker
 from ..base import MailerCommand
 
@@ -47,6 +51,7 @@ class Command(MailerCommand):
         from ...mailers import default_delivery_alias
 
         default_delivery_alias()  # a misconfigured backend fails here, loudly
+        require_tables(options["database"])
         counts = run_worker(
             concurrency=concurrency,
             using=options["database"],
@@ -54,3 +59,16 @@ class Command(MailerCommand):
             exit_when_idle=options["exit_when_idle"],
         )
         self.say(f"sent {counts.sent}, deferred {counts.deferred}, failed {counts.failed}")
+
+
+def require_tables(using: str) -> None:
+    """Refuse to start on a database without mailer's tables: waiting would never end.
+
+    A database that does not answer yet is waited for by the worker, as before.
+    """
+    try:
+        unapplied = unapplied_migrations(using)
+    except DatabaseError:
+        return
+    if unapplied:
+        raise TablesMissing(describe(unapplied))

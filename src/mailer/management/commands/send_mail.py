@@ -10,7 +10,7 @@ from django.db import DatabaseError
 
 from ...conf import settings
 from ...engine import SendCounts, send_all
-from ...exceptions import DatabaseUnreachable
+from ...exceptions import DatabaseUnreachable, TablesMissing
 from ...locking import LockHeld, LockHeldByOtherUser, send_lock
 from ...models import Message
 from ..base import CommandError, MailerCommand
@@ -19,6 +19,7 @@ from ..progress import ProgressBar
 
 class Command(MailerCommand):
     help = "Deliver all queued mail that is due, then exit. Safe to run from cron every minute."
+    cron_takes_value = True
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
@@ -49,6 +50,8 @@ class Command(MailerCommand):
             # One line for cron's mail; the messages concerned are in the log.
             raise CommandError(str(unreachable)) from unreachable
         except DatabaseError as error:
+            if TablesMissing.from_error(error):
+                raise  # MailerCommand says it in one line
             raise CommandError(f"the database is unreachable ({error})".strip()) from error
         self.say(summary(counts, time.monotonic() - started))
 
