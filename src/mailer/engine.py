@@ -34,7 +34,7 @@ from .classify import breaks_connection, classify, exception_name
 from .conf import DEFAULT_ERROR_HANDLER, settings
 from .exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
 from .interrupt import deadline
-from .mailers import alias_problem
+from .mailers import alias_problem, default_delivery_alias
 from .models import DontSendEntry, Message, MessageQuerySet
 from .outage import Backoff, Outage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
@@ -146,6 +146,7 @@ class Engine:
         self._alias_problems: dict[str, str | None] = {}  # per mailer alias, for this engine
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
+        self._limit_said = False  # a limit of this run was logged
         self.first_claim = first_claim
         self.gate = gate or Gate()
         self.outage = outage or Outage(logger)
@@ -160,6 +161,7 @@ class Engine:
         next run; call ``close()`` when done.
         """
         self.counts = SendCounts()
+        self._limit_said = False
         self.connection_down = False
         self._handed = set()
         if self._recorder is not None and self._recorder.abandoned:
@@ -264,19 +266,25 @@ class Engine:
         return size
 
     def _limit_reached(self) -> bool:
+        """Has this run reached MAILER_EMAIL_MAX_BATCH or _MAX_DEFERRED? Said once a run,
+        in django-mailer's words (monitoring may grep for them)."""
         if self.max_batch is not None and self.counts.sent >= self.max_batch:
-            logger.info(
-                "MAILER_EMAIL_MAX_BATCH (%s) reached; the rest waits for the next run",
-                self.max_batch,
-            )
+            if not self._limit_said:
+                logger.info(
+                    "MAILER_EMAIL_MAX_BATCH (%s) reached, stopping for this round", self.max_batch
+                )
+            self._limit_said = True
             return True
         if (
             self.max_deferred is not None
             and self.counts.deferred + self.counts.failed >= self.max_deferred
         ):
-            logger.warning(
-                "MAILER_EMAIL_MAX_DEFERRED (%s) reached; stopping this run", self.max_deferred
-            )
+            if not self._limit_said:
+                logger.warning(
+                    "MAILER_EMAIL_MAX_DEFERRED (%s) reached, stopping for this round",
+                    self.max_deferred,
+                )
+            self._limit_said = True
             return True
         return False
 
@@ -564,6 +572,9 @@ def send_all(
     from .leases import LeaseKeeper, current, reclaim_dead
     from .locking import LockHeld, send_lock
 
+    # As django-mailer's does: a backend that would queue the mail again is an error
+    # (DeliveryBackendLoop, an ImproperlyConfigured) even when nothing is queued.
+    default_delivery_alias()
     if settings.PAUSE_SEND:
         logger.info("MAILER_PAUSE_SEND is on: nothing sent")
         return SendCounts()

@@ -39,6 +39,10 @@ class InvalidRecipientList(InvalidMessage, TypeError):
     """A recipient list is a plain string (or another non-list) instead of a list."""
 
 
+class NotAnEmailMessage(InvalidMessage, TypeError):
+    """Something other than an ``EmailMessage`` was given where a message is stored."""
+
+
 class MessageTooLarge(InvalidMessage):
     """The stored message would exceed ``MAILER_MAX_MESSAGE_SIZE``."""
 

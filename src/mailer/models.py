@@ -33,6 +33,7 @@ from .batching import delete_in_batches
 from .conf import settings
 from .exceptions import MessageTooLarge, TablesMissing
 from .idempotency import IdempotencyKey
+from .message.django_mailer import db_to_email, email_to_db
 from .outcome import Outcome, Verdict
 from .priorities import (
     PRIORITIES,
@@ -72,6 +73,9 @@ __all__ = [
     "MessageLog",
     "Status",
     "TaskWakeup",
+    "db_to_email",
+    "email_to_db",
+    "make_message",
 ]
 
 logger = logging.getLogger("mailer.queue")
@@ -119,7 +123,16 @@ class MessageQuerySet(models.QuerySet["Message"]):
         return self.filter(status__in=(Status.QUEUED, Status.CLAIMED))
 
     def deferred(self) -> MessageQuerySet:
-        """Messages that could not be delivered yet and wait for a retry."""
+        """What django-mailer calls deferred: held, deferred and failed messages.
+
+        Everything that was not delivered and is not waiting for its first
+        attempt, so that an alert on ``deferred().count()`` sees failed mail too.
+        ``retry_deferred`` requeues the held and deferred ones (``awaiting_retry``).
+        """
+        return self.filter(status__in=(Status.DEFERRED, Status.FAILED))
+
+    def awaiting_retry(self) -> MessageQuerySet:
+        """Held and deferred messages: those ``retry_deferred`` makes due now."""
         return self.filter(status=Status.DEFERRED)
 
     def retry_deferred(
@@ -137,7 +150,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         ago; ``limit`` requeues at most that many, oldest first.
         """
         now = timezone.now()
-        candidates = self.deferred()
+        candidates = self.awaiting_retry()
         if max_age is not None:
             candidates = candidates.filter(when_added__gte=now - max_age)
         max_retries = settings.EMAIL_MAX_RETRIES
@@ -195,7 +208,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     def held(self) -> MessageQuerySet:
         """Deferred messages with no next attempt: they wait for ``retry_deferred``."""
-        return self.deferred().filter(due_at__isnull=True)
+        return self.awaiting_retry().filter(due_at__isnull=True)
 
     def due(self, now: datetime.datetime | None = None) -> MessageQuerySet:
         """Messages a worker may claim now: queued or deferred, and their time has come."""
@@ -404,6 +417,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     _log_text(outcome, final, message),
                     attempt=attempt,
                     keep_data=log_data and final != "deferred",
+                    message_data=outcome.sent_data,
                     message_id=outcome.message_id,
                     when_attempted=now,
                     recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
@@ -1143,6 +1157,51 @@ class Message(models.Model):
         self.__dict__["_stored_size"] = value
 
 
+def make_message(
+    subject: str = "",
+    body: str = "",
+    from_email: str | None = None,
+    to: Sequence[str] | None = None,
+    bcc: Sequence[str] | None = None,
+    attachments: list[Any] | None = None,
+    headers: dict[str, Any] | None = None,
+    priority: int | str | None = None,
+) -> Message:
+    """A new, unsaved Message holding an ``EmailMessage`` made of these parameters.
+
+    django-mailer's helper, with its signature and meaning: ``to`` and ``bcc``
+    lose the addresses on the don't-send list; ``email`` may be replaced by any
+    ``EmailMessage`` (attachments, alternatives...) before the message is saved;
+    call ``save()`` when it is ready to be sent, and not before: it is due from
+    then on (with ``priority="deferred"``, held for ``retry_deferred``). The
+    priority is a ``PRIORITY_*`` constant or its name; None means
+    ``MAILER_DEFAULT_PRIORITY``. Bad input raises as queueing does.
+    """
+    email = EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=from_email,
+        to=to,
+        bcc=bcc,
+        attachments=attachments,
+        headers=headers,
+    )
+    recipients = validate(email)
+    blocked = DontSendEntry.objects.blocked(recipients)
+    if blocked:
+        email.to = [a for a in email.to if _addr_key(a) not in blocked]
+        email.bcc = [a for a in email.bcc if _addr_key(a) not in blocked]
+    chosen = settings.DEFAULT_PRIORITY if priority is None else parse_priority(priority)
+    held = chosen == PRIORITY_DEFERRED
+    message = Message(
+        priority=PRIORITY_MEDIUM if held else chosen,
+        status=Status.DEFERRED if held else Status.QUEUED,
+        due_at=None if held else timezone.now(),
+    )
+    message.email = email
+    return message
+
+
 # -- The log --------------------------------------------------------------------
 
 
@@ -1241,17 +1300,20 @@ class MessageLog(models.Model):
         attempt: int | None = None,
         keep_data: bool | None = None,
         message_id: str | None = None,
+        message_data: str | None = None,
         **fields: Any,
     ) -> MessageLog:
         """A new (unsaved) log row about ``message``: its identity, priority and mailer.
 
         Keeps the whole message as ``MAILER_EMAIL_LOG_MESSAGE_DATA`` says (unless
-        ``keep_data`` says otherwise); ``attempt`` defaults to the attempts made.
+        ``keep_data`` says otherwise): ``message_data`` if given (the message as
+        the delivery backend left it), else the queued one. ``attempt`` defaults
+        to the attempts made.
         """
         if keep_data is None:
             keep_data = settings.EMAIL_LOG_MESSAGE_DATA
         return cls(
-            message_data=message.message_data if keep_data else None,
+            message_data=(message_data or message.message_data) if keep_data else None,
             message_id=message_id or message.stored_message_id,
             when_added=message.when_added,
             priority=message.priority,

@@ -23,7 +23,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
-from . import compat, mailers
+from . import compat, mailers, storage
 from .classify import breaks_connection, classify, exception_name, verdict_for_code
 from .conf import settings
 from .exceptions import UndecodableMessage
@@ -129,7 +129,9 @@ class Transport:
     ) -> Outcome:
         if sorted(recipients) != sorted(message.recipients()):
             _restrict(message, recipients)
+        before = _fingerprint(message)
         sent = backend.send_messages([message])
+        changed = _fingerprint(message) != before
         if sent == 0:
             reply = Reply(None, "the backend sent nothing (did it fail silently?)")
             return Outcome(Verdict.TRANSIENT, reply, "", _all(recipients, Verdict.TRANSIENT, reply))
@@ -147,7 +149,11 @@ class Transport:
             return Outcome(Verdict.PERMANENT, results[0].reply, "", results)
         msgid = getattr(status, "message_id", None)
         return Outcome(
-            Verdict.SENT, Reply(None, f"accepted {msgid}" if msgid else "accepted"), "", results
+            Verdict.SENT,
+            Reply(None, f"accepted {msgid}" if msgid else "accepted"),
+            "",
+            results,
+            sent_data=_as_sent(message) if changed else None,
         )
 
     def _send_smtp(
@@ -431,6 +437,35 @@ def _text(value: Any) -> str:
 
 def _all(recipients: list[str], verdict: Verdict, reply: Reply) -> list[RecipientResult]:
     return [RecipientResult(address, verdict, reply) for address in recipients]
+
+
+def _fingerprint(message: EmailMessage) -> tuple[Any, ...]:
+    """What a backend may change in a message while sending it, cheaply compared.
+
+    Backends (test backends, some provider backends) add headers or rewrite
+    fields; the log is to keep the message as it was sent.
+    """
+    return (
+        message.subject,
+        message.body,
+        message.from_email,
+        list(message.to),
+        list(message.cc),
+        list(message.bcc),
+        list(message.reply_to),
+        list(message.extra_headers.items()),
+        len(message.attachments),
+        len(getattr(message, "alternatives", ())),
+    )
+
+
+def _as_sent(message: EmailMessage) -> str | None:
+    """``message`` stored as the backend left it; None if it no longer can be."""
+    try:
+        return storage.encode(message)
+    except Exception as error:  # whatever a backend put in it: the queued copy is logged
+        logger.debug("the message as sent cannot be stored: %s", error)
+        return None
 
 
 def _restrict(message: EmailMessage, recipients: list[str]) -> None:
