@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from ..exceptions import MailerConfigurationError, TablesMissing
+from mailer.exceptions import MailerConfigurationError, TablesMissing
 
 
 class MailerCommand(BaseCommand):

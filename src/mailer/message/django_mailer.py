@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from django.core.mail import EmailMessage
 
-from .. import storage
-from ..exceptions import NotAnEmailMessage
+from mailer.exceptions import NotAnEmailMessage
+from mailer.message import codec
 
 
 def email_to_db(email: EmailMessage) -> str:
@@ -22,7 +22,7 @@ def email_to_db(email: EmailMessage) -> str:
             f"Only email messages are stored (EmailMessage and its subclasses), "
             f"not {type(email).__name__}."
         )
-    return storage.encode(email)
+    return codec.encode(email)
 
 
 def db_to_email(data: str | bytes | None) -> EmailMessage | None:
@@ -31,7 +31,7 @@ def db_to_email(data: str | bytes | None) -> EmailMessage | None:
     if not data:
         return None
     try:
-        return storage.decode(data)
+        return codec.decode(data)
     except ValueError:  # UndecodableMessage, or bytes that are not UTF-8
         return None
 

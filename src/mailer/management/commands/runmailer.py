@@ -7,10 +7,11 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from ...exceptions import TablesMissing
-from ...schema import describe, unapplied_migrations
-from ...worker import run_worker
-from ..base import MailerCommand
+from mailer.exceptions import TablesMissing
+from mailer.management.base import MailerCommand
+from mailer.queue.aliases import default_delivery_alias
+from mailer.queue.schema import describe, unapplied_migrations
+from mailer.runner.worker import run_worker
 
 
 class Command(MailerCommand):
@@ -48,8 +49,6 @@ class Command(MailerCommand):
             from django.core.management.base import CommandError
 
             raise CommandError("--concurrency must be 1 or more")
-        from ...mailers import default_delivery_alias
-
         default_delivery_alias()  # a misconfigured backend fails here, loudly
         require_tables(options["database"])
         counts = run_worker(
