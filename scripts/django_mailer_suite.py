@@ -47,17 +47,17 @@ DIFFERENCES = {
         "(purge_mail_log's behaviour is in tests/test_commands.py)"
     ),
     "SendingTest::test_send_loop": (
-        "engine.send_loop does not exist: runmailer's worker (mailer.worker) is woken by "
+        "engine.send_loop does not exist: runmailer's worker (mailer.runner.worker) is woken by "
         "NOTIFY or polling"
     ),
     "LockNormalTest::test": "the send_mail lock is flock, not the lockfile package",
     "LockLockedTest::test": "the send_mail lock is flock, not the lockfile package",
     "LockTimeoutTest::test": "the send_mail lock is flock, not the lockfile package",
     "UseFileLockTest::test_mailer_use_file_lock_enabled": (
-        "engine.acquire_lock/release_lock do not exist: the lock is mailer.locking.send_lock"
+        "engine.acquire_lock/release_lock do not exist: the lock is mailer.runner.lock.send_lock"
     ),
     "UseFileLockTest::test_mailer_use_file_lock_disabled": (
-        "engine.acquire_lock/release_lock do not exist: the lock is mailer.locking.send_lock"
+        "engine.acquire_lock/release_lock do not exist: the lock is mailer.runner.lock.send_lock"
     ),
     "PrioritizeTest::test_prioritize": (
         "engine.prioritize does not exist: workers claim in send order "
