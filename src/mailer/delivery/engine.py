@@ -130,7 +130,6 @@ class Engine:
         self._alias_problems: dict[str, str | None] = {}  # per mailer alias, for this engine
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
-        self._limit_said = False  # a limit of this run was logged
         self.first_claim = first_claim
         self.gate = gate or Gate()
         self.outage = outage or Outage(logger)
@@ -259,27 +258,20 @@ class Engine:
         return size
 
     def _limit_reached(self) -> bool:
-        """Has this run reached MAILER_EMAIL_MAX_BATCH or _MAX_DEFERRED? Said once a run,
-        in django-mailer's words (monitoring may grep for them)."""
+        """Has this run reached MAILER_EMAIL_MAX_BATCH or _MAX_DEFERRED? Logged once a run."""
         if self.max_batch is not None and self.counts.sent >= self.max_batch:
-            if not self._limit_said:
-                logger.info(
-                    "MAILER_EMAIL_MAX_BATCH (%s) reached, stopping for this round", self.max_batch
-                )
-            self._limit_said = True
-            return True
-        if (
+            say, name, limit = logger.info, "MAX_BATCH", self.max_batch
+        elif (
             self.max_deferred is not None
             and self.counts.deferred + self.counts.failed >= self.max_deferred
         ):
-            if not self._limit_said:
-                logger.warning(
-                    "MAILER_EMAIL_MAX_DEFERRED (%s) reached, stopping for this round",
-                    self.max_deferred,
-                )
-            self._limit_said = True
-            return True
-        return False
+            say, name, limit = logger.warning, "MAX_DEFERRED", self.max_deferred
+        else:
+            return False
+        if not self._limit_said:  # django-mailer's words, which monitoring may grep for
+            say(f"MAILER_EMAIL_{name} (%s) reached, stopping for this round", limit)
+        self._limit_said = True
+        return True
 
     def _deliver_batch(self, batch: list[Message]) -> None:
         size = sum(m.stored_size for m in batch) / len(batch)  # set by claim(): read or not
