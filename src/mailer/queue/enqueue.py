@@ -51,27 +51,7 @@ def enqueue(
     send_at: datetime.datetime | None,
     expires_at: datetime.datetime | None,
 ) -> list[Message]:
-    """``MessageQuerySet.enqueue``: check every message, then store them together.
-
-    Into tables that ``migrate`` has not made, raises TablesMissing, which says so.
-    """
-    try:
-        return _enqueue(queryset, emails, priority, mailer, send_at, expires_at)
-    except DatabaseError as error:
-        missing = TablesMissing.from_error(error)
-        if missing is None:
-            raise
-        raise missing from error
-
-
-def _enqueue(
-    queryset: MessageQuerySet,
-    emails: Sequence[EmailMessage],
-    priority: int | str | None,
-    mailer: str,
-    send_at: datetime.datetime | None,
-    expires_at: datetime.datetime | None,
-) -> list[Message]:
+    """``MessageQuerySet.enqueue``: check every message, then store them together."""
     now = timezone.now()
     default_priority = settings.DEFAULT_PRIORITY if priority is None else parse_priority(priority)
     send_at, expires_at = schedule(send_at, expires_at)
@@ -162,6 +142,19 @@ def _store(
         signals.queued_on_commit(queryset.model, rows, queryset.db)
     if skipped:
         MessageLog.objects.using(queryset.db).bulk_create(skipped)
+
+
+@contextlib.contextmanager
+def tables_required() -> Iterator[None]:
+    """Say "run migrate" when the tables are missing: TablesMissing instead of the
+    database's "no such table" (a DatabaseError too, keeping it as its cause)."""
+    try:
+        yield
+    except DatabaseError as error:
+        missing = TablesMissing.from_error(error)
+        if missing is None:
+            raise
+        raise missing from error
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from mailer.priorities import (
 )
 from mailer.queue import retry
 from mailer.queue.claim import claim_rows
-from mailer.queue.enqueue import collector_paused, enqueue
+from mailer.queue.enqueue import collector_paused, enqueue, tables_required
 from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome
 from mailer.queue.record import record_results
@@ -307,7 +307,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         All rows go in with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``,
         inside the caller's transaction.
         """
-        with collector_paused(len(emails) > 1):
+        with tables_required(), collector_paused(len(emails) > 1):
             return enqueue(self, emails, priority, mailer, send_at, expires_at)
 
 
