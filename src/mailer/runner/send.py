@@ -11,10 +11,10 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-from mailer.conf import settings
+from mailer.conf import mailers_configured, settings
 from mailer.delivery.engine import Engine, SendCounts
 from mailer.delivery.outage import Outage
-from mailer.queue.aliases import default_delivery_alias
+from mailer.queue.aliases import check_legacy_backend
 from mailer.queue.message import Message, MessageQuerySet
 from mailer.runner.leases import LeaseKeeper, current, reclaim_dead
 from mailer.runner.lock import LockHeld, send_lock
@@ -70,11 +70,14 @@ def deliver(
     check the configuration and return the ``on_result`` callback to use
     (``manage.py send_mail``'s progress bar).
 
-    As django-mailer's does, it first refuses a delivery backend that would queue
-    the mail again (DeliveryBackendLoop, an ImproperlyConfigured naming
-    EMAIL_BACKEND and MAILER_EMAIL_BACKEND), even with nothing queued.
+    As django-mailer's does, it first refuses a MAILER_EMAIL_BACKEND that would
+    queue the mail again (DeliveryBackendLoop, an ImproperlyConfigured naming
+    EMAIL_BACKEND and MAILER_EMAIL_BACKEND), even with nothing queued. (With
+    MAILERS, each row's alias is checked when it is delivered, and mailer.E001
+    reports a loop at start-up.)
     """
-    default_delivery_alias()
+    if not mailers_configured():
+        check_legacy_backend()
     if settings.PAUSE_SEND:
         return None
     queue = queryset if queryset is not None else Message.objects.all()
