@@ -78,7 +78,7 @@ def deliver(
     """
     if not mailers_configured():
         check_legacy_backend()
-    if settings.PAUSE_SEND:
+    if paused():
         return None
     queue = queryset if queryset is not None else Message.objects.all()
     with send_lock() if lock else contextlib.nullcontext():
@@ -104,6 +104,11 @@ def deliver(
                 return engine.run()
             finally:
                 engine.close()
+
+
+def paused() -> bool:
+    """``MAILER_PAUSE_SEND``: no run starts, and a worker's slots wait, while it is on."""
+    return bool(settings.PAUSE_SEND)
 
 
 def reclaim(using: str) -> None:
