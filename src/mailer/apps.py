@@ -12,9 +12,11 @@ class MailerConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .feedback import connect  # the models it uses are ready only now
         from .signals import batch_queued
 
         batch_queued.connect(wake_tasks, dispatch_uid="mailer.tasks.wake_for")
+        connect()
 
 
 def wake_tasks(sender: Any, messages: list[Any], using: str, **kwargs: Any) -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "RESULT_FAILURE",
     "RESULT_SUCCESS",
     "DontSendEntry",
+    "DontSendReason",
     "IdempotencyKey",
     "Message",
     "MessageLog",
@@ -346,6 +347,14 @@ class MessageQuerySet(models.QuerySet["Message"]):
         if ids is not None:
             claims = claims.filter(pk__in=list(ids))
         return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
+
+    def postpone(self, owner: str, ids: Iterable[int], until: datetime.datetime) -> int:
+        """Give back claims ``owner`` holds, due again at ``until``: no attempt was made
+        (a delivery quota is used up), so no attempt is counted and no log row written."""
+        claims = self.owned_by(owner).filter(pk__in=list(ids))
+        return claims.update(
+            status=Status.QUEUED, claimed_by="", lease_expires_at=None, due_at=until
+        )
 
     def expired_claims(self, now: datetime.datetime | None = None) -> MessageQuerySet:
         return self.claimed().filter(lease_expires_at__lt=now or timezone.now())
@@ -1282,9 +1291,27 @@ class MessageLog(models.Model):
 
 
 class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
+    def active(self) -> DontSendEntryQuerySet:
+        """Entries that keep mail from their address: all but those lifted."""
+        return self.filter(lifted_at__isnull=True)
+
     def has_address(self, address: str) -> bool:
         """Is ``address`` on the don't-send list (case-insensitively)?"""
-        return self.filter(to_address__iexact=_addr_key(address)).exists()
+        return self.active().filter(to_address__iexact=_addr_key(address)).exists()
+
+    def suppress(self, address: str, reason: str, **why: Any) -> DontSendEntry | None:
+        """Put ``address`` on the list for ``reason`` (a ``DontSendReason``), keeping ``why``
+        (provider, description, the message it was about...); None if it is on it already."""
+        key = _addr_key(address)
+        if not key or self.active().filter(to_address__iexact=key).exists():
+            return None
+        why["description"] = str(why.get("description") or "")[:DESCRIPTION_LENGTH]
+        entry: DontSendEntry = self.create(to_address=key, reason=reason, **why)
+        return entry
+
+    def lift(self, by: str = "") -> int:
+        """Let mail go to these entries' addresses again; the entries stay, marked lifted."""
+        return self.active().update(lifted_at=timezone.now(), lifted_by=by[:150])
 
     def blocked(self, addresses: Iterable[str]) -> set[str]:
         """The lowercased addresses among ``addresses`` that are on the list: one query.
@@ -1298,7 +1325,7 @@ class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
         connection = connections[self.db]
         quote = connection.ops.quote_name
         table = quote(self.model._meta.db_table)
-        column = f"LOWER({quote('to_address')})"
+        column, lifted = f"LOWER({quote('to_address')})", quote("lifted_at")
         params: list[Any]
         if connection.vendor == "postgresql":
             condition, params = f"{column} = ANY(%s)", [wanted]
@@ -1307,8 +1334,8 @@ class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
         # A NULL row says the list is empty: remembered for a second, saving the
         # query for the messages queued meanwhile (the usual case: one per request).
         sql = (
-            f"SELECT {column} FROM {table} WHERE {condition} "
-            f"UNION ALL SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM {table})"
+            f"SELECT {column} FROM {table} WHERE {condition} AND {lifted} IS NULL "
+            f"UNION ALL SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {lifted} IS NULL)"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -1331,20 +1358,48 @@ def _forget_empty(**kwargs: Any) -> None:
     _empty_until.clear()
 
 
+DESCRIPTION_LENGTH = 1000  # of a provider's description kept on a don't-send entry
+
+
+class DontSendReason(models.TextChoices):
+    """Why an address is on the don't-send list: anymail's event names, or added by hand."""
+
+    MANUAL = "manual", _("added by hand")
+    BOUNCED = "bounced", _("hard bounce")
+    COMPLAINED = "complained", _("spam complaint")
+    UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
+    REJECTED = "rejected", _("rejected by the provider")
+
+
 class DontSendEntry(models.Model):
-    """An address no mail is sent to."""
+    """An address no mail is sent to, and why: who reported what, when, about which message."""
 
     id = models.BigAutoField(
         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
     )
     to_address = models.EmailField(_("address"), max_length=254)
     when_added = models.DateTimeField(_("added at"), default=timezone.now)
+    reason = models.CharField(
+        _("reason"), max_length=20, choices=DontSendReason.choices, default=DontSendReason.MANUAL
+    )
+    esp_name = models.CharField(_("reported by"), max_length=50, blank=True, default="")
+    description = models.TextField(_("description"), blank=True, default="")
+    reported_at = models.DateTimeField(_("reported at"), null=True, blank=True)
+    queue_id = models.BigIntegerField(_("queue id"), null=True, blank=True)
+    message_id = models.TextField(_("Message-ID"), blank=True, default="")
+    provider_message_id = models.CharField(
+        _("provider message id"), max_length=255, blank=True, default=""
+    )
+    lifted_at = models.DateTimeField(_("lifted at"), null=True, blank=True)
+    lifted_by = models.CharField(_("lifted by"), max_length=150, blank=True, default="")
 
     objects = DontSendEntryQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("don't send entry")
         verbose_name_plural = _("don't send entries")
+        permissions = [("lift_dontsendentry", _("Can lift a don't-send entry"))]
+        indexes = [models.Index(fields=["reason", "when_added"], name="mailer_dontsend_reason_idx")]
 
     def __str__(self) -> str:
         return self.to_address
@@ -1449,11 +1504,60 @@ class RateLimitQuerySet(models.QuerySet["RateLimit"]):
             return granted, wait
         return 0, 1.0 / rate
 
+    def take_window(
+        self, name: str, limit: int, want: int, *, window: float = 86400.0
+    ) -> tuple[int, datetime.datetime | None]:
+        """Take up to ``want`` of the ``limit`` messages bucket ``name`` allows per rolling
+        ``window`` seconds; return how many were granted and, if none, when one will be.
+
+        What was taken is counted in rows of ``WINDOW_SLOT`` seconds (``name@slot``,
+        ``tokens`` the count), a slot counted while any part of it is in the window:
+        never more than ``limit`` in any window, at worst a slot's length late. One short
+        transaction, serialised on the row ``name`` for every worker.
+        """
+        now = timezone.now()
+        moment = now.timestamp()
+        first, last = int((moment - window) // WINDOW_SLOT), int(moment // WINDOW_SLOT)
+        names = {f"{name}@{slot}": slot for slot in range(first, last + 1)}
+        with transaction.atomic(using=self.db):
+            if not self.filter(name=name).update(updated_at=now):  # the lock: row or table
+                try:
+                    with transaction.atomic(using=self.db):
+                        self.create(name=name, updated_at=now)
+                except IntegrityError:
+                    self.filter(name=name).update(updated_at=now)
+            counts = dict(self.filter(name__in=list(names)).values_list("name", "tokens"))
+            granted = max(0, min(want, limit - int(sum(counts.values()))))
+            if granted:
+                current = f"{name}@{last}"
+                if not self.filter(name=current).update(
+                    tokens=models.F("tokens") + granted, updated_at=now
+                ):
+                    self.create(name=current, tokens=granted, updated_at=now)
+                stale = now - datetime.timedelta(seconds=window + WINDOW_SLOT)
+                self.filter(name__startswith=f"{name}@", updated_at__lt=stale).delete()
+                return granted, None
+        oldest = min((names[n] for n, count in counts.items() if count), default=last)
+        reopens = (oldest + 1) * WINDOW_SLOT + window
+        return 0, datetime.datetime.fromtimestamp(reopens, tz=datetime.UTC)
+
+    def used_in_window(self, name: str, *, window: float = 86400.0) -> int:
+        """How many ``take_window`` granted for ``name`` in the rolling window (by slot)."""
+        moment = timezone.now().timestamp()
+        first, last = int((moment - window) // WINDOW_SLOT), int(moment // WINDOW_SLOT)
+        names = [f"{name}@{slot}" for slot in range(first, last + 1)]
+        total = self.filter(name__in=names).aggregate(total=models.Sum("tokens"))["total"]
+        return int(total or 0)
+
+
+WINDOW_SLOT = 300  # seconds counted together in a rolling window's use
+
 
 class RateLimit(models.Model):
-    """A token bucket shared by every worker: the global messages-per-second limit."""
+    """Shared by every worker: a token bucket (messages per second), or for a rolling
+    window (messages per 24 hours) its lock row and what each slot of it used."""
 
-    name = models.CharField(max_length=50, primary_key=True)
+    name = models.CharField(max_length=200, primary_key=True)
     tokens = models.FloatField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 

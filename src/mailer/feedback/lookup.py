@@ -1,0 +1,32 @@
+"""Which message a provider's message id is about.
+
+The one place that resolves it (``message_for``): until the queue keeps the provider's
+id per recipient in an indexed field, it is found in the reply the log row kept
+("accepted <id>").
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..models import MessageLog
+
+
+class MessageRef(NamedTuple):
+    """A queued message as the don't-send list remembers it."""
+
+    queue_id: int | None  # the Message row's id, kept by its log rows as queue_id
+    message_id: str  # the Message-ID header
+
+
+def message_for(
+    provider_message_id: str, recipient: str = "", using: str = "default"
+) -> MessageRef | None:
+    """The message the provider calls ``provider_message_id`` (sent to ``recipient``), or None."""
+    if not provider_message_id:
+        return None
+    logs = MessageLog.objects.using(using).filter(smtp_reply__contains=provider_message_id)
+    found = logs.order_by("-when_attempted", "-pk").values_list("queue_id", "message_id").first()
+    if found is None:
+        return None
+    return MessageRef(found[0], found[1] or "")
