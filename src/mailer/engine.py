@@ -17,6 +17,7 @@ message and the run goes on.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import smtplib
 import threading
@@ -91,6 +92,14 @@ class ConnectionDown(MailerError):
         self.outcome = outcome
 
 
+class QuotaReached(MailerError):
+    """The delivery alias's quota is used up until ``until``: what is left waits for it."""
+
+    def __init__(self, until: datetime.datetime) -> None:
+        super().__init__(f"quota used up until {until.isoformat(timespec='seconds')}")
+        self.until = until
+
+
 class Engine:
     """Drains the queue for one claim owner (a worker's delivery slot)."""
 
@@ -100,7 +109,7 @@ class Engine:
         *,
         queryset: MessageQuerySet | None = None,
         stop: threading.Event | None = None,
-        before_send: Callable[[], None] | None = None,
+        before_send: Callable[[str], datetime.datetime | None] | None = None,
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
         share: int = 1,
@@ -109,7 +118,9 @@ class Engine:
         outage: Outage | None = None,
         give_up_after: float | None = None,
     ) -> None:
-        """``owner`` is the claim owner (see ``mailer.leases``); ``share`` is how many
+        """``owner`` is the claim owner (see ``mailer.leases``); ``before_send(alias)`` waits
+        for the rate limits and returns when the alias's quota allows more (None: send now);
+        ``share`` is how many
         engines of one worker drain the queue together, ``gate`` what they share to
         keep unrecorded mail small, and ``outage`` where they say the database is away.
         With ``give_up_after``, a run that cannot reach the database for that many
@@ -144,6 +155,7 @@ class Engine:
         self._recorder: Recorder | None = None
         self._check_dont_send = True
         self._alias_problems: dict[str, str | None] = {}  # per mailer alias, for this engine
+        self._held: dict[str, datetime.datetime] = {}  # mailer alias -> its quota allows more
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
         self.first_claim = first_claim
@@ -167,7 +179,7 @@ class Engine:
             self._recorder = None
         claimed: list[Message] = []
         try:
-            self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
+            self._check_dont_send = DontSendEntry.objects.using(self.using).active().exists()
             while not self.stop.is_set() and not self._limit_reached():
                 self._release_unfinished([])  # what could not be given back before
                 claimed = self._claim()
@@ -286,9 +298,14 @@ class Engine:
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = self._blocked_recipients(batch)
         for index, message in enumerate(batch):
+            if message.pk in self._handed:
+                continue  # postponed with an earlier message of its alias
             if self.stop.is_set() or self._limit_reached() or not self._admit():
                 self._release_unfinished(batch[index:])
                 return
+            if self._held.get(message.mailer, timezone.now()) > timezone.now():
+                self._postpone(batch[index:], message.mailer)
+                continue
             started = time.monotonic()
             try:
                 outcome = self._attempt(message, blocked)
@@ -296,10 +313,36 @@ class Engine:
                 self._add(message, down.outcome)
                 self._release_unfinished(batch[index + 1 :])
                 raise
+            except QuotaReached as used_up:
+                self._held[message.mailer] = used_up.until
+                self._postpone(batch[index:], message.mailer)
+                continue
             self._add(message, outcome)
             self._measure(time.monotonic() - started)
             if self.throttle:
                 time.sleep(self.throttle)
+
+    def _postpone(self, messages: list[Message], mailer: str) -> None:
+        """Give back the claims of ``mailer``'s messages among ``messages``, due when its
+        quota allows: not an attempt, so no retry is counted and no log row written."""
+        until = self._held[mailer]
+        ids = [m.pk for m in messages if m.mailer == mailer and m.pk not in self._handed]
+        self._handed.update(ids)
+        try:
+            self.queue.model.objects.using(self.using).postpone(self.owner, ids, until)
+        except DatabaseError as error:
+            self.outage.failed("postponing mail", error)
+            self._unreleased.extend(m for m in messages if m.pk in ids)
+            self._handed.difference_update(ids)  # given back as claims next time instead
+            if not connections[self.using].in_atomic_block:
+                close_old_connections()
+            return
+        logger.info(
+            "quota of %s used up: %d message(s) wait until %s",
+            mailer or "the delivery backend",
+            len(ids),
+            until.isoformat(timespec="seconds"),
+        )
 
     def _measure(self, seconds: float) -> None:
         previous = self._seconds_per_message
@@ -445,7 +488,9 @@ class Engine:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
             raise ConnectionDown(outcome) from error
         if self.before_send is not None:
-            self.before_send()
+            until = self.before_send(message.mailer)
+            if until is not None:
+                raise QuotaReached(until)
         try:
             outcome = transport.send(email, recipients)
         except Exception as error:
