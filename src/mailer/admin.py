@@ -63,6 +63,7 @@ else:  # generic in the type stubs only
 
 BODY_PERMISSION = "mailer.view_message_body"
 SEND_PERMISSION = "mailer.send_message"
+LIFT_PERMISSION = "mailer.lift_dontsendentry"
 MAX_ATTEMPTS_SHOWN = 50
 PREVIEW_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -74,6 +75,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def send_action(description: StrOrPromise) -> Callable[[F], F]:
     """An action that needs ``mailer.send_message``, offered on the list and on each page."""
+    return permitted_action(description, "send")
+
+
+def permitted_action(description: StrOrPromise, permission: str) -> Callable[[F], F]:
+    """An action that needs ``has_<permission>_permission``, on the list and on each page."""
     where: dict[str, Any] = (
         {"location": [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_FORM]}
         if CHANGE_FORM_ACTIONS
@@ -81,7 +87,7 @@ def send_action(description: StrOrPromise) -> Callable[[F], F]:
     )
 
     def decorate(func: F) -> F:
-        admin.action(description=description, permissions=["send"], **where)(func)
+        admin.action(description=description, permissions=[permission], **where)(func)
         return func
 
     return decorate
@@ -620,11 +626,73 @@ class MessageLogAdmin(StoredMailAdmin):
 # -- The don't-send list and the workers --------------------------------------------------
 
 
+class InForceFilter(admin.SimpleListFilter):
+    """Entries that keep mail from their address, or those lifted."""
+
+    title = _("in force")
+    parameter_name = "lifted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, StrOrPromise]]:
+        return [("no", _("in force")), ("yes", _("lifted"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("no", "yes"):
+            return queryset.filter(lifted_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(DontSendEntry)
 class DontSendEntryAdmin(FilterLookupsOnly, DontSendEntryBase):
-    list_display = ("to_address", "when_added")
-    search_fields = ("to_address",)
+    """The don't-send list: why each address is on it, and lifting (``mailer.lift_dontsendentry``).
+
+    An entry is a record of what was reported: it is not edited; lifting it lets mail
+    go to the address again and keeps it, marked, with who lifted it and when.
+    """
+
+    list_display = ("to_address", "reason", "esp_name", "when_added", "message_column", "in_force")
+    list_filter = ("reason", "esp_name", InForceFilter)
+    search_fields = ("to_address", "=provider_message_id")
     ordering = ("-id",)
+    actions = ["lift"]
+    fields = (
+        "to_address",
+        "reason",
+        "esp_name",
+        "description",
+        "reported_at",
+        "when_added",
+        "message_column",
+        "provider_message_id",
+        "lifted_at",
+        "lifted_by",
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:  # added by hand: an address, and perhaps why
+            return ["reason", "esp_name", "reported_at", "when_added", "message_column",
+                    "provider_message_id", "lifted_at", "lifted_by"]  # fmt: skip
+        return list(self.fields)
+
+    def has_lift_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(LIFT_PERMISSION)
+
+    @permitted_action(_("Lift: let mail go to these addresses again"), "lift")
+    def lift(self, request: HttpRequest, queryset: QuerySet[DontSendEntry]) -> None:
+        lifted = queryset.lift(by=request.user.get_username())  # type: ignore[attr-defined]
+        self.message_user(request, _("%(count)d entries lifted.") % {"count": lifted})
+
+    @admin.display(description=_("in force"), boolean=True)
+    def in_force(self, obj: DontSendEntry) -> bool:
+        return obj.lifted_at is None
+
+    @admin.display(description=_("message"))
+    def message_column(self, obj: DontSendEntry) -> str:
+        """The message the report was about: a link to its attempts."""
+        if obj.queue_id is None:
+            return obj.message_id or "—"
+        url = reverse("admin:mailer_messagelog_changelist")
+        label = obj.message_id or f"#{obj.queue_id}"
+        return format_html('<a href="{}?queue_id={}">{}</a>', url, obj.queue_id, label)
 
 
 @admin.register(Worker)
