@@ -393,6 +393,33 @@ def check_idempotency_window(app_configs: Any = None, **kwargs: Any) -> list[Che
     ]
 
 
+@register(TAG)
+def check_quotas(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.W050: a MAILER_QUOTAS key that no queued mail is delivered through."""
+    if not _valid(MailerSettings.QUOTAS):
+        return []  # mailer.E002
+    if mailers_configured():
+        from .mailers import is_queueing_backend  # as _check_legacy_backend does
+
+        known = mailers_setting()
+        aliases = {a for a, c in known.items() if not is_queueing_backend(c.get("BACKEND"))}
+        hint = "Name an alias of MAILERS that delivers mail (not a DbBackend alias)."
+    else:
+        aliases = {"default"}
+        hint = 'Without MAILERS, the one key is "default": MAILER_EMAIL_BACKEND.'
+    return [
+        Warning(
+            f"MAILER_QUOTAS has a quota for {alias!r}, which delivers no queued mail: "
+            "it limits nothing.",
+            hint=hint,
+            id="mailer.W050",
+            obj="MAILER_QUOTAS",
+        )
+        for alias in sorted(settings.QUOTAS)
+        if alias not in aliases
+    ]
+
+
 def _import_problem(path: Any) -> str | None:
     """Why ``path`` cannot be imported (None if it can)."""
     if not isinstance(path, str):
@@ -409,6 +436,7 @@ __all__ = [
     "check_error_handling",
     "check_idempotency_window",
     "check_lock_path",
+    "check_quotas",
     "check_settings",
     "check_tasks",
     "check_workers",
