@@ -303,7 +303,8 @@ class Engine:
             if self.stop.is_set() or self._limit_reached() or not self._admit():
                 self._release_unfinished(batch[index:])
                 return
-            if self._held.get(message.mailer, timezone.now()) > timezone.now():
+            held = self._held.get(message.mailer) if self._held else None
+            if held is not None and held > timezone.now():
                 self._postpone(batch[index:], message.mailer)
                 continue
             started = time.monotonic()

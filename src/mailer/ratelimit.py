@@ -79,8 +79,8 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def acquire(self, mailer: str = "") -> datetime.datetime | None:
-        quota = self.quotas.get(quota_alias(mailer)) if self.quotas else None
-        alias = quota_alias(mailer) if quota else ""
+        alias = quota_alias(mailer) if self.quotas else ""
+        quota = self.quotas.get(alias) if self.quotas else None
         if quota is not None and quota.per_day:
             until = self._take_day(alias, quota)
             if until is not None:
