@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from django.utils import timezone
 from mailer.engine import SendCounts, send_all
 from mailer.models import RESULT_SUCCESS, WINDOW_SLOT, Message, MessageLog, RateLimit, Status
 from mailer.ratelimit import day_bucket, quota_alias
+from mailer.recorder import EXPOSED_LIMIT
 
 from . import processes
 from .assertions import MailAssertions
@@ -64,6 +66,18 @@ class TestDailyQuota(MailAssertions):
         assert {(m.status, m.retry_count, m.last_reply) for m in held} == {(Status.QUEUED, 0, "")}
         assert all(m.due_at > timezone.now() + DAY - datetime.timedelta(minutes=6) for m in held)
         assert list(MessageLog.objects.values_list("result", flat=True)) == [RESULT_SUCCESS] * 3
+
+    def test_mail_held_a_claim_at_a_time_keeps_the_worker_moving(self, settings: Any) -> None:
+        settings.MAILER_CLAIM_BATCH_SIZE = 1  # a claim, and a hold, per message
+        queue_many(2 * EXPOSED_LIMIT)
+        done: list[SendCounts] = []
+        run = threading.Thread(target=lambda: done.append(send_all()), daemon=True)
+
+        run.start()
+        run.join(timeout=60)
+
+        assert done == [SendCounts(sent=3)]
+        assert Message.objects.count() == 2 * EXPOSED_LIMIT - 3
 
     def test_held_mail_is_not_due_again_until_the_window_allows(self) -> None:
         tokens = queue_many(5)

@@ -300,13 +300,13 @@ class Engine:
         for index, message in enumerate(batch):
             if message.pk in self._handed:
                 continue  # postponed with an earlier message of its alias
-            if self.stop.is_set() or self._limit_reached() or not self._admit():
-                self._release_unfinished(batch[index:])
-                return
             held = self._held.get(message.mailer) if self._held else None
             if held is not None and held > timezone.now():
                 self._postpone(batch[index:], message.mailer)
                 continue
+            if self.stop.is_set() or self._limit_reached() or not self._admit():
+                self._release_unfinished(batch[index:])
+                return
             started = time.monotonic()
             try:
                 outcome = self._attempt(message, blocked)
@@ -315,6 +315,7 @@ class Engine:
                 self._release_unfinished(batch[index + 1 :])
                 raise
             except QuotaReached as used_up:
+                self.recorder.withdraw()  # admitted, but no server saw it
                 self._held[message.mailer] = used_up.until
                 self._postpone(batch[index:], message.mailer)
                 continue
