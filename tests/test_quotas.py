@@ -14,10 +14,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from mailer.delivery.recorder import EXPOSED_LIMIT
 from mailer.engine import SendCounts, send_all
-from mailer.models import RESULT_SUCCESS, WINDOW_SLOT, Message, MessageLog, RateLimit, Status
-from mailer.ratelimit import day_bucket, quota_alias
-from mailer.recorder import EXPOSED_LIMIT
+from mailer.models import RESULT_SUCCESS, Message, MessageLog, RateLimit, Status
+from mailer.queue.ratelimit import WINDOW_SLOT
+from mailer.runner.ratelimit import day_bucket, quota_alias
 
 from . import processes
 from .assertions import MailAssertions

@@ -16,10 +16,10 @@ from typing import Any
 
 from django.core.signals import setting_changed
 
-from ..conf import settings
-from ..exceptions import MailerConfigurationError
-from ..signals import message_deferred, message_failed, message_sent
-from . import smtp
+from mailer.conf import settings
+from mailer.exceptions import MailerConfigurationError
+from mailer.feedback import smtp
+from mailer.signals import message_deferred, message_failed, message_sent
 
 RESULT_SIGNALS = {"sent": message_sent, "deferred": message_deferred, "failed": message_failed}
 
@@ -33,7 +33,7 @@ def connect() -> None:
     if importlib.util.find_spec("anymail") is not None:
         from anymail.signals import tracking
 
-        from . import tracking as feedback
+        from mailer.feedback import tracking as feedback  # imports anymail: only if installed
 
         tracking.connect(feedback.on_tracking, dispatch_uid="mailer.feedback.tracking")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..models import MessageLog
+from mailer.queue.log import MessageLog
 
 
 class MessageRef(NamedTuple):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..conf import SmtpCode, settings
-from ..models import DontSendEntry, DontSendReason
-from ..outcome import Outcome, Reply, Verdict
+from mailer.conf import SmtpCode, settings
+from mailer.queue.dontsend import DontSendEntry, DontSendReason
+from mailer.queue.outcome import Outcome, Reply, Verdict
 
 _ENHANCED = re.compile(r"^\s*(\d\.\d{1,3}\.\d{1,3})\b")
 REPORTER = "SMTP"

@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..conf import settings
-from ..models import DontSendEntry
-from ..scrub import storable
-from .lookup import message_for
+from mailer.conf import settings
+from mailer.feedback.lookup import message_for
+from mailer.queue.dontsend import DontSendEntry
+from mailer.scrub import storable
 
 _TEMPORARY = re.compile(r"^(?:smtp;\s*)?4\d\d\b|\b4\.\d{1,3}\.\d{1,3}\b")
 

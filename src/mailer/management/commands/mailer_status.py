@@ -13,11 +13,11 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ...conf import settings
-from ...health import STATES, Attempts, Health, check
-from ...locking import LockHolder, holder
-from ...ratelimit import QuotaUse, quota_use
-from ..base import MailerCommand
+from mailer.conf import settings
+from mailer.management.base import MailerCommand
+from mailer.queue.health import STATES, Attempts, Health, check
+from mailer.runner.lock import LockHolder, holder
+from mailer.runner.ratelimit import QuotaUse, quota_use
 
 ALERT = 2
 

@@ -1,0 +1,78 @@
+"""Why a run stops sending some mail: the delivery connection is down, or a quota is used
+up. Mail held back by a used-up quota has its claims given back, due when the quota allows.
+
+The runner's rate limiter says when a delivery alias's daily quota allows the next
+message (``before_send`` returns that time); the engine raises ``QuotaReached``
+and hands the rest of that alias's claims here. Holding is not an attempt: the
+queue counts no retry and writes no log row (``MessageQuerySet.postpone``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
+
+from mailer.delivery.outage import Outage
+from mailer.exceptions import MailerError
+from mailer.queue.message import Message, MessageQuerySet
+from mailer.queue.outcome import Outcome
+
+
+class ConnectionDown(MailerError):
+    """The delivery connection could not be opened: stop this run."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(str(outcome.reply))
+        self.outcome = outcome
+
+
+class QuotaReached(MailerError):
+    """The delivery alias's quota is used up until ``until``: what is left waits for it."""
+
+    def __init__(self, until: datetime.datetime) -> None:
+        super().__init__(f"quota used up until {until.isoformat(timespec='seconds')}")
+        self.until = until
+
+
+class Holds:
+    """The aliases an engine holds mail for, and until when."""
+
+    def __init__(self, owner: str, queue: MessageQuerySet, outage: Outage, logger: logging.Logger):
+        self.owner = owner
+        self.queue = queue
+        self.outage = outage
+        self.logger = logger
+        self.until: dict[str, datetime.datetime] = {}
+
+    def held(self, mailer: str) -> bool:
+        """Is mail for ``mailer`` (a delivery alias) to be held now?"""
+        until = self.until.get(mailer) if self.until else None
+        return until is not None and until > timezone.now()
+
+    def hold(self, messages: list[Message], mailer: str, done: set[int]) -> list[Message]:
+        """Give back the claims of ``mailer``'s messages among ``messages`` not in ``done``,
+        due when its quota allows; add them to ``done``. Returns those that could not be
+        given back now (the database failed): the engine releases them later."""
+        until = self.until[mailer]
+        held = [m for m in messages if m.mailer == mailer and m.pk not in done]
+        done.update(m.pk for m in held)
+        try:
+            self.queue.model.objects.using(self.queue.db).postpone(
+                self.owner, [m.pk for m in held], until
+            )
+        except DatabaseError as error:
+            self.outage.failed("holding mail back", error)
+            done.difference_update(m.pk for m in held)
+            if not connections[self.queue.db].in_atomic_block:
+                close_old_connections()
+            return held
+        self.logger.info(
+            "quota of %s used up: %d message(s) wait until %s",
+            mailer or "the delivery backend",
+            len(held),
+            until.isoformat(timespec="seconds"),
+        )
+        return []
