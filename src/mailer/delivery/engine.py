@@ -266,14 +266,15 @@ class Engine:
         previous = self._bytes_per_message
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = self._blocked_recipients(batch)
+        held: set[int] = set()  # held back with an earlier message of their alias
         for index, message in enumerate(batch):
-            if message.pk in self._handed:
-                continue  # held back with an earlier message of its alias
+            if message.pk in held:
+                continue
             if self.holds.held(message.mailer):
-                self._unreleased += self.holds.hold(batch[index:], message.mailer, self._handed)
+                self._unreleased += self.holds.hold(batch[index:], message.mailer, held)
                 continue
             if self.stop.is_set() or self._limit_reached() or not self._admit():
-                self._release_unfinished(batch[index:])
+                self._release_unfinished([m for m in batch[index:] if m.pk not in held])
                 return
             started = time.monotonic()
             try:
@@ -285,7 +286,7 @@ class Engine:
             except QuotaReached as used_up:
                 self.recorder.withdraw()  # admitted, but no server saw it
                 self.holds.until[message.mailer] = used_up.until
-                self._unreleased += self.holds.hold(batch[index:], message.mailer, self._handed)
+                self._unreleased += self.holds.hold(batch[index:], message.mailer, held)
                 continue
             self._add(message, outcome)
             self._measure(time.monotonic() - started)

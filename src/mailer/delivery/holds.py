@@ -52,27 +52,26 @@ class Holds:
         until = self.until.get(mailer) if self.until else None
         return until is not None and until > timezone.now()
 
-    def hold(self, messages: list[Message], mailer: str, done: set[int]) -> list[Message]:
-        """Give back the claims of ``mailer``'s messages among ``messages`` not in ``done``,
-        due when its quota allows; add them to ``done``. Returns those that could not be
+    def hold(self, messages: list[Message], mailer: str, held: set[int]) -> list[Message]:
+        """Give back the claims of ``mailer``'s messages among ``messages`` not yet ``held``,
+        due when its quota allows; add them to ``held``. Returns those that could not be
         given back now (the database failed): the engine releases them later."""
         until = self.until[mailer]
-        held = [m for m in messages if m.mailer == mailer and m.pk not in done]
-        done.update(m.pk for m in held)
+        found = [m for m in messages if m.mailer == mailer and m.pk not in held]
+        held.update(m.pk for m in found)
         try:
             self.queue.model.objects.using(self.queue.db).postpone(
-                self.owner, [m.pk for m in held], until
+                self.owner, [m.pk for m in found], until
             )
         except DatabaseError as error:
             self.outage.failed("holding mail back", error)
-            done.difference_update(m.pk for m in held)
             if not connections[self.queue.db].in_atomic_block:
                 close_old_connections()
-            return held
+            return found
         self.logger.info(
             "quota of %s used up: %d message(s) wait until %s",
             mailer or "the delivery backend",
-            len(held),
+            len(found),
             until.isoformat(timespec="seconds"),
         )
         return []
