@@ -156,6 +156,15 @@ class TestTrackingWebhooks:
         assert entry.provider_message_id == "<elsewhere@mg.example.com>"
         assert (entry.queue_id, entry.message_id) == (None, "")
 
+    def test_a_report_about_something_that_is_no_address_lists_nothing(
+        self, postmark_provider: Provider, webhooks: Any
+    ) -> None:
+        too_long = "x" * 250 + "@example.com"
+        for recipient in ("undisclosed-recipients", too_long):
+            response = webhooks.post(payload("postmark", "hard_bounce", recipient, "b7bc2f4a"))
+            assert response.response.status_code == 200
+        assert not DontSendEntry.objects.exists()
+
     def test_a_lifted_entry_lets_mail_go_again_and_stays_on_record(
         self, ses_provider: Provider, webhooks: Any
     ) -> None:

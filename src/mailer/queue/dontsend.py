@@ -26,7 +26,9 @@ class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
         """Put ``address`` on the list for ``reason`` (a ``DontSendReason``), keeping ``why``
         (provider, description, the message it was about...); None if it is on it already."""
         key = address_key(address)
-        if not key or self.active().filter(to_address__iexact=key).exists():
+        if "@" not in key or len(key) > ADDRESS_LENGTH:
+            return None  # not an address mail is sent to
+        if self.active().filter(to_address__iexact=key).exists():
             return None
         why["description"] = str(why.get("description") or "")[:DESCRIPTION_LENGTH]
         entry: DontSendEntry = self.create(to_address=key, reason=reason, **why)
@@ -82,6 +84,7 @@ def _forget_empty(**kwargs: Any) -> None:
 
 
 DESCRIPTION_LENGTH = 1000  # of a provider's description kept on a don't-send entry
+ADDRESS_LENGTH = 254  # the longest address (RFC 5321's path, less its brackets)
 
 
 class DontSendReason(models.TextChoices):
@@ -100,7 +103,7 @@ class DontSendEntry(models.Model):
     id = models.BigAutoField(
         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
     )
-    to_address = models.EmailField(_("address"), max_length=254)
+    to_address = models.EmailField(_("address"), max_length=ADDRESS_LENGTH)
     when_added = models.DateTimeField(_("added at"), default=timezone.now)
     reason = models.CharField(
         _("reason"), max_length=20, choices=DontSendReason.choices, default=DontSendReason.MANUAL
