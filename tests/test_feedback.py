@@ -38,9 +38,10 @@ class Sent:
         [self.log] = MessageLog.objects.exclude(pk__in=before)
         self.queue_id = self.log.queue_id
         self.message_id = self.log.message_id
-        # The provider's id, as the queue keeps it today: in the reply ("accepted <id>").
-        self.provider_id = self.log.smtp_reply.removeprefix("accepted ").strip()
-        assert self.provider_id
+        # The provider's id for the message (none over SMTP), as its webhooks will name it.
+        ids = set(self.log.provider_ids.values_list("provider_id", flat=True))
+        self.provider_id = ids.pop() if ids else ""
+        assert not ids
 
 
 def listed(address: str = ALICE) -> list[DontSendEntry]:

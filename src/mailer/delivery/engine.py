@@ -16,7 +16,6 @@ message and the run goes on.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import smtplib
 import threading
@@ -36,11 +35,11 @@ from mailer.delivery.handlers import (
     handle_backend_exception,
     handle_delivery_exception,
 )
-from mailer.delivery.holds import ConnectionDown, Holds, QuotaReached
+from mailer.delivery.holds import Holds, Limiter, QuotaReached
 from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.recipients import pending_recipients
 from mailer.delivery.recorder import Gate, Recorder
-from mailer.delivery.transport import Transport
+from mailer.delivery.transport import ConnectionDown, Transport
 from mailer.exceptions import DatabaseUnreachable, UndecodableMessage
 from mailer.message import codec
 from mailer.message.summary import document_summary
@@ -83,7 +82,7 @@ class Engine:
         *,
         queryset: MessageQuerySet | None = None,
         stop: threading.Event | None = None,
-        before_send: Callable[[str], datetime.datetime | None] | None = None,
+        before_send: Limiter | None = None,
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
         share: int = 1,
@@ -92,13 +91,12 @@ class Engine:
         outage: Outage | None = None,
         give_up_after: float | None = None,
     ) -> None:
-        """``owner`` is the claim owner (see ``mailer.runner.leases``); ``before_send(alias)``
-        waits for rate limits, returning when the alias's quota allows more if used up
-        (``mailer.delivery.holds``); ``share`` is how many engines of one worker drain the
-        queue together, ``gate`` what they share to keep unrecorded mail small, and
-        ``outage`` where they say the database is away.
-        With ``give_up_after``, a run that cannot reach the database for that many
-        seconds raises ``DatabaseUnreachable``; without, it waits (until ``stop``).
+        """``owner`` is the claim owner (see ``mailer.runner.leases``); ``before_send`` the rate
+        limiter (``mailer.delivery.holds``); ``share`` how many engines of one worker drain the
+        queue together, ``gate`` what they share to keep unrecorded mail small, and ``outage``
+        where they say the database is away. With ``give_up_after``, a run that cannot reach the
+        database for that many seconds raises ``DatabaseUnreachable``; without, it waits (until
+        ``stop``).
 
         An Engine may ``run()`` many times; its delivery connections stay open
         between runs until ``close()``.
@@ -158,7 +156,7 @@ class Engine:
                 claimed = []
         except ConnectionDown as down:
             self.connection_down = True
-            logger.error("cannot connect to deliver mail, stopping this run: %s", down)
+            logger.error("%s, stopping this run: %s", down.why, down)
         finally:
             # After giving up, the database is not asked again: the claims come back
             # when their lease ends, or at once when a run starts again on this host.
@@ -200,6 +198,9 @@ class Engine:
             left = None if limit is None else limit - (started - (failing_since or started))
             try:
                 with deadline(self.using, left):
+                    if failing_since is not None:
+                        # The failed claim may have committed all the same.
+                        self._release_strays()
                     claimed = self.queue.claim(
                         self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
                     )
@@ -218,6 +219,12 @@ class Engine:
                 continue
             self.outage.ok("claiming mail")
             return claimed
+
+    def _release_strays(self) -> None:
+        keep = {m.pk for m in self._unreleased}
+        if self._recorder is not None:
+            keep |= self._recorder.holding()
+        self.queue.model.objects.using(self.using).release_strays(self.owner, keep)
 
     def _admit(self) -> bool:
         """May the next message go? Waits while results wait to be recorded (see
@@ -268,9 +275,7 @@ class Engine:
         blocked = self._blocked_recipients(batch)
         held: set[int] = set()  # held back with an earlier message of their alias
         for index, message in enumerate(batch):
-            if message.pk in held:
-                continue
-            if self.holds.held(message.mailer):
+            if message.pk in held or self.holds.held(message.mailer):
                 self._unreleased += self.holds.hold(batch[index:], message.mailer, held)
                 continue
             if self.stop.is_set() or self._limit_reached() or not self._admit():
@@ -285,8 +290,7 @@ class Engine:
                 raise
             except QuotaReached as used_up:
                 self.recorder.withdraw()  # admitted, but no server saw it
-                self.holds.until[message.mailer] = used_up.until
-                self._unreleased += self.holds.hold(batch[index:], message.mailer, held)
+                self._unreleased += self.holds.hold(batch[index:], message.mailer, held, used_up)
                 continue
             self._add(message, outcome)
             self._measure(time.monotonic() - started)
@@ -320,7 +324,9 @@ class Engine:
         sent, deferred, failed = self.counts
         if verdict in (Verdict.SENT, Verdict.SKIPPED):
             sent += verdict is Verdict.SENT
-        elif verdict is Verdict.TRANSIENT and not _will_fail(message):
+        elif verdict is Verdict.TRANSIENT and not retry.exhausted(
+            message.retry_count + 1, message.when_added, timezone.now()
+        ):
             deferred += 1
         else:
             failed += 1
@@ -435,11 +441,13 @@ class Engine:
             outcome = classify(error, recipients)
             if outcome.verdict is Verdict.PERMANENT:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
-            raise ConnectionDown(outcome) from error
+            raise ConnectionDown.after(error, outcome) from error
         if self.before_send is not None and (until := self.before_send(message.mailer)):
             raise QuotaReached(until)
         try:
             outcome = transport.send(email, recipients)
+        except ConnectionDown:
+            raise  # the backend is misconfigured: every message would fail alike
         except Exception as error:
             return self._handle(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
@@ -481,10 +489,6 @@ class Engine:
         elif found.verdict is not Verdict.TRANSIENT:
             found.verdict = Verdict.TRANSIENT  # the handler chose to retry
         return found
-
-
-def _will_fail(message: Message) -> bool:
-    return bool(retry.exhausted(message.retry_count + 1, message.when_added, timezone.now()))
 
 
 __all__ = [

@@ -1,9 +1,9 @@
-"""Why a run stops sending some mail: the delivery connection is down, or a quota is used
-up. Mail held back by a used-up quota has its claims given back, due when the quota allows.
+"""Mail held back by a used-up quota: its claims given back, due when the quota allows.
 
-The runner's rate limiter says when a delivery alias's daily quota allows the next
-message (``before_send`` returns that time); the engine raises ``QuotaReached``
-and hands the rest of that alias's claims here. Holding is not an attempt: the
+The engine's ``before_send(alias)`` is the runner's rate limiter: it waits for the rate
+limits that apply to the delivery alias, and returns when the alias's daily quota allows
+the next message if it is used up (None: send now). The engine then raises
+``QuotaReached`` and hands the rest of that alias's claims here. Holding is not an attempt: the
 queue counts no retry and writes no log row (``MessageQuerySet.postpone``).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
@@ -18,15 +19,8 @@ from django.utils import timezone
 from mailer.delivery.outage import Outage
 from mailer.exceptions import MailerError
 from mailer.queue.message import Message, MessageQuerySet
-from mailer.queue.outcome import Outcome
 
-
-class ConnectionDown(MailerError):
-    """The delivery connection could not be opened: stop this run."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(str(outcome.reply))
-        self.outcome = outcome
+Limiter = Callable[[str], datetime.datetime | None]
 
 
 class QuotaReached(MailerError):
@@ -52,12 +46,23 @@ class Holds:
         until = self.until.get(mailer) if self.until else None
         return until is not None and until > timezone.now()
 
-    def hold(self, messages: list[Message], mailer: str, held: set[int]) -> list[Message]:
-        """Give back the claims of ``mailer``'s messages among ``messages`` not yet ``held``,
-        due when its quota allows; add them to ``held``. Returns those that could not be
-        given back now (the database failed): the engine releases them later."""
+    def hold(
+        self,
+        messages: list[Message],
+        mailer: str,
+        held: set[int],
+        reached: QuotaReached | None = None,
+    ) -> list[Message]:
+        """Give back the claims of ``mailer``'s messages among ``messages`` not yet ``held``
+        (its quota ``reached`` now, or earlier), due when its quota allows; add them to
+        ``held``. Returns those that could not be given back now (the database failed):
+        the engine releases them later."""
+        if reached is not None:
+            self.until[mailer] = reached.until
         until = self.until[mailer]
         found = [m for m in messages if m.mailer == mailer and m.pk not in held]
+        if not found:
+            return []
         held.update(m.pk for m in found)
         try:
             self.queue.model.objects.using(self.queue.db).postpone(

@@ -1,9 +1,6 @@
-"""Which message a provider's message id is about.
-
-The one place that resolves it (``message_for``): until the queue keeps the provider's
-id per recipient in an indexed field, it is found in the reply the log row kept
-("accepted <id>").
-"""
+"""Which message a provider's message id is about: the log row of the attempt the
+provider gave that id (``MessageLog.objects.by_provider_id``), and through it the
+queued message."""
 
 from __future__ import annotations
 
@@ -19,13 +16,12 @@ class MessageRef(NamedTuple):
     message_id: str  # the Message-ID header
 
 
-def message_for(
-    provider_message_id: str, recipient: str = "", using: str = "default"
-) -> MessageRef | None:
-    """The message the provider calls ``provider_message_id`` (sent to ``recipient``), or None."""
+def message_for(provider_message_id: str, using: str = "default") -> MessageRef | None:
+    """The message the provider calls ``provider_message_id``, or None (not sent by this
+    queue, or its log rows purged)."""
     if not provider_message_id:
         return None
-    logs = MessageLog.objects.using(using).filter(smtp_reply__contains=provider_message_id)
+    logs = MessageLog.objects.using(using).by_provider_id(provider_message_id)
     found = logs.order_by("-when_attempted", "-pk").values_list("queue_id", "message_id").first()
     if found is None:
         return None

@@ -62,7 +62,7 @@ def on_tracking(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> N
     if reason is None or reason not in settings.SUPPRESS_EVENTS or not event.recipient:
         return
     provider_id = str(event.message_id or "")
-    found = message_for(provider_id, event.recipient)
+    found = message_for(provider_id)
     DontSendEntry.objects.suppress(
         event.recipient,
         reason,

@@ -130,6 +130,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     # Queue states beyond the contract.
 
+    def by_provider_id(self, provider_id: str) -> MessageQuerySet:
+        """Messages still in the queue (partly sent, deferred or failed for some recipient)
+        that an email service provider gave the id ``provider_id``. A message sent to
+        everyone has left the queue: ``MessageLog.objects.by_provider_id`` finds its log."""
+        logs = MessageLog.objects.using(self.db).by_provider_id(provider_id)
+        return self.filter(pk__in=logs.values("queue_id"))
+
     def queued(self) -> MessageQuerySet:
         return self.filter(status=Status.QUEUED)
 
@@ -239,6 +246,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
         claims = self.owned_by(owner)
         if ids is not None:
             claims = claims.filter(pk__in=list(ids))
+        return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
+
+    def release_strays(self, owner: str, keep: Iterable[int]) -> int:
+        """Give back what ``owner`` holds apart from ``keep``: claims it does not know
+        it has, from a claim whose COMMIT reached the database while the answer was lost
+        (the connection cut mid-commit). Its lease keeper would renew them for ever."""
+        claims = self.filter(status=Status.CLAIMED, claimed_by=owner).exclude(pk__in=list(keep))
         return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
 
     def postpone(self, owner: str, ids: Iterable[int], until: datetime.datetime) -> int:
