@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+from anymail.signals import AnymailTrackingEvent, tracking
 from django.core import mail as django_mail
 
 import mailer
@@ -236,3 +237,33 @@ class TestSmtpCodes:
         settings.MAILER_SUPPRESS_SMTP_CODES = ["550 5.7.1"]
         self.send()
         assert not DontSendEntry.objects.exists()
+
+
+class TestOtherProviders:
+    """Providers without a local API here: anymail's event as its webhook would make it."""
+
+    @pytest.mark.parametrize(
+        ("esp_name", "esp_event", "mta_response", "listed_now"),
+        [
+            ("Brevo", {"event": "hard_bounce"}, "550 5.1.1 unknown", True),
+            ("Brevo", {"event": "soft_bounce"}, "", False),
+            ("Mandrill", {"event": "soft_bounce"}, "", False),
+            ("MailerSend", {"type": "activity.soft_bounced"}, "", False),
+            ("SendGrid", {"event": "bounce"}, "550 5.1.1 The email account does not exist", True),
+            ("SendGrid", {"event": "bounce"}, "452 4.2.2 Mailbox full", False),
+        ],
+    )
+    def test_a_bounce_lists_the_address_unless_the_provider_says_it_was_soft(
+        self, esp_name: str, esp_event: dict[str, str], mta_response: str, listed_now: bool
+    ) -> None:
+        event = AnymailTrackingEvent(
+            event_type="bounced",
+            recipient=ALICE,
+            message_id="some-id",
+            esp_event=esp_event,
+            mta_response=mta_response,
+        )
+
+        tracking.send(sender=object, event=event, esp_name=esp_name)
+
+        assert DontSendEntry.objects.has_address(ALICE) is listed_now

@@ -12,6 +12,8 @@ event does:
   "unsubscribed" when the recipient left every topic (``unsubscribeAll``).
 * Postmark reports its ``SoftBounce`` (and virus notifications) as "bounced":
   only ``HardBounce`` suppresses.
+* Brevo, Mandrill and MailerSend name their soft bounces so (``soft_bounce``,
+  ``soft_bounced``), which anymail reports as "bounced": those do not suppress.
 * Any other provider's "bounced" suppresses unless its SMTP response is a 4xx one.
 """
 
@@ -47,6 +49,9 @@ def _hard_bounce(event: Any, esp_name: str, esp_event: dict[str, Any]) -> bool:
         return bool(esp_event["bounce"].get("bounceType") == "Permanent")
     if esp_name == "Postmark" or esp_event.get("RecordType") == "Bounce":
         return bool(esp_event.get("Type") == "HardBounce")
+    named = " ".join(str(esp_event.get(key, "")) for key in ("event", "type"))
+    if "soft_bounce" in named:  # Brevo and Mandrill: soft_bounce; MailerSend: soft_bounced
+        return False
     return not _TEMPORARY.search(str(event.mta_response or "").strip())
 
 
