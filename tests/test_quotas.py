@@ -91,6 +91,15 @@ class TestDailyQuota(MailAssertions):
         self.assert_each_delivered_once(tokens)
         self.assert_queue_empty()
 
+    def test_a_large_quota_is_taken_a_thousandth_at_a_time(self, settings: Any) -> None:
+        settings.MAILER_QUOTAS = {delivery_alias(): {"per_day": 10_000}}
+        queue_many(12)
+
+        assert send_all() == SendCounts(sent=12)
+
+        # Two takes of ten (a transaction per ten messages); the eight unused given back.
+        assert RateLimit.objects.used_in_window(day_bucket(delivery_alias())) == 12
+
     def test_another_alias_is_not_held_by_this_ones_quota(self, settings: Any) -> None:
         settings.MAILER_QUOTAS = {"elsewhere": {"per_day": 1}}
         tokens = queue_many(4)
@@ -172,3 +181,17 @@ class TestManyWorkers(MailAssertions):
         assert not held.filter(due_at__lt=timezone.now() + DAY - datetime.timedelta(minutes=6))
         assert MessageLog.objects.count() == quota
         assert RateLimit.objects.used_in_window(day_bucket(delivery_alias())) == quota
+
+    def test_workers_give_back_what_they_took_of_a_large_quota_and_did_not_send(self) -> None:
+        tokens = queue_many(33)
+        env = processes.settings_env(quotas={delivery_alias(): {"per_day": 10_000}})
+        procs = [
+            processes.start(["runmailer", "--exit-when-idle"], self.server.port, **env)
+            for _ in range(2)
+        ]
+        for proc in procs:
+            code, _, err = processes.wait(proc, timeout=120)
+            assert code == 0, err[-2000:]
+
+        self.assert_each_delivered_once(tokens)
+        assert RateLimit.objects.used_in_window(day_bucket(delivery_alias())) == 33

@@ -77,6 +77,21 @@ class RateLimitQuerySet(models.QuerySet["RateLimit"]):
         reopens = (oldest + 1) * WINDOW_SLOT + window
         return 0, datetime.datetime.fromtimestamp(reopens, tz=datetime.UTC)
 
+    def give_back(self, name: str, count: int, *, window: float = 86400.0) -> None:
+        """Return ``count`` that ``take_window`` granted for ``name`` and were not used
+        (a process that took a few at a time is done), from the latest slots."""
+        now = timezone.now()
+        first, last = _slots(now, window)
+        names = [f"{name}@{slot}" for slot in range(first, last + 1)]
+        with transaction.atomic(using=self.db):
+            self.filter(name=name).update(updated_at=now)  # the lock take_window takes
+            for row in self.filter(name__in=names, tokens__gt=0).order_by("-updated_at"):
+                returned = min(count, int(row.tokens))
+                self.filter(name=row.name).update(tokens=models.F("tokens") - returned)
+                count -= returned
+                if count <= 0:
+                    return
+
     def used_in_window(self, name: str, *, window: float = 86400.0) -> int:
         """How many ``take_window`` granted for ``name`` in the rolling window (by slot)."""
         first, last = _slots(timezone.now(), window)

@@ -5,18 +5,23 @@ Each limit is rows of ``RateLimit`` in the database, so it holds however many wo
 on however many hosts deliver -- ``send_mail`` runs included. A rate is a token bucket
 taken a tenth of a second's worth at a time; a daily quota counts what was taken per
 five-minute slot (``RateLimit.objects.take_window``), a few at a time when the quota is
-large (at most a thousandth of it is held by a process, and lost if it exits unused).
+large (at most a thousandth of it is held by a process, given back when it is done).
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 from typing import NamedTuple
+
+from django.db import DatabaseError
 
 from mailer.conf import Quota, mailers_configured, settings
 from mailer.queue.aliases import DEFAULT_ALIAS, delivery_alias_of
 from mailer.queue.ratelimit import RateLimit
+
+logger = logging.getLogger("mailer.engine")
 
 BUCKET = "global"
 DAY = 24 * 3600.0
@@ -112,7 +117,9 @@ class RateLimiter:
 
     def _take_day(self, alias: str, quota: Quota) -> datetime.datetime | None:
         assert quota.per_day is not None
-        chunk = min(quota.per_day // 1000, int((quota.per_second or self.rate or 10) / 10))
+        chunk = quota.per_day // 1000  # what a process may hold, unused, at most
+        if quota.per_second or self.rate:  # no more than a tenth of a second's sending
+            chunk = min(chunk, int(min(filter(None, (quota.per_second, self.rate))) / 10))
         held = self._held(day_bucket(alias), chunk)
         with held.lock:
             if held.take_one():
@@ -124,6 +131,20 @@ class RateLimiter:
                 held.left = granted - 1
                 return None
             return until
+
+    def close(self) -> None:
+        """Give back what this process took of daily quotas and did not use."""
+        with self._lock:
+            days = [(n, t) for n, t in self._tokens.items() if n.startswith("day:")]
+        for name, held in days:
+            with held.lock:
+                left, held.left = held.left, 0
+            if not left:
+                continue
+            try:
+                RateLimit.objects.using(self.using).give_back(name, left, window=DAY)
+            except DatabaseError as error:  # they stay counted: the quota is not overrun
+                logger.warning("could not give back %d of quota %s: %s", left, name, error)
 
 
 class QuotaUse(NamedTuple):

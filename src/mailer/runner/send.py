@@ -93,6 +93,8 @@ def deliver(
                 return engine.run()
             finally:
                 engine.close()
+                if limiter is not None:
+                    limiter.close()
 
 
 def reclaim(using: str) -> None:

@@ -127,6 +127,8 @@ class MailWorker:
         for thread in background:
             thread.join(timeout=5)
         self._unregister()
+        if self.limiter is not None:
+            self.limiter.close()  # what it took of daily quotas and did not send
         logger.info("worker %s stopped: %s", self.identity.id, self.counts)
         return self.counts
 
