@@ -104,6 +104,8 @@ def deliver(
                 return engine.run()
             finally:
                 engine.close()
+                if limiter is not None:
+                    limiter.close()
 
 
 def paused() -> bool:
