@@ -30,8 +30,8 @@ WRITES = {"update", "bulk_update", "save", "delete", "bulk_create", "select_for_
 MESSAGE_ROWS = re.compile(r"\bMessage(Log)?\b|\bmessages?\b|\brows?\b|\bqueue\b|\bqueryset\b")
 # Modules that may ask which database they are on, outside mailer/queue/sql/, and why.
 VENDOR_CHECKS_ALLOWED = {
-    "mailer.checks": "mailer.W001 warns that SQLite lets one writer in at a time: a property "
-    "of the database the user chose, said in its own words, not SQL",
+    "mailer.checks.settings": "mailer.W001 warns that SQLite lets one writer in at a "
+    "time: a property of the database the user chose, said in its own words, not SQL",
 }
 
 
