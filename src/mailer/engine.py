@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from django.core.mail import EmailMessage
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -35,6 +34,7 @@ from .conf import DEFAULT_ERROR_HANDLER, settings
 from .exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
 from .interrupt import deadline
 from .mailers import alias_problem
+from .message.letter import Letter
 from .models import DontSendEntry, Message, MessageQuerySet
 from .outage import Backoff, Outage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
@@ -389,13 +389,9 @@ class Engine:
             reply = Reply(None, f"expired at {when} before it could be sent")
             return Outcome(Verdict.PERMANENT, reply, "", [], message.stored_message_id)
         try:
-            email, msgid, recipients, skipped = self._prepare(message, blocked)
+            letter, msgid, recipients, skipped = self._prepare(message, blocked)
         except Exception as error:  # whatever the row holds, it fails alone: the run goes on
-            if not isinstance(error, UndecodableMessage):
-                error = UndecodableMessage(f"{exception_name(error)}: {error}")
-            outcome = classify(error)
-            outcome.verdict = Verdict.PERMANENT
-            return outcome
+            return _undecodable(error)
         if not recipients:
             verdict = Verdict.SKIPPED if skipped else Verdict.SENT
             reply = Reply(
@@ -405,23 +401,23 @@ class Engine:
                 else "nothing left to send",
             )
             return Outcome(verdict, reply, "", skipped, msgid)
-        outcome = self._send(message, email, recipients)
+        outcome = self._send(message, letter, recipients)
         outcome.message_id = msgid
         outcome.recipients.extend(skipped)
         return outcome
 
     def _prepare(
         self, message: Message, blocked: set[str]
-    ) -> tuple[EmailMessage, str | None, list[str], list[RecipientResult]]:
-        """Everything read from the row before sending: the message, its Message-ID, the
+    ) -> tuple[Letter, str | None, list[str], list[RecipientResult]]:
+        """Everything read from the row before sending: the letter, its Message-ID, the
         recipients still to send to and those the don't-send list skips. Raises on a row
         that is too large or malformed in any way."""
         limit = settings.MAX_MESSAGE_SIZE
         if message.message_data is None:  # claim() did not read it: over the limit
             raise too_large(message.stored_size, limit)
         check_loaded_size(message.message_data, limit)
-        email = storage.decode(message.message_data)
-        msgid = storage.message_id(email)
+        letter = Letter.load(message.message_data)
+        msgid = letter.message_id
         if msgid is not None and unstorable(msgid):
             raise UndecodableMessage("the Message-ID holds NUL or a lone surrogate")
         if message.mailer not in self._alias_problems:
@@ -429,10 +425,10 @@ class Engine:
         problem = self._alias_problems[message.mailer]
         if problem:
             raise UndecodableMessage(problem)
-        recipients, skipped = _pending_recipients(email, message.recipient_results, blocked)
-        return email, msgid, recipients, skipped
+        recipients, skipped = _pending_recipients(letter, message.recipient_results, blocked)
+        return letter, msgid, recipients, skipped
 
-    def _send(self, message: Message, email: EmailMessage, recipients: list[str]) -> Outcome:
+    def _send(self, message: Message, letter: Letter, recipients: list[str]) -> Outcome:
         transport = self.transports.get(message.mailer)
         if transport is None:
             transport = self.transports[message.mailer] = Transport(message.mailer)
@@ -444,14 +440,19 @@ class Engine:
             if outcome.verdict is Verdict.PERMANENT:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
             raise ConnectionDown(outcome) from error
+        if not transport.smtp:
+            try:
+                letter.email  # noqa: B018 -- the backend is given Django's EmailMessage
+            except Exception as error:  # whatever the row holds, it fails alone
+                return _undecodable(error)
         if self.before_send is not None:
             self.before_send()
         try:
-            outcome = transport.send(email, recipients)
+            outcome = transport.send(letter, recipients)
         except Exception as error:
             return self._handle(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
-            refusal = _as_exception(outcome, email.from_email)
+            refusal = _as_exception(outcome, letter.from_email)
             return self._handle(transport, message, refusal, recipients, outcome)
         return outcome
 
@@ -491,6 +492,15 @@ class Engine:
         return found
 
 
+def _undecodable(error: Exception) -> Outcome:
+    """The outcome of a row that cannot be read or rebuilt: failed for good."""
+    if not isinstance(error, UndecodableMessage):
+        error = UndecodableMessage(f"{exception_name(error)}: {error}")
+    outcome = classify(error)
+    outcome.verdict = Verdict.PERMANENT
+    return outcome
+
+
 def _will_fail(message: Message) -> bool:
     from . import retry
 
@@ -498,7 +508,7 @@ def _will_fail(message: Message) -> bool:
 
 
 def _pending_recipients(
-    email: EmailMessage, done: Any, blocked: set[str]
+    letter: Letter, done: Any, blocked: set[str]
 ) -> tuple[list[str], list[RecipientResult]]:
     """Recipients still to send to (each once), and those skipped by the don't-send list.
 
@@ -512,7 +522,7 @@ def _pending_recipients(
     seen: set[str] = {_addr_key(a) for a in done}
     pending: list[str] = []
     skipped: list[RecipientResult] = []
-    for address in email.recipients():
+    for address in letter.recipients():
         key = _addr_key(address)
         if key in seen:
             continue

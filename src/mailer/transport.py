@@ -16,7 +16,7 @@ import re
 import smtplib
 import time
 from collections.abc import Iterator
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -27,6 +27,7 @@ from . import compat, mailers
 from .classify import breaks_connection, classify, exception_name, verdict_for_code
 from .conf import settings
 from .exceptions import UndecodableMessage
+from .message.letter import Letter
 from .outcome import Outcome, RecipientResult, Reply, Verdict
 from .scrub import scrubbed_logger
 
@@ -70,6 +71,11 @@ class Transport:
             self.opened += 1
         return self.backend
 
+    @property
+    def smtp(self) -> bool:
+        """Is the open backend Django's SMTP backend (whose conversation is held here)?"""
+        return isinstance(self.backend, SMTPBackend)
+
     def _usable(self, connection: smtplib.SMTP) -> bool:
         """Is an open SMTP connection still good? Closed ones are not; idle ones are asked."""
         if connection.sock is None:
@@ -107,8 +113,12 @@ class Transport:
 
     # -- sending --------------------------------------------------------------------
 
-    def send(self, message: EmailMessage, recipients: list[str]) -> Outcome:
-        """Deliver ``message`` to ``recipients``; return the outcome, or raise.
+    def send(self, letter: Letter, recipients: list[str]) -> Outcome:
+        """Deliver ``letter`` to ``recipients``; return the outcome, or raise.
+
+        An SMTP server is sent the letter's bytes, rendered from the stored
+        document where the renderer can; any other backend is given the
+        ``EmailMessage`` Django rebuilds.
 
         Raises what the backend raised for anything that is not a reply to a
         command (connection failures, timeouts, bad data); after a broken
@@ -117,8 +127,8 @@ class Transport:
         try:
             backend = self.connect()
             if isinstance(backend, SMTPBackend):
-                return self._send_smtp(backend, message, recipients)
-            return self._send_other(backend, message, recipients)
+                return self._send_smtp(backend, letter, recipients)
+            return self._send_other(backend, letter.email, recipients)
         except BaseException as error:
             if breaks_connection(error):
                 self.close()
@@ -150,13 +160,11 @@ class Transport:
             Verdict.SENT, Reply(None, f"accepted {msgid}" if msgid else "accepted"), "", results
         )
 
-    def _send_smtp(
-        self, backend: SMTPBackend, message: EmailMessage, recipients: list[str]
-    ) -> Outcome:
+    def _send_smtp(self, backend: SMTPBackend, letter: Letter, recipients: list[str]) -> Outcome:
         connection = backend.connection
         assert connection is not None
         with _rendering():
-            utf8 = any(_needs_smtputf8(a) for a in _all_addresses(message, recipients))
+            utf8 = any(_needs_smtputf8(a) for a in letter.addresses(recipients))
         if utf8:
             connection.ehlo_or_helo_if_needed()
             if not connection.has_extn("smtputf8"):
@@ -168,13 +176,13 @@ class Transport:
                     Verdict.PERMANENT, reply, "", _all(recipients, Verdict.PERMANENT, reply)
                 )
         with _rendering():
-            encoding = compat.default_charset(message)
-            sender = compat.envelope_address(backend, message.from_email, encoding, utf8=utf8)
+            encoding = letter.encoding
+            sender = compat.envelope_address(backend, letter.from_email, encoding, utf8=utf8)
             envelope = [
                 (address, compat.envelope_address(backend, address, encoding, utf8=utf8))
                 for address in recipients
             ]
-            data = compat.render(message, utf8=utf8)
+            data = letter.render(utf8=utf8)
         return _converse(connection, sender, envelope, data, utf8)
 
 
@@ -384,18 +392,6 @@ _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
-_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
-
-
-def _all_addresses(message: EmailMessage, recipients: list[str]) -> list[str]:
-    """Every address of the envelope and of the headers (which SMTPUTF8 must carry too)."""
-    found = [message.from_email, *recipients, *message.to, *message.cc, *message.reply_to]
-    for name, value in message.extra_headers.items():
-        if str(name).lower() in _ADDRESS_HEADERS:
-            found += [address for _, address in getaddresses([str(value)]) if address]
-    return [str(address) for address in found]
-
-
 def _needs_smtputf8(address: str) -> bool:
     """Does ``address`` have a non-ASCII local part, which only SMTPUTF8 can carry?
 
@@ -441,4 +437,4 @@ def _restrict(message: EmailMessage, recipients: list[str]) -> None:
     message.bcc = [a for a in message.bcc if a.lower() in keep]
 
 
-__all__ = ["Transport", "classify"]
+__all__ = ["Letter", "Transport", "classify"]
