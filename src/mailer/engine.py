@@ -143,6 +143,7 @@ class Engine:
         self._bytes_per_message: float | None = None
         self._recorder: Recorder | None = None
         self._check_dont_send = True
+        self._max_size = settings.MAX_MESSAGE_SIZE
         self._alias_problems: dict[str, str | None] = {}  # per mailer alias, for this engine
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
@@ -162,6 +163,7 @@ class Engine:
         self.counts = SendCounts()
         self.connection_down = False
         self._handed = set()
+        self._max_size = settings.MAX_MESSAGE_SIZE  # read once a run, not once a message
         if self._recorder is not None and self._recorder.abandoned:
             self._recorder.close()
             self._recorder = None
@@ -334,15 +336,16 @@ class Engine:
             failed += 1
         self.counts = SendCounts(sent, deferred, failed)
         level = logging.INFO if verdict is Verdict.SENT else logging.WARNING
-        logger.log(
-            level,
-            "%s message %s (%s) to %s: %s",
-            verdict.value,
-            message.pk,
-            outcome.message_id or "",
-            ", ".join(outcome.attempted),
-            outcome.reply,
-        )
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "%s message %s (%s) to %s: %s",
+                verdict.value,
+                message.pk,
+                outcome.message_id or "",
+                ", ".join(outcome.attempted),
+                outcome.reply,
+            )
         self._handed.add(message.pk)
         self.recorder.add(message, outcome)  # last: from here on the recorder's thread owns it
         if self.on_result is not None:
@@ -412,7 +415,7 @@ class Engine:
         """Everything read from the row before sending: the letter, its Message-ID, the
         recipients still to send to and those the don't-send list skips. Raises on a row
         that is too large or malformed in any way."""
-        limit = settings.MAX_MESSAGE_SIZE
+        limit = self._max_size
         if message.message_data is None:  # claim() did not read it: over the limit
             raise too_large(message.stored_size, limit)
         check_loaded_size(message.message_data, limit)

@@ -44,6 +44,7 @@ class Transport:
         self.alias = alias
         self.backend: BaseEmailBackend | None = None
         self.opened = 0  # connections opened, for statistics and tests
+        self.pipelining = settings.SMTP_PIPELINING  # read again as each connection opens
         self.last_used = 0.0
 
     # -- connection ---------------------------------------------------------------
@@ -60,6 +61,7 @@ class Transport:
                 self.close()
                 return self.connect()
             if self.backend.connection is None:
+                self.pipelining = settings.SMTP_PIPELINING
                 self.backend.open()
                 self.opened += 1
                 if self.backend.connection is None:  # fail_silently swallowed an error
@@ -183,7 +185,7 @@ class Transport:
                 for address in recipients
             ]
             data = letter.render(utf8=utf8)
-        return _converse(connection, sender, envelope, data, utf8)
+        return _converse(connection, sender, envelope, data, utf8, self.pipelining)
 
 
 @contextlib.contextmanager
@@ -206,6 +208,7 @@ def _converse(
     envelope: list[tuple[str, str]],
     data: bytes,
     utf8: bool,
+    pipelining: bool,
 ) -> Outcome:
     """MAIL FROM, one RCPT TO per recipient, DATA: every reply kept."""
     connection.ehlo_or_helo_if_needed()
@@ -216,7 +219,7 @@ def _converse(
         if utf8:
             options += ["SMTPUTF8", "BODY=8BITMIME"]
     dialogue: _Dialogue
-    if settings.SMTP_PIPELINING and connection.has_extn("pipelining"):
+    if pipelining and connection.has_extn("pipelining"):
         dialogue = _Pipelined(connection, sender, options, [e for _, e in envelope])
     else:
         dialogue = _OneByOne(connection, sender, options)
@@ -321,10 +324,15 @@ class _OneByOne(_Dialogue):
         self.options = options
 
     def mail(self) -> tuple[int, bytes]:
-        return self.connection.mail(self.sender, self.options)
+        # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
+        self.connection.command_encoding = "utf-8" if "SMTPUTF8" in self.options else "ascii"
+        extra = "".join(f" {option}" for option in self.options)
+        self.connection.putcmd("mail", f"FROM:{_quoted(self.sender)}{extra}")
+        return self.connection.getreply()
 
     def rcpt(self, address: str) -> tuple[int, bytes]:
-        return self.connection.rcpt(address)
+        self.connection.putcmd("rcpt", f"TO:{_quoted(address)}")
+        return self.connection.getreply()
 
     def data(self) -> tuple[int, bytes]:
         return self.connection.docmd("data")
@@ -344,8 +352,8 @@ class _Pipelined(_Dialogue):
         # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
         connection.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         extra = "".join(f" {option}" for option in options)
-        commands = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{extra}"]
-        commands += [f"RCPT TO:{smtplib.quoteaddr(address)}" for address in recipients]
+        commands = [f"MAIL FROM:{_quoted(sender)}{extra}"]
+        commands += [f"RCPT TO:{_quoted(address)}" for address in recipients]
         commands.append("DATA")
         connection.send("".join(f"{command}\r\n" for command in commands))
         self.unread = len(commands)
@@ -377,6 +385,11 @@ class _Pipelined(_Dialogue):
                 self.connection.close()
                 return
         super().abandon(code)
+
+
+def _quoted(address: str) -> str:
+    """``<address>`` as smtplib's quoteaddr() makes it, without its parser for a plain one."""
+    return f"<{address}>" if compat.plain_address(address) else smtplib.quoteaddr(address)
 
 
 def _dot_stuffed(data: bytes) -> bytes:
