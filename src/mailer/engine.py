@@ -21,6 +21,7 @@ import logging
 import smtplib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,6 +39,7 @@ from .message.letter import Letter
 from .models import DontSendEntry, Message, MessageQuerySet
 from .outage import Backoff, Outage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
+from .pool import Pool
 from .recorder import Gate, Recorder
 from .rows import check_loaded_size, results_problem, too_large
 from .scrub import scrubbed_logger, unstorable
@@ -83,6 +85,53 @@ def handle_delivery_exception(
 handle_backend_exception = handle_delivery_exception
 
 
+class Tally:
+    """What the connections of one run did together: the run's limits apply to it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts = SendCounts()
+        self._going = 0  # messages being sent, their results not counted yet
+        self._said: set[str] = set()
+
+    def limit(
+        self, max_batch: int | None, max_deferred: int | None, *, start: bool = False
+    ) -> str | None:
+        """The limit reached, if newly ("max_batch", "max_deferred"), "" if said before,
+        None if none is: each message being sent counts as if it would add to both.
+        With ``start`` and no limit reached, one more message is being sent."""
+        with self._lock:
+            counts, going = self.counts, self._going
+            reached = None
+            if max_batch is not None and counts.sent + going >= max_batch:
+                reached = "max_batch"
+            elif (
+                max_deferred is not None and counts.deferred + counts.failed + going >= max_deferred
+            ):
+                reached = "max_deferred"
+            if reached is None:
+                self._going += start
+                return None
+            if reached in self._said:
+                return ""
+            self._said.add(reached)
+            return reached
+
+    def cancel(self) -> None:
+        """The message started last is not sent after all."""
+        with self._lock:
+            self._going = max(0, self._going - 1)
+
+    def add(self, counts: SendCounts, on_result: Callable[[SendCounts], None] | None) -> None:
+        """Count one result (of a message being sent, if any); tell ``on_result`` the run's
+        counts (one caller at a time)."""
+        with self._lock:
+            self.counts += counts
+            self._going = max(0, self._going - 1)
+            if on_result is not None:
+                on_result(self.counts)
+
+
 class ConnectionDown(MailerError):
     """The delivery connection could not be opened: stop this run."""
 
@@ -108,10 +157,17 @@ class Engine:
         gate: Gate | None = None,
         outage: Outage | None = None,
         give_up_after: float | None = None,
+        pool: Pool | None = None,
+        tally: Tally | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         """``owner`` is the claim owner (see ``mailer.leases``); ``share`` is how many
         engines of one worker drain the queue together, ``gate`` what they share to
-        keep unrecorded mail small, and ``outage`` where they say the database is away.
+        keep unrecorded mail small, ``outage`` where they say the database is away,
+        ``pool`` where they share out the claimed batches at the end of the queue and
+        ``tally`` what they did together (what MAILER_EMAIL_MAX_BATCH and
+        MAILER_EMAIL_MAX_DEFERRED limit, and ``on_result`` is told) and ``recorder``
+        what writes their results (without, each engine has its own).
         With ``give_up_after``, a run that cannot reach the database for that many
         seconds raises ``DatabaseUnreachable``; without, it waits (until ``stop``).
 
@@ -151,6 +207,10 @@ class Engine:
         self.gate = gate or Gate()
         self.outage = outage or Outage(logger)
         self.give_up_after = give_up_after
+        self.pool = pool or Pool()
+        self._shared_recorder = recorder
+        self._own_tally = tally is None
+        self.tally = tally or Tally()
 
     # -- the run ---------------------------------------------------------------------
 
@@ -161,34 +221,35 @@ class Engine:
         next run; call ``close()`` when done.
         """
         self.counts = SendCounts()
+        if self._own_tally:
+            self.tally = Tally()
         self.connection_down = False
         self._handed = set()
         self._max_size = settings.MAX_MESSAGE_SIZE  # read once a run, not once a message
         if self._recorder is not None and self._recorder.abandoned:
             self._recorder.close()
             self._recorder = None
-        claimed: list[Message] = []
         try:
             self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
             while not self.stop.is_set() and not self._limit_reached():
                 self._release_unfinished([])  # what could not be given back before
-                claimed = self._claim()
-                if not claimed:
+                held = self.pool.take(self.owner, self._claim)
+                if not held:
                     break
-                self._deliver_batch(claimed)
-                claimed = []
+                self._deliver_batch(held)
         except ConnectionDown as down:
             self.connection_down = True
             logger.error("cannot connect to deliver mail, stopping this run: %s", down)
         finally:
             # After giving up, the database is not asked again: the claims come back
             # when their lease ends, or at once when a run starts again on this host.
-            if self._recorder is not None and not self._recorder.abandoned:
+            recorder = self._recorder_in_use()
+            if recorder is not None and not recorder.abandoned:
                 try:
-                    self._recorder.flush(self._give_up_after())
+                    recorder.flush(self._give_up_after(), self.owner)
                 finally:
-                    if not self._recorder.abandoned:
-                        self._release_unfinished(claimed)
+                    if not recorder.abandoned:
+                        self._release_unfinished(self.pool.drop_all(self.owner))
         return self.counts
 
     def close(self) -> None:
@@ -231,7 +292,8 @@ class Engine:
                 now = time.monotonic()
                 failing_since = failing_since or started
                 if limit is not None and now - failing_since >= limit:
-                    lost = self._recorder.abandon(str(error)) if self._recorder else []
+                    recorder = self._recorder_in_use()
+                    lost = recorder.abandon(str(error)) if recorder else []
                     raise DatabaseUnreachable(str(error).strip(), lost) from error
                 close_old_connections()
                 if self.stop.wait(backoff.next()):
@@ -243,7 +305,7 @@ class Engine:
     def _admit(self) -> bool:
         """May the next message go? Waits while results wait to be recorded (see
         ``mailer.recorder``); False if the claims in hand should be given back."""
-        return self.recorder.admit(self._seconds_per_message, self._give_up_after())
+        return self.recorder.admit(self._seconds_per_message, self._give_up_after(), self.owner)
 
     def _claim_size(self) -> int:
         """About half a second of work (so leases stay short and parallel slots share
@@ -262,41 +324,47 @@ class Engine:
         else:
             size = max(1, min(size, int(CLAIM_SECONDS / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
-            size = min(size, max(self.max_batch - self.counts.sent, 1))
+            size = min(size, max(self.max_batch - self.tally.counts.sent, 1))
         return size
 
-    def _limit_reached(self) -> bool:
-        if self.max_batch is not None and self.counts.sent >= self.max_batch:
+    def _limit_reached(self, *, start: bool = False) -> bool:
+        """Has the run (all its connections together) reached MAILER_EMAIL_MAX_BATCH or
+        MAILER_EMAIL_MAX_DEFERRED, counting the messages being sent as if each added to
+        it? With ``start``, if not, one more message is being sent. Said once a run."""
+        reached = self.tally.limit(self.max_batch, self.max_deferred, start=start)
+        if reached == "max_batch":
             logger.info(
                 "MAILER_EMAIL_MAX_BATCH (%s) reached; the rest waits for the next run",
                 self.max_batch,
             )
-            return True
-        if (
-            self.max_deferred is not None
-            and self.counts.deferred + self.counts.failed >= self.max_deferred
-        ):
+        elif reached == "max_deferred":
             logger.warning(
                 "MAILER_EMAIL_MAX_DEFERRED (%s) reached; stopping this run", self.max_deferred
             )
-            return True
-        return False
+        return reached is not None
 
-    def _deliver_batch(self, batch: list[Message]) -> None:
+    def _deliver_batch(self, held: deque[Message]) -> None:
+        """Deliver the batch in hand, in order, as long as it lasts (sibling connections
+        that ran out may take some of its end: see ``mailer.pool``)."""
+        batch = list(held)
         size = sum(m.stored_size for m in batch) / len(batch)  # set by claim(): read or not
         previous = self._bytes_per_message
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = self._blocked_recipients(batch)
-        for index, message in enumerate(batch):
-            if self.stop.is_set() or self._limit_reached() or not self._admit():
-                self._release_unfinished(batch[index:])
+        while (message := self.pool.next(held)) is not None:
+            if self.stop.is_set() or self._limit_reached(start=True):
+                self._release_unfinished([message, *self.pool.drop(held)])
+                return
+            if not self._admit():
+                self.tally.cancel()
+                self._release_unfinished([message, *self.pool.drop(held)])
                 return
             started = time.monotonic()
             try:
                 outcome = self._attempt(message, blocked)
             except ConnectionDown as down:
                 self._add(message, down.outcome)
-                self._release_unfinished(batch[index + 1 :])
+                self._release_unfinished(self.pool.drop(held))
                 raise
             self._add(message, outcome)
             self._measure(time.monotonic() - started)
@@ -311,12 +379,19 @@ class Engine:
         """Give back claims not attempted; those that cannot be given back now are
         tried again before the next claim (their lease is renewed while this worker
         lives; after it exits, the next run on this host takes them back)."""
+        recorder = self._recorder_in_use()
+        if recorder is not None and recorder.abandoned:
+            return  # gave up on the database (maybe a sibling did): it is not asked again
         left = [m for m in self._unreleased + messages if m.pk not in self._handed]
         self._unreleased = []
         if not left:
             return
+        owners: dict[str, list[int]] = {}  # a message shared by a sibling is still its claim
+        for message in left:
+            owners.setdefault(message.claimed_by or self.owner, []).append(message.pk)
         try:
-            self.queue.model.objects.using(self.using).release(self.owner, [m.pk for m in left])
+            for owner, ids in owners.items():
+                self.queue.model.objects.using(self.using).release(owner, ids)
         except DatabaseError as error:
             self._unreleased = left
             self.outage.failed("giving back claims", error)
@@ -327,14 +402,13 @@ class Engine:
 
     def _add(self, message: Message, outcome: Outcome) -> None:
         verdict = outcome.verdict
-        sent, deferred, failed = self.counts
         if verdict in (Verdict.SENT, Verdict.SKIPPED):
-            sent += verdict is Verdict.SENT
+            one = SendCounts(sent=int(verdict is Verdict.SENT))
         elif verdict is Verdict.TRANSIENT and not _will_fail(message):
-            deferred += 1
+            one = SendCounts(deferred=1)
         else:
-            failed += 1
-        self.counts = SendCounts(sent, deferred, failed)
+            one = SendCounts(failed=1)
+        self.counts += one
         level = logging.INFO if verdict is Verdict.SENT else logging.WARNING
         if logger.isEnabledFor(level):
             logger.log(
@@ -347,12 +421,19 @@ class Engine:
                 outcome.reply,
             )
         self._handed.add(message.pk)
-        self.recorder.add(message, outcome)  # last: from here on the recorder's thread owns it
-        if self.on_result is not None:
-            self.on_result(self.counts)
+        # Last: from here on the recorder's thread owns it.
+        self.recorder.add(message, outcome, self.owner)
+        self.tally.add(one, self.on_result)
+
+    def _recorder_in_use(self) -> Recorder | None:
+        """The recorder this engine's results went to, if any."""
+        return self._shared_recorder or self._recorder
 
     @property
     def recorder(self) -> Recorder:
+        """The recorder to hand results to: the shared one, or the engine's own."""
+        if self._shared_recorder is not None:
+            return self._shared_recorder
         if self._recorder is None:
             self._recorder = Recorder(
                 self.queue.model,
@@ -563,6 +644,7 @@ def send_all(
     on_result: Callable[[SendCounts], None] | None = None,
     max_batch: int | None = None,
     lock: bool = True,
+    concurrency: int | None = None,
 ) -> SendCounts:
     """Deliver all due mail once, the way ``manage.py send_mail`` does; return the counts.
 
@@ -573,7 +655,12 @@ def send_all(
     lock path ``UnsafeLockPath``. If the database does not answer for
     ``MAILER_RECORD_TIMEOUT`` seconds, raises ``DatabaseUnreachable`` (which
     says how many accepted messages could not be recorded).
+
+    The due mail is shared over ``concurrency`` delivery connections
+    (default ``MAILER_SEND_CONCURRENCY``) when there is enough of it; see
+    ``mailer.sharing``.
     """
+    from . import sharing
     from .leases import LeaseKeeper, current, reclaim_dead
     from .locking import LockHeld, send_lock
 
@@ -589,6 +676,16 @@ def send_all(
             reclaim_dead(queue.db)
             outage = Outage(logger)
             with LeaseKeeper(identity.id, using=queue.db, outage=outage):
+                count = sharing.connections_for(queue, concurrency)
+                if count > 1:
+                    return sharing.drain(
+                        queue,
+                        identity,
+                        count,
+                        outage=outage,
+                        on_result=on_result,
+                        max_batch=max_batch,
+                    )
                 engine = Engine(
                     identity.slot(0),
                     queryset=queue,

@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -363,14 +363,17 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     # Results.
 
-    def record(self, results: Sequence[tuple[Message, Outcome]], *, worker: str = "") -> None:
+    def record(
+        self, results: Sequence[tuple[Message, Outcome]], *, worker: str | Mapping[int, str] = ""
+    ) -> None:
         """Write the outcome of a batch of attempts in one short transaction.
 
         Sent (and don't-send) messages are deleted and logged; transient
         failures are deferred to their next attempt, or failed when retries or
         age are exhausted; permanent failures are failed. One DELETE, one
         UPDATE and one INSERT for the whole batch; on PostgreSQL, when nothing
-        is deferred or failed, a single statement deleting and logging.
+        is deferred or failed, a single statement deleting and logging. ``worker``
+        names the delivery connection logged with each result (or maps message ids to it).
         """
         if not results:
             return
@@ -410,7 +413,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
                     exception=outcome.exception,
                     smtp_code=outcome.reply.code,
                     smtp_reply=outcome.reply.text,
-                    worker=worker,
+                    worker=worker if isinstance(worker, str) else worker.get(message.pk, ""),
                 )
                 logs.append(log)
             sent = final == "done" and outcome.verdict is Verdict.SENT

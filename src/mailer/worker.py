@@ -32,9 +32,10 @@ from .engine import INITIAL_CLAIM, Engine, SendCounts
 from .models import Message
 from .models import Worker as WorkerRow
 from .outage import Backoff, Outage
+from .pool import Pool
 from .postgres import Listener, can_listen
 from .ratelimit import RateLimiter
-from .recorder import Gate
+from .recorder import Gate, Recorder
 from .scrub import scrubbed_logger
 
 logger = scrubbed_logger("mailer.worker")  # replies and tracebacks may quote secrets
@@ -91,6 +92,9 @@ class MailWorker:
         # and one voice saying the database went away and came back.
         self.gate = Gate()
         self.outage = Outage(logger)
+        # Where a slot that finds the queue empty takes over half of what another holds.
+        self.pool = Pool()
+        self.recorder: Recorder | None = None  # the slots' one writer, while it runs
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -114,6 +118,15 @@ class MailWorker:
             threading.Thread(target=self._slot, args=(n,), name=f"mailer-slot-{n}", daemon=True)
             for n in range(self.concurrency)
         ]
+        # One writer of the slots' results: each write covers what all were answered.
+        self.recorder = Recorder(
+            Message,
+            self.using,
+            self.identity.id,
+            gate=self.gate,
+            outage=self.outage,
+            stop=self.stop,
+        )
         with leases.LeaseKeeper(self.identity.id, using=self.using, outage=self.outage):
             for slot in slots:
                 slot.start()
@@ -125,6 +138,8 @@ class MailWorker:
                 self.request_stop()
                 for slot in slots:
                     slot.join()
+                self.recorder.close()
+                self.recorder = None
         for thread in background:
             thread.join(timeout=5)
         self._unregister()
@@ -167,6 +182,8 @@ class MailWorker:
                             first_claim=INITIAL_CLAIM,
                             gate=self.gate,
                             outage=self.outage,
+                            pool=self.pool,
+                            recorder=self.recorder,
                         )
                     counts = engine.run()
                     failures = 0
