@@ -235,6 +235,12 @@ class Engine:
                 self._release_unfinished([])  # what could not be given back before
                 held = self.pool.take(self.owner, self._claim)
                 if not held:
+                    if self._unreleased:
+                        # Claims that could not be given back kept those messages from
+                        # the claim: given back now, they are due again.
+                        self._release_unfinished([])
+                        if not self._unreleased:
+                            continue
                     break
                 self._deliver_batch(held)
         except ConnectionDown as down:

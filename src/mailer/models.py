@@ -286,31 +286,35 @@ class MessageQuerySet(models.QuerySet["Message"]):
         connection = connections[self.db]
         due = self.due(now).in_send_order()
         mine = self.model.objects.using(self.db)
-        if connection.vendor == "postgresql":
-            ids = self._claim_returning(due, limit, claim, " FOR UPDATE SKIP LOCKED")
-        elif connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
-            # One UPDATE holds SQLite's write lock for its whole duration.
-            ids = self._claim_returning(due, limit, claim, "")
-        elif connection.features.has_select_for_update:
-            skip = connection.features.has_select_for_update_skip_locked
-            with transaction.atomic(using=self.db):
+        # One transaction marks the rows and reads them: a connection lost between the
+        # two leaves nothing claimed that the claimer never saw.
+        with transaction.atomic(using=self.db):
+            if connection.vendor == "postgresql":
+                ids = self._claim_returning(due, limit, claim, " FOR UPDATE SKIP LOCKED")
+            elif connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35):
+                # One UPDATE holds SQLite's write lock for its whole duration.
+                ids = self._claim_returning(due, limit, claim, "")
+            elif connection.features.has_select_for_update:
+                skip = connection.features.has_select_for_update_skip_locked
                 ids = list(
                     due.select_for_update(skip_locked=skip).values_list("pk", flat=True)[:limit]
                 )
                 if ids:
                     mine.filter(pk__in=ids).update(**claim)
-        else:  # SQLite before 3.35: no RETURNING; mark, then read back this claim's rows
-            token = f"{owner}#{uuid.uuid4().hex[:8]}"
-            picked = models.Subquery(due.values("pk")[:limit])
-            mine.filter(pk__in=picked, status__in=DUE_STATUSES).update(
-                **{**claim, "claimed_by": token}
+            else:  # SQLite before 3.35: no RETURNING; mark, then read back this claim's rows
+                token = f"{owner}#{uuid.uuid4().hex[:8]}"
+                picked = models.Subquery(due.values("pk")[:limit])
+                mine.filter(pk__in=picked, status__in=DUE_STATUSES).update(
+                    **{**claim, "claimed_by": token}
+                )
+                ids = list(mine.filter(claimed_by=token).values_list("pk", flat=True))
+                mine.filter(pk__in=ids).update(claimed_by=owner)
+            if not ids:
+                return []
+            # Rows over MAILER_MAX_MESSAGE_SIZE come without their data (rows.bounded).
+            claimed = list(
+                bounded(mine.filter(pk__in=ids).in_send_order(), settings.MAX_MESSAGE_SIZE)
             )
-            ids = list(mine.filter(claimed_by=token).values_list("pk", flat=True))
-            mine.filter(pk__in=ids).update(claimed_by=owner)
-        if not ids:
-            return []
-        # Rows over MAILER_MAX_MESSAGE_SIZE come without their data (rows.bounded).
-        claimed = list(bounded(mine.filter(pk__in=ids).in_send_order(), settings.MAX_MESSAGE_SIZE))
         take_bounded(claimed)
         return claimed
 

@@ -233,8 +233,11 @@ class Recorder:
                 self._flushing = False
 
     def abandon(self, error: str) -> list[tuple[int, str]]:
-        """Stop trying; log and return ``(id, Message-ID)`` of every result not written."""
+        """Stop trying; log and return ``(id, Message-ID)`` of every result not written
+        (once: a second call returns nothing)."""
         with self.gate.cond:
+            if self._abandoned.is_set():
+                return []  # said and returned by the first to give up (a sibling connection)
             unwritten = self._writing + self._pending
             self._pending = []
             self._abandoned.set()

@@ -114,6 +114,9 @@ def drain(
         raise
     finally:
         recorder.close()
+        caller = connections[queue.db]
+        if caller.connection is not None and not caller.is_usable():
+            caller.close()  # what cut the connections' database connections cut this one too
     unreachable = [e for e in errors if isinstance(e, DatabaseUnreachable)]
     if unreachable and len(unreachable) == len(errors):
         lost = [item for error in unreachable for item in error.unrecorded]
