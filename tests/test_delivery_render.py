@@ -12,8 +12,8 @@ import pytest
 from django.core import mail
 from django.core.mail import EmailMessage
 
-from mailer import storage
 from mailer.engine import SendCounts, send_all
+from mailer.message import codec
 from mailer.message.render import render
 from mailer.models import Message
 
@@ -36,7 +36,7 @@ def queued_document(message: EmailMessage) -> dict[str, Any]:
 @pytest.fixture
 def rebuilt() -> Iterator[mock.MagicMock]:
     """Counts the messages Django is asked to rebuild from their stored documents."""
-    with mock.patch.object(storage, "from_document", wraps=storage.from_document) as spy:
+    with mock.patch.object(codec, "from_document", wraps=codec.from_document) as spy:
         yield spy
 
 

@@ -5,15 +5,16 @@ for its whole share; the run's limits, claims and results are those of one conne
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.db import transaction
 
+from mailer.delivery.pool import Pool
 from mailer.engine import SendCounts, send_all
 from mailer.models import Message, MessageLog, Status
-from mailer.pool import Pool
-from mailer.sharing import MIN_SHARE
+from mailer.runner.sharing import MIN_SHARE
 
 from .assertions import MailAssertions
 from .samples import batch
@@ -114,20 +115,38 @@ class TestSeveralConnections(MailAssertions):
         assert seen == list(range(1, len(messages) + 1))
 
 
+def claims(owner: str, *ids: int) -> list[Any]:
+    """Claimed messages as the pool sees them: an id and who claimed it."""
+    return [SimpleNamespace(pk=pk, claimed_by=owner) for pk in ids]
+
+
+def ids(messages: Any) -> list[int]:
+    return [message.pk for message in messages]
+
+
 class TestPool:
     """Connections that run out take half of what the one with the most still holds."""
 
     def test_a_connection_that_claims_nothing_takes_half_of_the_most_held(self) -> None:
         pool = Pool()
-        busy = pool.take("a", lambda: list(range(10)))  # type: ignore[arg-type, return-value]
-        assert pool.next(busy) == 0
+        busy = pool.take("a", lambda: claims("a", *range(10)))
+        assert pool.next(busy).pk == 0
         shared = pool.take("b", list)
-        assert list(shared) == [6, 7, 8, 9]
-        assert list(busy) == [1, 2, 3, 4, 5]
+        assert ids(shared) == [6, 7, 8, 9]
+        assert ids(busy) == [1, 2, 3, 4, 5]
+
+    def test_what_a_sibling_took_stays_its_claimers_until_done(self) -> None:
+        pool = Pool()
+        pool.take("a", lambda: claims("a", *range(4)))
+        shared = list(pool.take("b", list))
+        assert pool.lent("a") == {2, 3}
+        pool.done(shared[:1])
+        assert pool.lent("a") == {3}
+        assert pool.lent("b") == set()
 
     def test_one_message_left_is_not_shared(self) -> None:
         pool = Pool()
-        pool.take("a", lambda: [1])  # type: ignore[arg-type, return-value]
+        pool.take("a", lambda: claims("a", 1))
         assert not pool.take("b", list)
 
     def test_a_connection_waits_for_a_siblings_claim_on_its_way(self) -> None:
@@ -137,7 +156,7 @@ class TestPool:
         def slow_claim() -> list[Any]:
             claiming.set()
             release.wait(5)
-            return list(range(8))
+            return claims("a", *range(8))
 
         got: list[Any] = []
         sibling = threading.Thread(target=pool.take, args=("a", slow_claim))
@@ -148,10 +167,10 @@ class TestPool:
         release.set()
         sibling.join()
         waiter.join()
-        assert got == [4, 5, 6, 7]
+        assert ids(got) == [4, 5, 6, 7]
 
     def test_what_is_left_is_given_back_by_its_owner(self) -> None:
         pool = Pool()
-        pool.take("a", lambda: [1, 2, 3])  # type: ignore[arg-type, return-value]
-        assert pool.drop_all("a") == [1, 2, 3]
+        pool.take("a", lambda: claims("a", 1, 2, 3))
+        assert ids(pool.drop_all("a")) == [1, 2, 3]
         assert pool.drop_all("a") == []

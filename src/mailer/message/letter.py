@@ -23,11 +23,13 @@ from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
 from django.utils.encoding import force_str
 
-from .. import compat, storage
-from ..exceptions import UndecodableMessage
-from .render import render
+from mailer import compat
+from mailer.exceptions import UndecodableMessage
+from mailer.message import codec
+from mailer.message.parts import untag
+from mailer.message.render import render
 
-# What json.loads and a document of the wrong shape may raise while read (as storage.decode).
+# What json.loads and a document of the wrong shape may raise while read (as codec.decode).
 _UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error)
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
 
@@ -48,10 +50,10 @@ class Letter:
     @classmethod
     def load(cls, data: str | bytes) -> Letter:
         """The letter stored as ``data``; UndecodableMessage if it is not a stored message
-        (for exactly the rows ``storage.decode`` refuses)."""
+        (for exactly the rows ``codec.decode`` refuses)."""
         try:
             doc = json.loads(data)
-            storage.check_document(doc)
+            codec.check_document(doc)
             letter = cls(doc)
             if "attrs" in doc:
                 letter.email  # noqa: B018 -- stored attributes are checked as Django rebuilds it
@@ -65,7 +67,7 @@ class Letter:
     def email(self) -> EmailMessage:
         """The ``EmailMessage`` the document describes, built by Django the first time."""
         if self._email is None:
-            self._email = storage.from_document(self.doc)
+            self._email = codec.from_document(self.doc)
         return self._email
 
     def recipients(self) -> list[str]:
@@ -79,7 +81,7 @@ class Letter:
         found = [self.from_email, *recipients, *doc["to"], *doc["cc"], *doc["reply_to"]]
         for name, value in doc["headers"].items():
             if name.lower() in _ADDRESS_HEADERS:
-                text = value if isinstance(value, str) else str(storage.untag(value))
+                text = value if isinstance(value, str) else str(untag(value))
                 found += [address for _, address in getaddresses([text]) if address]
         return found
 
@@ -94,7 +96,7 @@ class Letter:
 def _message_id(headers: dict[str, Any]) -> str | None:
     for name, value in headers.items():
         if name.lower() == "message-id":
-            return force_str(value if isinstance(value, str) else storage.untag(value))
+            return force_str(value if isinstance(value, str) else untag(value))
     return None
 
 
