@@ -16,9 +16,10 @@ from mailer.admin.base import (
     StoredMailAdmin,
     json_value,
 )
-from mailer.admin.filters import MailerFilter
+from mailer.admin.filters import MailerFilter, RefusedFilter
 from mailer.queue.log import MessageLog
 from mailer.queue.message import Message
+from mailer.queue.provider_ids import ProviderMessageId
 from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS
 
 # -- The log ----------------------------------------------------------------------------
@@ -41,7 +42,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "mailer",
     )
     list_display_links = ("id", "when_attempted")
-    list_filter = ("result", "priority", MailerFilter)
+    list_filter = ("result", RefusedFilter, "priority", MailerFilter)
     link_lookups = ("queue_id",)  # the queue entry column links to its attempts
     date_hierarchy = "when_attempted"
     # Read-only: all of them; the stored data itself is shown by the template, by permission.
@@ -77,6 +78,8 @@ class MessageLogAdmin(StoredMailAdmin):
             super().search_condition(term)
             | Q(message_id__icontains=term)
             | Q(recipients__icontains=term)
+            # The provider's message id, as its webhooks and its dashboard show it.
+            | Q(pk__in=ProviderMessageId.objects.filter(provider_id=term).values("log_id"))
         )
         if search.is_id(term):
             condition |= Q(queue_id=int(term))
@@ -114,9 +117,11 @@ class MessageLogAdmin(StoredMailAdmin):
 
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
+        rows = display.log_recipient_rows(json_value(obj, "recipients"))
         return {
             **super().mail_context(request, obj),
-            "recipients": display.log_recipient_rows(json_value(obj, "recipients")),
+            "recipients": rows,
+            "provider_ids": any(row.provider_id for row in rows),
             "attempts": self.attempts(obj.queue_id),
             "queued_url": reverse("admin:mailer_message_change", args=[obj.queue_id])
             if queued

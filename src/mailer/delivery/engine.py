@@ -41,8 +41,8 @@ from mailer.delivery.pool import Pool
 from mailer.delivery.recipients import blocked_recipients, pending_recipients
 from mailer.delivery.recorder import Gate, Recorder
 from mailer.delivery.tally import SendCounts, Tally
-from mailer.delivery.transport import Transport
-from mailer.exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
+from mailer.delivery.transport import ConnectionDown, Transport
+from mailer.exceptions import DatabaseUnreachable, UndecodableMessage
 from mailer.message.letter import Letter
 from mailer.queue import retry
 from mailer.queue.aliases import alias_problem
@@ -59,14 +59,6 @@ INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is kn
 FIRST_BATCH = 50  # what a run claims before it knows how big the messages are
 BATCH_BYTES = 8_000_000  # stored mail a batch may hold
 CLAIM_SECONDS = 0.5  # work a batch may hold: short leases, and slots finish together
-
-
-class ConnectionDown(MailerError):
-    """The delivery connection could not be opened: stop this run."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(str(outcome.reply))
-        self.outcome = outcome
 
 
 class Engine:
@@ -166,7 +158,7 @@ class Engine:
                 self._deliver_batch(held)
         except ConnectionDown as down:
             self.connection_down = True
-            logger.error("cannot connect to deliver mail, stopping this run: %s", down)
+            logger.error("%s, stopping this run: %s", down.why, down)
         finally:
             # After giving up, the database is not asked again: the claims come back
             # when their lease ends, or at once when a run starts again on this host.
@@ -443,7 +435,7 @@ class Engine:
             outcome = classify(error, recipients)
             if outcome.verdict is Verdict.PERMANENT:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
-            raise ConnectionDown(outcome) from error
+            raise ConnectionDown.after(error, outcome) from error
         if not transport.smtp:
             try:
                 letter.email  # noqa: B018 -- the backend is given Django's EmailMessage
@@ -453,6 +445,8 @@ class Engine:
             self.before_send()
         try:
             outcome = transport.send(letter, recipients)
+        except ConnectionDown:
+            raise  # the backend is misconfigured: every message would fail alike
         except Exception as error:
             return consult(self.handler, self.handler_path, transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:

@@ -24,7 +24,8 @@ ALERT = 2
 class Command(MailerCommand):
     help = (
         "Show the queue's health: messages by state, how long the oldest due message has "
-        "waited, failed attempts in the last hour and day, workers. Exits with status 2 when "
+        "waited, failed attempts and refused recipients in the last hour and day, workers. "
+        "Exits with status 2 when "
         "a limit given (--max-age, --max-failed, --min-workers) is crossed."
     )
 
@@ -141,7 +142,8 @@ def lock_line(lock: tuple[str, LockHolder | None] | None) -> str:
 def _attempts(window: Attempts) -> str:
     rate = window.failure_rate
     share = f" ({rate:.1%})" if rate is not None else ""
-    return f"{window.total} attempts, {window.failed} deferred or failed{share}"
+    line = f"{window.total} attempts, {window.failed} deferred or failed{share}"
+    return f"{line}, {window.refused} recipients refused"
 
 
 def _duration(seconds: float) -> str:
