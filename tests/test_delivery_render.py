@@ -11,7 +11,9 @@ from unittest import mock
 import pytest
 from django.core import mail
 from django.core.mail import EmailMessage
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
+from mailer import compat
 from mailer.engine import SendCounts, send_all
 from mailer.message import codec
 from mailer.message.render import render
@@ -114,3 +116,46 @@ def test_a_backend_other_than_smtp_is_given_djangos_email_message(
         message.body,
         len(message.attachments),
     )
+
+
+class TestEnvelope:
+    """The envelope of a plain address is the address itself: no parser is asked, and
+    what it gives is what Django's parser gives."""
+
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "alice@example.com",
+            "first.last+tag@mail.example.co.uk",
+            "o'brien@example.com",
+            "x_y-z@sub-domain.example",
+            "{weird}|~!#$%&*=?^`@example.com",
+        ],
+    )
+    def test_a_plain_address_goes_as_it_is(self, address: str) -> None:
+        assert compat.plain_address(address)
+        backend = _backend()
+        assert compat.envelope_address(backend, address, "utf-8", utf8=False) == address
+        assert compat.parsed_envelope_address(backend, address, utf8=False) == address
+
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "Alice <alice@example.com>",
+            "alice@exämple.com",
+            "jörg@example.com",
+            '"john smith"@example.com',
+            "alice@[127.0.0.1]",
+            "a..b@example.com",
+            "alice@example.com (Alice)",
+            "webmaster",
+        ],
+    )
+    def test_anything_else_is_parsed(self, address: str) -> None:
+        assert not compat.plain_address(address)
+
+
+def _backend() -> Any:
+    """Django's SMTP backend, not configured: turning addresses into envelopes needs
+    nothing of its settings."""
+    return SMTPBackend.__new__(SMTPBackend)

@@ -154,6 +154,11 @@ def plain_address(address: str) -> bool:
 def _envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: bool) -> str:
     if type(address) is str and plain_address(address) and _own_prep_address(backend):
         return address  # nothing to take out, nothing to encode: no parser needed
+    return parsed_envelope_address(backend, address, utf8=utf8)
+
+
+def parsed_envelope_address(backend: Any, address: str, *, utf8: bool) -> str:
+    """The envelope form of ``address`` as the backend's (or Django's) parser reads it."""
     if MODERN_EMAIL and hasattr(backend, "prep_address"):
         return str(backend.prep_address(address, force_ascii=not utf8))
     # DJANGO_COMPAT(<6.0): Django 5.2 has no prep_address; use the same parser.
