@@ -9,9 +9,10 @@ its own batches (first a share of one batch, then about half a second of
 work), keeps its server connection open for all of them, and at the end of
 the queue takes over half of what a sibling still holds (``mailer.delivery.pool``).
 Claims, leases, the rate limit and the recording of results are those of a
-single connection -- one recorder writes the results of all, so a crash sends
-again no more than with one --; ``MAILER_EMAIL_MAX_BATCH`` and ``MAILER_EMAIL_MAX_DEFERRED``
-count for the run as a whole.
+single connection. One recorder writes the results of all of them, so the
+crash window stays that of one worker (``mailer.delivery.recorder``).
+``MAILER_EMAIL_MAX_BATCH`` and ``MAILER_EMAIL_MAX_DEFERRED`` count for the run
+as a whole.
 
 A run uses one connection when there is little due mail (fewer than
 ``MIN_SHARE`` messages per connection), with ``MAILER_EMAIL_THROTTLE`` (a
