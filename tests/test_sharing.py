@@ -49,6 +49,18 @@ class TestSeveralConnections(MailAssertions):
         assert len(self.peers()) == 2, "a connection was opened more than once"
         assert all(count > 1 for count in self.peers().values())
 
+    def test_a_connection_that_finds_the_queue_empty_takes_over_half_of_anothers(
+        self,
+    ) -> None:
+        # 25 messages and two connections: whichever claims first takes all 25 (a first
+        # claim is half of 50); the other finds nothing to claim and shares its batch.
+        self.server.faults.data_delay = 0.005
+        messages = queue(25)
+        assert send_all() == SendCounts(sent=25)
+        self.assert_each_delivered_once(messages)
+        assert len(self.peers()) == 2
+        assert min(self.peers().values()) >= 10, self.peers()
+
     def test_every_message_is_logged_once_as_sent(self) -> None:
         messages = queue(60)
         send_all()
