@@ -31,9 +31,10 @@ from mailer.conf import DEFAULT_ERROR_HANDLER, settings
 from mailer.delivery.classify import classify
 from mailer.delivery.handlers import (
     as_exception,
-    consult,
     handle_backend_exception,
     handle_delivery_exception,
+    handler_raised,
+    handler_said,
     undecodable,
 )
 from mailer.delivery.outage import Backoff, Outage
@@ -448,12 +449,29 @@ class Engine:
         except ConnectionDown:
             raise  # the backend is misconfigured: every message would fail alike
         except Exception as error:
-            return consult(self.handler, self.handler_path, transport, message, error, recipients)
+            return self._ask_handler(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
             refusal = as_exception(outcome, letter.from_email)
-            path = self.handler_path
-            return consult(self.handler, path, transport, message, refusal, recipients, outcome)
+            return self._ask_handler(transport, message, refusal, recipients, outcome)
         return outcome
+
+    def _ask_handler(
+        self,
+        transport: Transport,
+        message: Message,
+        error: BaseException,
+        recipients: list[str],
+        outcome: Outcome | None = None,
+    ) -> Outcome:
+        """Ask ``MAILER_ERROR_HANDLER`` about ``error``; never let it stop the run."""
+        try:
+            connection, action = self.handler(transport.backend, message, error)
+        except Exception as handler_error:
+            logger.exception("MAILER_ERROR_HANDLER %s raised", self.handler_path)
+            transport.close()
+            return handler_raised(error, handler_error, recipients, outcome)
+        transport.replace(connection)
+        return handler_said(action, message, error, recipients, outcome)
 
 
 def _will_fail(message: Message) -> bool:

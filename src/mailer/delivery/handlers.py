@@ -5,19 +5,14 @@ for django-mailer are given.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mailer.delivery.classify import breaks_connection, classify, exception_name
 from mailer.exceptions import UndecodableMessage
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
-from mailer.scrub import scrubbed_logger
 
 if TYPE_CHECKING:
-    from mailer.delivery.transport import Transport
     from mailer.queue.message import Message
-
-logger = scrubbed_logger("mailer.engine")  # replies and tracebacks may quote secrets
 
 
 def handle_delivery_exception(
@@ -57,42 +52,34 @@ def as_exception(outcome: Outcome, sender: str) -> BaseException:
     return smtplib.SMTPDataError(code, text)
 
 
-def undecodable(error: Exception) -> Outcome:
-    """The outcome of a row that cannot be read or rebuilt: failed for good, no handler
-    asked (whatever a row holds, it fails alone)."""
-    if not isinstance(error, UndecodableMessage):
-        error = UndecodableMessage(f"{exception_name(error)}: {error}")
-    outcome = classify(error)
-    outcome.verdict = Verdict.PERMANENT
-    return outcome
+def handler_raised(
+    error: BaseException,
+    handler_error: Exception,
+    recipients: list[str],
+    outcome: Outcome | None,
+) -> Outcome:
+    """The outcome when the error handler itself raised: retried, unless the error is
+    a refusal or bad data, and the reply says what the handler did."""
+    found = outcome or classify(error, recipients)
+    if found.verdict is Verdict.PERMANENT and not isinstance(
+        error, smtplib.SMTPException | ValueError
+    ):
+        found.verdict = Verdict.TRANSIENT
+    found.reply = Reply(
+        found.reply.code, f"{found.reply.text} (error handler raised {handler_error!r})"
+    )
+    return found
 
 
-def consult(
-    handler: Callable[..., tuple[Any, str]],
-    path: str,
-    transport: Transport,
+def handler_said(
+    action: str,
     message: Message,
     error: BaseException,
     recipients: list[str],
-    outcome: Outcome | None = None,
+    outcome: Outcome | None,
 ) -> Outcome:
-    """Ask ``MAILER_ERROR_HANDLER`` (``handler``, at ``path``) about ``error``; never let
-    it stop the run."""
-    try:
-        connection, action = handler(transport.backend, message, error)
-    except Exception as handler_error:
-        logger.exception("MAILER_ERROR_HANDLER %s raised", path)
-        transport.close()
-        found = outcome or classify(error, recipients)
-        if found.verdict is Verdict.PERMANENT and not isinstance(
-            error, smtplib.SMTPException | ValueError
-        ):
-            found.verdict = Verdict.TRANSIENT
-        found.reply = Reply(
-            found.reply.code, f"{found.reply.text} (error handler raised {handler_error!r})"
-        )
-        return found
-    transport.replace(connection)
+    """The outcome the error handler's ``action`` ("sent", "failed", or retry) makes of
+    ``error``: the default handler's own classification when it left one on ``message``."""
     found = getattr(message, "_mailer_outcome", None) or outcome or classify(error, recipients)
     if not found.recipients:
         found.recipients = [RecipientResult(a, found.verdict, found.reply) for a in recipients]
@@ -103,3 +90,13 @@ def consult(
     elif found.verdict is not Verdict.TRANSIENT:
         found.verdict = Verdict.TRANSIENT  # the handler chose to retry
     return found
+
+
+def undecodable(error: Exception) -> Outcome:
+    """The outcome of a row that cannot be read or rebuilt: failed for good, no handler
+    asked (whatever a row holds, it fails alone)."""
+    if not isinstance(error, UndecodableMessage):
+        error = UndecodableMessage(f"{exception_name(error)}: {error}")
+    outcome = classify(error)
+    outcome.verdict = Verdict.PERMANENT
+    return outcome

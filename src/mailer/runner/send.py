@@ -79,7 +79,7 @@ def deliver(
     check the configuration and return the ``on_result`` callback to use
     (``manage.py send_mail``'s progress bar).
     """
-    if settings.PAUSE_SEND:
+    if paused():
         return None
     queue = queryset if queryset is not None else Message.objects.all()
     with send_lock() if lock else contextlib.nullcontext():
@@ -117,6 +117,11 @@ def deliver(
                 return engine.run()
             finally:
                 engine.close()
+
+
+def paused() -> bool:
+    """``MAILER_PAUSE_SEND``: no run starts, and a worker's slots wait, while it is on."""
+    return bool(settings.PAUSE_SEND)
 
 
 def reclaim(using: str) -> None:
