@@ -440,6 +440,16 @@ class TestProviderBackend:
         assert reported("mailer.W045") == []
 
 
+class TestUnappliedMigrations:
+    """mailer.W050 is a database check: tests/test_first_run.py runs it on a database
+    without mailer's tables; here, on this run's migrated test database."""
+
+    @pytest.mark.django_db
+    def test_a_migrated_database_is_fine(self) -> None:
+        found = run_checks(tags=["database"], databases=["default"])
+        assert [m for m in found if m.id == "mailer.W050"] == []
+
+
 class TestDocumented:
     def test_the_readme_lists_every_check_id_and_no_other(self) -> None:
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -452,3 +462,23 @@ class TestDocumented:
         tests = Path(__file__).read_text(encoding="utf-8")
         untested = set(CHECK_ID.findall(source)) - set(CHECK_ID.findall(tests))
         assert not untested, f"no test for {sorted(untested)}"
+
+
+class TestQuotas:
+    """mailer.W055: a quota for an alias that delivers no queued mail limits nothing."""
+
+    @pytest.mark.usefixtures("legacy_style")
+    def test_without_mailers_the_one_key_is_default(self, settings: Any) -> None:
+        settings.MAILER_QUOTAS = {"default": {"per_day": 10}, "ses": {"per_day": 10}}
+        warning = the_one("mailer.W055")
+        assert "'ses'" in warning.msg
+
+    def test_with_mailers_a_key_is_an_alias_that_delivers(
+        self, settings: Any, mailers_style: Any
+    ) -> None:
+        settings.MAILER_QUOTAS = {"smtp": {"per_second": 5}, "default": {"per_day": 1}}
+        warning = the_one("mailer.W055")
+        assert "'default'" in warning.msg  # the DbBackend alias: it queues, it does not deliver
+
+    def test_no_quotas_is_fine(self) -> None:
+        assert reported("mailer.W055") == []

@@ -37,6 +37,7 @@ from mailer.delivery.handlers import (
     handler_said,
     undecodable,
 )
+from mailer.delivery.holds import Holds, Limiter, QuotaReached
 from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.pool import Pool
 from mailer.delivery.recipients import blocked_recipients, pending_recipients
@@ -71,7 +72,7 @@ class Engine:
         *,
         queryset: MessageQuerySet | None = None,
         stop: threading.Event | None = None,
-        before_send: Callable[[], None] | None = None,
+        before_send: Limiter | None = None,
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
         share: int = 1,
@@ -83,14 +84,15 @@ class Engine:
         tally: Tally | None = None,
         recorder: Recorder | None = None,
     ) -> None:
-        """``owner`` is the claim owner (see ``mailer.runner.leases``); ``share`` is how many
-        engines of one worker drain the queue together, ``gate`` what they share to
-        keep unrecorded mail small, ``outage`` where they say the database is away,
-        ``pool`` where they share out claimed batches at the end of the queue,
-        ``tally`` what they did together (the run's limits; ``on_result`` is told) and
-        ``recorder`` what writes their results (without, each engine has its own).
-        With ``give_up_after``, a run that cannot reach the database for that many
-        seconds raises ``DatabaseUnreachable``; without, it waits (until ``stop``).
+        """``owner`` is the claim owner (see ``mailer.runner.leases``); ``before_send`` the rate
+        limiter (``mailer.delivery.holds``); ``share`` how many engines of one worker drain the
+        queue together, ``gate`` what they share to keep unrecorded mail small, ``outage``
+        where they say the database is away, ``pool`` where they share out claimed batches
+        at the end of the queue, ``tally`` what they did together (the run's limits;
+        ``on_result`` is told) and ``recorder`` what writes their results (without, each
+        engine has its own). With ``give_up_after``, a run that cannot reach the database
+        for that many seconds raises ``DatabaseUnreachable``; without, it waits (until
+        ``stop``).
 
         An Engine may ``run()`` many times; its delivery connections stay open
         between runs until ``close()``.
@@ -127,6 +129,7 @@ class Engine:
         self._own_tally = tally is None
         self.tally = tally or Tally()
         self._max_size = settings.MAX_MESSAGE_SIZE
+        self.holds = Holds(owner, self.queue, self.outage, logger)
 
     # -- the run ---------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class Engine:
             self._recorder.close()
             self._recorder = None
         try:
-            self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
+            self._check_dont_send = DontSendEntry.objects.using(self.using).active().exists()
             while not self.stop.is_set() and not self._limit_reached():
                 self._release_unfinished([])  # what could not be given back before
                 held = self.pool.take(self.owner, self._claim)
@@ -260,17 +263,15 @@ class Engine:
     def _limit_reached(self, *, start: bool = False) -> bool:
         """Has the run (its connections together) reached MAILER_EMAIL_MAX_BATCH or
         MAILER_EMAIL_MAX_DEFERRED, counting messages being sent? With ``start``, if
-        not, one more message is being sent (see ``Tally.limit``)."""
+        not, one more message is being sent (``Tally.limit``). Logged once a run."""
         reached = self.tally.limit(self.max_batch, self.max_deferred, start=start)
-        if reached == "max_batch":
-            logger.info(
-                "MAILER_EMAIL_MAX_BATCH (%s) reached; the rest waits for the next run",
-                self.max_batch,
+        if reached:  # django-mailer's words, which monitoring may grep for
+            say, name, limit = (
+                (logger.info, "MAX_BATCH", self.max_batch)
+                if reached == "max_batch"
+                else (logger.warning, "MAX_DEFERRED", self.max_deferred)
             )
-        elif reached == "max_deferred":
-            logger.warning(
-                "MAILER_EMAIL_MAX_DEFERRED (%s) reached; stopping this run", self.max_deferred
-            )
+            say(f"MAILER_EMAIL_{name} (%s) reached, stopping for this round", limit)
         return reached is not None
 
     def _deliver_batch(self, held: deque[Message]) -> None:
@@ -281,7 +282,14 @@ class Engine:
         previous = self._bytes_per_message
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = blocked_recipients(batch, self.using) if self._check_dont_send else set()
+        kept: set[int] = set()  # held back with an earlier message of their alias
         while (message := self.pool.next(held)) is not None:
+            if message.pk in kept:
+                continue
+            if self.holds.held(message.mailer):
+                alias = [message, *self.pool.remove(held, message.mailer)]
+                self._unreleased += self.holds.hold(alias, message.mailer, kept)
+                continue
             if self.stop.is_set() or self._limit_reached(start=True):
                 self._release_unfinished([message, *self.pool.drop(held)])
                 return
@@ -296,6 +304,12 @@ class Engine:
                 self._add(message, down.outcome)
                 self._release_unfinished(self.pool.drop(held))
                 raise
+            except QuotaReached as used_up:
+                self.recorder.withdraw(self.owner)  # admitted, but no server saw it
+                self.tally.cancel()
+                alias = [message, *self.pool.remove(held, message.mailer)]
+                self._unreleased += self.holds.hold(alias, message.mailer, kept, used_up)
+                continue
             self._add(message, outcome)
             self._measure(time.monotonic() - started)
             if self.throttle:
@@ -335,7 +349,9 @@ class Engine:
         verdict = outcome.verdict
         if verdict in (Verdict.SENT, Verdict.SKIPPED):
             one = SendCounts(sent=int(verdict is Verdict.SENT))
-        elif verdict is Verdict.TRANSIENT and not _will_fail(message):
+        elif verdict is Verdict.TRANSIENT and not retry.exhausted(
+            message.retry_count + 1, message.when_added, timezone.now()
+        ):
             one = SendCounts(deferred=1)
         else:
             one = SendCounts(failed=1)
@@ -442,8 +458,8 @@ class Engine:
                 letter.email  # noqa: B018 -- the backend is given Django's EmailMessage
             except Exception as error:  # whatever the row holds, it fails alone
                 return undecodable(error)
-        if self.before_send is not None:
-            self.before_send()
+        if self.before_send is not None and (until := self.before_send(message.mailer)):
+            raise QuotaReached(until)
         try:
             outcome = transport.send(letter, recipients)
         except ConnectionDown:
@@ -472,10 +488,6 @@ class Engine:
             return handler_raised(error, handler_error, recipients, outcome)
         transport.replace(connection)
         return handler_said(action, message, error, recipients, outcome)
-
-
-def _will_fail(message: Message) -> bool:
-    return bool(retry.exhausted(message.retry_count + 1, message.when_added, timezone.now()))
 
 
 __all__ = [

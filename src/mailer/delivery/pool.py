@@ -62,6 +62,16 @@ class Pool:
             held.clear()
             return left
 
+    def remove(self, held: deque[Message], mailer: str) -> list[Message]:
+        """Take the messages of delivery alias ``mailer`` out of a batch (held back)."""
+        with self._cond:
+            taken = [m for m in held if m.mailer == mailer]
+            if taken:
+                kept = [m for m in held if m.mailer != mailer]
+                held.clear()
+                held.extend(kept)
+            return taken
+
     def drop_all(self, owner: str) -> list[Message]:
         """Everything ``owner`` still holds, taken out of the pool (to be given back)."""
         with self._cond:

@@ -216,6 +216,15 @@ class Recorder:
                     gate.cond.notify_all()
                 gate.cond.wait(0.1)
 
+    def withdraw(self, owner: str | None = None) -> None:
+        """The message connection ``owner`` was admitted last was not handed to a server
+        after all (its alias's quota was used up): it has no result to wait for."""
+        if self._thread is None:
+            return
+        with self.gate.cond:
+            self.gate.exposed[owner or self.owner] -= 1
+            self.gate.cond.notify_all()
+
     def flush(self, give_up_after: float | None = None, owner: str | None = None) -> None:
         """Return once everything handed over is written (or raise ``DatabaseUnreachable``);
         then connection ``owner`` has nothing exposed."""

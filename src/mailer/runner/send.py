@@ -11,9 +11,10 @@ import contextlib
 import threading
 from collections.abc import Callable
 
-from mailer.conf import settings
+from mailer.conf import mailers_configured, settings
 from mailer.delivery.engine import Engine, SendCounts
 from mailer.delivery.outage import Outage
+from mailer.queue.aliases import check_legacy_backend
 from mailer.queue.message import Message, MessageQuerySet
 from mailer.runner import sharing
 from mailer.runner.leases import LeaseKeeper, current, reclaim_dead
@@ -40,7 +41,9 @@ def send_all(
     by another user's process raises ``LockHeldByOtherUser``, and an unsafe
     lock path ``UnsafeLockPath``. If the database does not answer for
     ``MAILER_RECORD_TIMEOUT`` seconds, raises ``DatabaseUnreachable`` (which
-    says how many accepted messages could not be recorded).
+    says how many accepted messages could not be recorded). Before anything
+    else, a delivery backend that would queue the mail again raises
+    ``DeliveryBackendLoop`` (an ``ImproperlyConfigured``), as django-mailer's did.
 
     The due mail is shared over ``concurrency`` delivery connections (default
     ``MAILER_SEND_CONCURRENCY``) when there is enough of it (``mailer.runner.sharing``).
@@ -78,7 +81,15 @@ def deliver(
     ``prepare(queue)``, called once the lock is held and before any claim, may
     check the configuration and return the ``on_result`` callback to use
     (``manage.py send_mail``'s progress bar).
+
+    As django-mailer's does, it first refuses a MAILER_EMAIL_BACKEND that would
+    queue the mail again (DeliveryBackendLoop, an ImproperlyConfigured naming
+    EMAIL_BACKEND and MAILER_EMAIL_BACKEND), even with nothing queued. (With
+    MAILERS, each row's alias is checked when it is delivered, and mailer.E001
+    reports a loop at start-up.)
     """
+    if not mailers_configured():
+        check_legacy_backend()
     if paused():
         return None
     queue = queryset if queryset is not None else Message.objects.all()
@@ -91,32 +102,36 @@ def deliver(
         limiter = rate_limiter(stop, queue.db)
         reclaim(queue.db)
         with LeaseKeeper(identity.id, using=queue.db, outage=outage):
-            count = sharing.connections_for(queue, concurrency)
-            if count > 1:
-                return sharing.drain(
-                    queue,
-                    identity,
-                    count,
+            try:
+                count = sharing.connections_for(queue, concurrency)
+                if count > 1:
+                    return sharing.drain(
+                        queue,
+                        identity,
+                        count,
+                        stop=stop,
+                        limiter=limiter,
+                        outage=outage,
+                        on_result=on_result,
+                        max_batch=max_batch,
+                    )
+                engine = Engine(
+                    identity.slot(0),
+                    queryset=queue,
                     stop=stop,
-                    limiter=limiter,
-                    outage=outage,
+                    before_send=limiter.acquire if limiter else None,
                     on_result=on_result,
                     max_batch=max_batch,
+                    outage=outage,
+                    give_up_after=settings.RECORD_TIMEOUT,
                 )
-            engine = Engine(
-                identity.slot(0),
-                queryset=queue,
-                stop=stop,
-                before_send=limiter.acquire if limiter else None,
-                on_result=on_result,
-                max_batch=max_batch,
-                outage=outage,
-                give_up_after=settings.RECORD_TIMEOUT,
-            )
-            try:
-                return engine.run()
+                try:
+                    return engine.run()
+                finally:
+                    engine.close()
             finally:
-                engine.close()
+                if limiter is not None:
+                    limiter.close()
 
 
 def paused() -> bool:
