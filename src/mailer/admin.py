@@ -287,16 +287,13 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
         if not summary:
             return str(_("(stored data is not valid)")) if obj._admin_has_data else "—"
         subject = str(summary["subject"]) or str(_("(no subject)"))
-        return format_html("{}{}", subject, self.warnings([obj._admin_data_problem]))
+        return format_html(
+            "{}{}", display.clipped(subject), self.warnings([obj._admin_data_problem])
+        )
 
     @admin.display(description=_("recipients"))
     def to_column(self, obj: Any) -> str:
-        recipients = display.recipients_of(self.summary(obj))
-        if not recipients:
-            return "—"
-        shown = ", ".join(recipients[:2])
-        more = len(recipients) - 2
-        return f"{shown} (+{more})" if more > 0 else shown
+        return display.addresses_cell(display.recipients_of(self.summary(obj)))
 
     def render_change_form(
         self,
@@ -374,6 +371,13 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
         self._report(request, operations.send_copy(rows))
 
 
+def reply_text(code: int | None, reply: str) -> str:
+    """A server's reply as one line: "550 5.1.1 User unknown", or "—" when there is none."""
+    if code is None:
+        return reply or "—"
+    return f"{code} {reply}".rstrip()
+
+
 def json_value(obj: Any, field: str) -> Any:
     """The value of a JSON column read as text by ``listing.json_as_text`` (None if unreadable)."""
     text = getattr(obj, f"{field}_text", None)
@@ -401,8 +405,8 @@ class MessageAdmin(StoredMailAdmin):
         "state_column",
         "priority",
         "mailer",
-        "when_added",
-        "due_at",
+        "queued_column",
+        "due_column",
         "retry_count",
         "last_reply_column",
     )
@@ -420,7 +424,7 @@ class MessageAdmin(StoredMailAdmin):
         "due_at",
         "expires_at",
         "retry_count",
-        "last_reply_column",
+        "last_reply_whole",
         "claimed_by",
         "lease_expires_at",
     )
@@ -447,10 +451,19 @@ class MessageAdmin(StoredMailAdmin):
 
     @admin.display(description=_("last reply"))
     def last_reply_column(self, obj: Message) -> str:
-        if obj.last_code is None and not obj.last_reply:
-            return "—"
-        reply = obj.last_reply if len(obj.last_reply) <= 120 else obj.last_reply[:119] + "…"
-        return f"{obj.last_code} {reply}" if obj.last_code is not None else reply
+        return display.clipped(reply_text(obj.last_code, obj.last_reply))
+
+    @admin.display(description=_("last reply"))
+    def last_reply_whole(self, obj: Message) -> str:
+        return reply_text(obj.last_code, obj.last_reply)
+
+    @admin.display(description=_("queued at"), ordering="when_added")
+    def queued_column(self, obj: Message) -> str:
+        return display.moment(obj.when_added)
+
+    @admin.display(description=_("next attempt"), ordering="due_at")
+    def due_column(self, obj: Message) -> str:
+        return display.moment(obj.due_at)
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -516,6 +529,11 @@ class MessageAdmin(StoredMailAdmin):
 # -- The log ----------------------------------------------------------------------------
 
 
+NOT_KEPT_NOTE = _(
+    "The log keeps the message itself (bodies, attachments) only for sent and failed mail, "
+    "and only when MAILER_EMAIL_LOG_MESSAGE_DATA is on; deferred attempts never keep it. "
+    "This row keeps the subject, the Message-ID, the recipients and the replies."
+)
 RESULT_CLASSES = {RESULT_SUCCESS: "sent", RESULT_DONT_SEND: "skipped", RESULT_FAILURE: "failed"}
 
 
@@ -523,7 +541,7 @@ RESULT_CLASSES = {RESULT_SUCCESS: "sent", RESULT_DONT_SEND: "skipped", RESULT_FA
 class MessageLogAdmin(StoredMailAdmin):
     list_display = (
         "id",
-        "when_attempted",
+        "attempted_column",
         "result_column",
         "subject_column",
         "to_column",
@@ -532,7 +550,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "queue_column",
         "mailer",
     )
-    list_display_links = ("id", "when_attempted")
+    list_display_links = ("id", "attempted_column")
     list_filter = ("result", "priority", MailerFilter)
     link_lookups = ("queue_id",)  # the queue entry column links to its attempts
     date_hierarchy = "when_attempted"
@@ -548,7 +566,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "priority",
         "mailer",
         "when_added",
-        "reply_column",
+        "reply_whole",
         "exception",
         "log_message",
         "worker",
@@ -569,18 +587,24 @@ class MessageLogAdmin(StoredMailAdmin):
             super().search_condition(term)
             | Q(message_id__icontains=term)
             | Q(recipients__icontains=term)
+            | Q(subject_line__icontains=term)
         )
         if search.is_id(term):
             condition |= Q(queue_id=int(term))
         return condition
+
+    @admin.display(description=_("subject"))
+    def subject_column(self, obj: MessageLog) -> str:
+        if obj.subject_line and not self.summary(obj):  # the message itself was not kept
+            return display.clipped(obj.subject_line)
+        return super().subject_column(obj)
 
     @admin.display(description=_("recipients"))
     def to_column(self, obj: MessageLog) -> str:
         rows = display.log_recipient_rows(json_value(obj, "recipients"))
         if not rows:
             return super().to_column(obj)
-        shown = ", ".join(row.address for row in rows[:2])
-        return f"{shown} (+{len(rows) - 2})" if len(rows) > 2 else shown
+        return display.addresses_cell([row.address for row in rows])
 
     @admin.display(description=_("result"), ordering="result")
     def result_column(self, obj: MessageLog) -> str:
@@ -593,9 +617,15 @@ class MessageLogAdmin(StoredMailAdmin):
 
     @admin.display(description=_("reply"))
     def reply_column(self, obj: MessageLog) -> str:
-        reply = obj.smtp_reply or obj.log_message or ""
-        reply = reply if len(reply) <= 120 else reply[:119] + "…"
-        return f"{obj.smtp_code} {reply}" if obj.smtp_code is not None else (reply or "—")
+        return display.clipped(reply_text(obj.smtp_code, obj.smtp_reply or obj.log_message or ""))
+
+    @admin.display(description=_("reply"))
+    def reply_whole(self, obj: MessageLog) -> str:
+        return reply_text(obj.smtp_code, obj.smtp_reply or obj.log_message or "")
+
+    @admin.display(description=_("attempted at"), ordering="when_attempted")
+    def attempted_column(self, obj: MessageLog) -> str:
+        return display.moment(obj.when_attempted)
 
     @admin.display(description=_("queue entry"))
     def queue_column(self, obj: MessageLog) -> str:
@@ -606,8 +636,17 @@ class MessageLogAdmin(StoredMailAdmin):
 
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
+        context = super().mail_context(request, obj)
+        view: display.EmailView = context["email"]
+        if view.error == display.NOT_KEPT:
+            # What is normal (deferred attempts never keep the message) is not an error:
+            # the row's own columns say what it was.
+            view.error = ""
+            kept = (("Subject", obj.subject_line), ("Message-ID", obj.message_id or ""))
+            view.headers = [(name, value) for name, value in kept if value]
+            context["data_note"] = NOT_KEPT_NOTE
         return {
-            **super().mail_context(request, obj),
+            **context,
             "recipients": display.log_recipient_rows(json_value(obj, "recipients")),
             "attempts": self.attempts(obj.queue_id),
             "queued_url": reverse("admin:mailer_message_change", args=[obj.queue_id])

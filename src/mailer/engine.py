@@ -22,6 +22,7 @@ import smtplib
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.core.mail import EmailMessage
@@ -35,7 +36,7 @@ from .conf import DEFAULT_ERROR_HANDLER, settings
 from .exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
 from .interrupt import deadline
 from .mailers import alias_problem
-from .models import DontSendEntry, Message, MessageQuerySet
+from .models import DeliveryRun, DontSendEntry, Message, MessageQuerySet
 from .outage import Backoff, Outage
 from .outcome import Outcome, RecipientResult, Reply, Verdict
 from .recorder import Gate, Recorder
@@ -550,6 +551,7 @@ def send_all(
     on_result: Callable[[SendCounts], None] | None = None,
     max_batch: int | None = None,
     lock: bool = True,
+    report_as: str | None = "send_all",
 ) -> SendCounts:
     """Deliver all due mail once, the way ``manage.py send_mail`` does; return the counts.
 
@@ -560,6 +562,9 @@ def send_all(
     lock path ``UnsafeLockPath``. If the database does not answer for
     ``MAILER_RECORD_TIMEOUT`` seconds, raises ``DatabaseUnreachable`` (which
     says how many accepted messages could not be recorded).
+
+    A run that finishes is recorded as a ``DeliveryRun`` of kind ``report_as``
+    for the dashboard (None: not recorded).
     """
     from .leases import LeaseKeeper, current, reclaim_dead
     from .locking import LockHeld, send_lock
@@ -584,13 +589,27 @@ def send_all(
                     outage=outage,
                     give_up_after=settings.RECORD_TIMEOUT,
                 )
+                started = timezone.now()
                 try:
-                    return engine.run()
+                    counts = engine.run()
                 finally:
                     engine.close()
+            if report_as:
+                _report_run(queue.db, report_as, identity.host, identity.pid, started, counts)
+            return counts
     except LockHeld as held:
         logger.info("%s; not sending", held)
         return SendCounts()
+
+
+def _report_run(
+    using: str, kind: str, host: str, pid: int, started: datetime, counts: SendCounts
+) -> None:
+    """Leave the run's record for the dashboard; a run that delivered is not failed for it."""
+    try:
+        DeliveryRun.objects.using(using).record(kind, host, pid, started_at=started, counts=counts)
+    except DatabaseError as error:
+        logger.warning("could not record this %s run: %s", kind, error)
 
 
 __all__ = [

@@ -66,6 +66,7 @@ __all__ = [
     "RESULT_DONT_SEND",
     "RESULT_FAILURE",
     "RESULT_SUCCESS",
+    "DeliveryRun",
     "DontSendEntry",
     "IdempotencyKey",
     "Message",
@@ -956,6 +957,7 @@ def _dont_send_log(
         result=RESULT_DONT_SEND,
         log_message="every recipient is on the don't-send list",
         recipients=[[a, "skipped", None, "on the don't-send list"] for a in recipients],
+        subject_line=storage.summarize(doc).get("subject", "")[: storage.SUBJECT_KEPT],
     )
 
 
@@ -1207,6 +1209,12 @@ class MessageLog(models.Model):
     mailer = models.CharField(_("mailer"), max_length=100, blank=True, default="")
     worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True, default="")
+    subject_line = models.TextField(
+        _("subject"),
+        blank=True,
+        default="",
+        help_text=_("The message's subject, kept even when the message itself is not."),
+    )
 
     objects = MessageLogQuerySet.as_manager()
 
@@ -1255,7 +1263,7 @@ class MessageLog(models.Model):
             attempt=message.retry_count if attempt is None else attempt,
             mailer=message.mailer,
             idempotency_key=message.idempotency_key,
-            **fields,
+            **{"subject_line": storage.stored_subject(message.message_data), **fields},
         )
 
     @property
@@ -1274,6 +1282,9 @@ class MessageLog(models.Model):
 
     @property
     def subject(self) -> str | None:
+        """The message's subject; None if the row keeps neither it nor the message."""
+        if self.subject_line:
+            return self.subject_line
         summary = storage.document_summary(self.message_data)
         return str(summary["subject"]) if summary else None
 
@@ -1393,6 +1404,77 @@ class Worker(models.Model):
     class Meta:
         verbose_name = _("worker")
         verbose_name_plural = _("workers")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeliveryRunQuerySet(models.QuerySet["DeliveryRun"]):
+    def record(
+        self,
+        kind: str,
+        hostname: str,
+        pid: int,
+        *,
+        started_at: datetime.datetime,
+        counts: Sequence[int],
+        finished_at: datetime.datetime | None = None,
+    ) -> None:
+        """Record that a run of ``kind`` on ``hostname`` finished, and what it delivered.
+
+        One row per kind and host, whatever the number of runs (cron may start
+        one a minute): the last run's times, and the counts of the last run
+        that had anything to deliver.
+        """
+        values: dict[str, Any] = {
+            "pid": pid,
+            "started_at": started_at,
+            "finished_at": finished_at or timezone.now(),
+        }
+        if any(counts):
+            sent, deferred, failed = counts
+            values.update(
+                delivered_at=values["finished_at"], sent=sent, deferred=deferred, failed=failed
+            )
+        name = f"{kind}@{hostname}"
+        if self.filter(name=name).update(**values):
+            return
+        try:
+            with transaction.atomic(using=self.db):
+                self.create(name=name, kind=kind, hostname=hostname, **values)
+        except IntegrityError:  # another run on this host created it meanwhile
+            self.filter(name=name).update(**values)
+
+
+class DeliveryRun(models.Model):
+    """Runs that deliver once and exit (``send_mail``, ``send_all()``, the Tasks drain).
+
+    ``runmailer`` workers report themselves in ``Worker`` while they run; a run
+    from cron is over before anyone looks, so it leaves this row behind: one
+    per kind of run and host.
+    """
+
+    name = models.CharField(_("name"), max_length=250, unique=True)
+    kind = models.CharField(_("kind"), max_length=40)
+    hostname = models.CharField(_("host"), max_length=200)
+    pid = models.PositiveIntegerField(_("pid"))
+    started_at = models.DateTimeField(_("last run started at"))
+    finished_at = models.DateTimeField(_("last run finished at"))
+    delivered_at = models.DateTimeField(
+        _("last delivery at"),
+        null=True,
+        blank=True,
+        help_text=_("When the last run that had mail to deliver finished; the counts are its."),
+    )
+    sent = models.PositiveBigIntegerField(_("sent"), default=0)
+    deferred = models.PositiveBigIntegerField(_("deferred"), default=0)
+    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+
+    objects = DeliveryRunQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("delivery run")
+        verbose_name_plural = _("delivery runs")
 
     def __str__(self) -> str:
         return self.name

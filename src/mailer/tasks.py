@@ -85,7 +85,7 @@ def send_queued_mail(using: str = DEFAULT_DB_ALIAS, planned: str | None = None) 
     served = max(now, datetime.datetime.fromisoformat(planned)) if planned else now
     TaskWakeup.objects.using(using).filter(Q(kind=NOW) | Q(run_at__lte=served)).delete()
     try:
-        counts = send_all(Message.objects.using(using).all())
+        counts = send_all(Message.objects.using(using).all(), report_as="task")
     except DatabaseUnreachable:
         # Like send_mail, the drain gave up on the database (after logging what it could
         # not record): no follow-up can be planned there either. Mail queued later, or

@@ -58,7 +58,12 @@ class Command(MailerCommand):
             due = Message.objects.due().count()
             if due >= ProgressBar.THRESHOLD:
                 bar = ProgressBar(due, self.stdout)
-        counts = send_all(on_result=bar.update if bar else None, max_batch=max_batch, lock=False)
+        counts = send_all(
+            on_result=bar.update if bar else None,
+            max_batch=max_batch,
+            lock=False,
+            report_as="send_mail",
+        )
         if bar:
             bar.finish()
         return counts
