@@ -102,7 +102,7 @@ def test_addresses_may_wrap_before_their_at_sign_and_dots(admin_client: Client) 
     response = admin_client.get(LIST)
     assert cells(response, "to_column") == ["first.person@example.com, second@example.org (+1)"]
     page = text(response)
-    assert "first.person<wbr>@example<wbr>.com" in page
+    assert "first.<wbr>person<wbr>@example.<wbr>com" in page
     # The one not shown is in the title.
     assert 'title="first.person@example.com, second@example.org, third@example.net"' in page
 
@@ -126,7 +126,7 @@ def test_list_times_say_how_long_ago_or_how_soon_with_the_time_in_the_title(
     assert cells(response, "queued_column") == ["less than a minute ago"]
     assert cells(response, "due_column") in (["in 3 hours"], ["in 2 hours"])
     assert re.search(
-        r'<time datetime="[-0-9T:+]+" title="[^"]+">in [23]\xa0hours</time>', text(response)
+        r'<time datetime="[-0-9T:+]+" title="[^"]+">in [23] hours</time>', text(response)
     )
 
 
@@ -301,7 +301,7 @@ def test_one_row_per_kind_and_host() -> None:
     assert rows == {"web-1": (3, 1), "web-2": (0, 0)}
 
 
-def test_messages_still_queued_are_not_counted_by_a_paused_run(settings: Any) -> None:
+def test_a_paused_run_is_not_reported(settings: Any) -> None:
     settings.MAILER_PAUSE_SEND = True
     queue()
     send_all()

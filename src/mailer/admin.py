@@ -135,6 +135,15 @@ class StateFilter(admin.SimpleListFilter):
 DEFAULT_MAILER = "-"
 
 
+def delivery_aliases() -> list[str]:
+    """The aliases of MAILERS that deliver (those that queue are not where mail goes)."""
+    return [
+        alias
+        for alias, config in mailers_setting().items()
+        if not is_queueing_backend(config.get("BACKEND"))
+    ]
+
+
 class MailerFilter(admin.SimpleListFilter):
     """The delivery aliases in MAILERS (a DISTINCT over the table would read all of it)."""
 
@@ -142,11 +151,7 @@ class MailerFilter(admin.SimpleListFilter):
     parameter_name = "mailer"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        aliases = [
-            alias
-            for alias, config in mailers_setting().items()
-            if not is_queueing_backend(config.get("BACKEND"))
-        ]
+        aliases = delivery_aliases()
         if not aliases:
             return []
         return [(DEFAULT_MAILER, _("(default delivery backend)")), *((a, a) for a in aliases)]
@@ -217,6 +222,14 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.SummaryChangeList
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The columns; "mailer" only where mail goes more than one way (else it says the
+        same on every row, and the page is narrow enough)."""
+        columns = super().get_list_display(request)
+        if len(delivery_aliases()) > 1:
+            return columns
+        return [name for name in columns if name != "mailer"]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str

@@ -278,18 +278,14 @@ def addresses_cell(addresses: list[str], shown: int = LIST_RECIPIENTS) -> SafeSt
 
 
 def _breakable(address: str) -> SafeString:
-    """An address (shortened to ``LIST_ADDRESS``) that may wrap before its "@" and its dots."""
+    """An address (shortened to ``LIST_ADDRESS``) that may wrap before its "@" and after dots."""
     if len(address) > LIST_ADDRESS:
         address = address[: LIST_ADDRESS - 1] + "…"
     local, at, domain = address.rpartition("@")
-    if not at:
-        return conditional_escape(address)
-    pieces = conditional_escape(domain).split(".")
-    return format_html(
-        "{}<wbr>@{}",
-        local,
-        SafeString("<wbr>.".join(pieces)),
-    )
+    parts = [local, domain] if at else [address]
+    # Each part is escaped, then joined with markup only.
+    dotted = [SafeString(".<wbr>".join(conditional_escape(p).split("."))) for p in parts]
+    return SafeString("<wbr>@".join(dotted))
 
 
 def moment(value: datetime.datetime | None, now: datetime.datetime | None = None) -> SafeString:
@@ -302,7 +298,7 @@ def moment(value: datetime.datetime | None, now: datetime.datetime | None = None
         '<time datetime="{}" title="{}">{}</time>',
         local.isoformat(timespec="seconds"),
         formats.date_format(local, "DATETIME_FORMAT"),
-        relative(value, now, depth=1),
+        relative(value, now, depth=1).replace("\xa0", " "),  # "19 / minutes" may wrap
     )
 
 

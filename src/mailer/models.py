@@ -1230,7 +1230,8 @@ class MessageLog(models.Model):
         subject = self.subject
         when = f"{self.when_attempted:%Y-%m-%d %H:%M}"
         if subject is not None:
-            return f'On {when}, "{subject}" to {", ".join(self.to_addresses or [])}'
+            to = self.to_addresses  # None when the message was not kept
+            return f'On {when}, "{subject}" to {", ".join(to)}' if to else f'On {when}, "{subject}"'
         return f'On {when}, "{self.message_id}"'
 
     @classmethod
