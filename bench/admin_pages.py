@@ -40,7 +40,7 @@ def fill(rows: int) -> None:
     from django.utils import timezone
     from tests.samples import plain
 
-    from mailer import storage
+    from mailer.message import codec as storage
     from mailer.models import Message, MessageLog, Status
 
     now = timezone.now()
@@ -136,7 +136,7 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import setup_test_environment
 
-    from mailer import dashboard
+    from mailer.admin import dashboard
 
     setup_test_environment()
     creation = connection.creation

@@ -38,7 +38,8 @@ django.setup()
 
 from django.core.mail import EmailMultiAlternatives  # noqa: E402
 
-from mailer import compat, storage  # noqa: E402
+from mailer import compat  # noqa: E402
+from mailer.message import codec as storage  # noqa: E402
 from mailer.message.render import render  # noqa: E402
 
 LINE = "Your order has been packed and will leave our warehouse tomorrow morning.\n"

@@ -34,7 +34,8 @@ for env in $djangos; do
         # the django-tasks backport too (the "tasks" extra), Django 6 has django.tasks.
         dj52) make_env .venvs/dj52 "$py311" "Django>=5.2,<5.3" "django-tasks>=0.12" "django-tasks-db>=0.13" ;;
         dj61) make_env .venvs/dj61 "$py312" "Django>=6.1,<6.2" "django-tasks-db>=0.13" \
-                  "ruff>=0.6" "mypy>=1.11" "django-stubs>=6.1,<6.2" "playwright>=1.40" ;;
+                  "ruff>=0.6" "mypy>=1.11" "django-stubs>=6.1,<6.2" "playwright>=1.40" \
+                  "import-linter>=2.0" ;;
         *) echo "unknown Django environment $env" >&2; exit 2 ;;
     esac
 done
@@ -141,10 +142,12 @@ if [ -z "${MAILER_SKIP_BENCH:-}" ]; then
 fi
 
 if [[ " $djangos " == *" dj61 "* ]]; then
-    echo "=== ruff, mypy ==="
+    echo "=== ruff, mypy, lint-imports ==="
     .venvs/dj61/bin/ruff check . && .venvs/dj61/bin/ruff format --check . \
         || failed+=("ruff")
     .venvs/dj61/bin/mypy || failed+=("mypy")
+    # The rooms' import directions (pyproject.toml [tool.importlinter]).
+    .venvs/dj61/bin/lint-imports --no-cache || failed+=("import-linter")
 
     echo "=== docs ==="
     if [ ! -x .venvs/docs/bin/python ]; then

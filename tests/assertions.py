@@ -24,7 +24,8 @@ import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.test.utils import CaptureQueriesContext
 
-from mailer import compat, storage
+from mailer import compat
+from mailer.message import codec as storage
 from mailer.message.render import render, unsupported
 from mailer.models import Message, MessageLog, Status
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailer import admin as mailer_admin
-from mailer import display, listing, operations
+from mailer.admin import display, listing
 from mailer.compat import CHANGE_FORM_ACTIONS, MODERN_EMAIL
 from mailer.engine import send_all
 from mailer.models import (
@@ -34,6 +34,7 @@ from mailer.models import (
     Status,
     Worker,
 )
+from mailer.queue import operations
 
 from .admin_pages import LIST, LOG_LIST, cells, queue, rows, text
 from .samples import GIF, html, plain

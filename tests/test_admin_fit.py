@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from mailer import display
+from mailer.admin import display
 from mailer.engine import send_all
 from mailer.models import (
     RESULT_FAILURE,

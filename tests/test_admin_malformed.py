@@ -18,9 +18,10 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailer import storage, validity
+from mailer.admin import validity
+from mailer.admin.listing import json_as_text
 from mailer.engine import send_all
-from mailer.listing import json_as_text
+from mailer.message import codec as storage
 from mailer.models import RESULT_FAILURE, Message, MessageLog
 
 from .admin_pages import LIST, LOG_LIST, queue, text

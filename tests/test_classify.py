@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mailer.classify import breaks_connection, classify, verdict_for_code
+from mailer.delivery.classify import breaks_connection, classify, verdict_for_code
 from mailer.exceptions import UndecodableMessage
 from mailer.outcome import Reply, Verdict
 

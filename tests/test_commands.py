@@ -15,15 +15,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from mailer.conf import settings as mailer_settings
-from mailer.locking import LockHeld, send_lock
 from mailer.management.progress import ProgressBar
-from mailer.models import (
-    RESULT_FAILURE,
-    RESULT_SUCCESS,
-    Message,
-    MessageLog,
-    Status,
-)
+from mailer.models import RESULT_FAILURE, RESULT_SUCCESS, Message, MessageLog, Status
+from mailer.runner.lock import LockHeld, send_lock
 
 from . import processes
 from .assertions import MailAssertions

@@ -22,9 +22,9 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
+from mailer.delivery.recorder import EXPOSED_LIMIT
 from mailer.exceptions import DatabaseUnreachable
 from mailer.models import Message, MessageLog
-from mailer.recorder import EXPOSED_LIMIT
 
 from . import processes
 from .assertions import Kill, MailAssertions

@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from mailer import dashboard
+from mailer.admin import dashboard
 from mailer.models import (
     PRIORITY_HIGH,
     PRIORITY_LOW,

@@ -14,9 +14,9 @@ import pytest
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from mailer.delivery.recorder import EXPOSED_LIMIT
 from mailer.engine import SendCounts, send_all
 from mailer.models import Message, MessageLog, Status
-from mailer.recorder import EXPOSED_LIMIT
 
 from . import processes
 from .assertions import MailAssertions, find
@@ -257,9 +257,20 @@ class TestDatabaseGoesAway(MailAssertions):
                 cuts += processes.cut_database_connections()
                 time.sleep(0.3)
             assert cuts > 0
-            processes.wait_until(
-                lambda: not Message.objects.exclude(status=Status.FAILED).exists(), timeout=60
-            )
+            try:
+                processes.wait_until(
+                    lambda: not Message.objects.exclude(status=Status.FAILED).exists(), timeout=60
+                )
+            except AssertionError:
+                left = list(
+                    Message.objects.values_list(
+                        "status", "claimed_by", "lease_expires_at", "due_at"
+                    )
+                )
+                _, _, err = processes.stop(worker, signal.SIGTERM)
+                raise AssertionError(
+                    f"left in the queue: {left[:5]} ({len(left)}); worker said:\n{err[-4000:]}"
+                ) from None
         finally:
             code, _, err = processes.stop(worker, signal.SIGTERM)
         assert code == 0, err[-2000:]

@@ -20,19 +20,12 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 import mailer
-from mailer import (
-    idempotency,
-    mail_admins,
-    mail_managers,
-    models,
-    send_html_mail,
-    send_mail,
-    send_mass_mail,
-)
+from mailer import mail_admins, mail_managers, send_html_mail, send_mail, send_mass_mail
 from mailer.backend import DbBackend
 from mailer.engine import send_all
 from mailer.exceptions import InvalidIdempotencyKey, InvalidMessage, MailerError
 from mailer.models import IdempotencyKey, Message, MessageLog
+from mailer.queue import enqueue, idempotency
 
 from . import processes
 from .assertions import MailAssertions, statements
@@ -369,7 +362,7 @@ class TestTransactions(MailAssertions):
 
         assert connection.get_autocommit()
         with monkeypatch.context() as patch:
-            patch.setattr(models, "insert_rows", broken)
+            patch.setattr(enqueue, "insert_rows", broken)
             with pytest.raises(DatabaseError):
                 receipt("t-5")
         assert not IdempotencyKey.objects.exists()
@@ -520,7 +513,7 @@ class TestAdmin:
         assert "receipt 2718" in text(admin_client.get(f"{LOG_LIST}{log.pk}/change/"))
 
     def test_send_a_copy_queues_a_copy_without_the_key(self) -> None:
-        from mailer import operations
+        from mailer.queue import operations
 
         receipt("receipt-1618")
         (original,) = Message.objects.all()

@@ -16,7 +16,8 @@ import pytest
 from django.db import connection
 
 from mailer.engine import send_all
-from mailer.models import Message, MessageLog, Status, _max_packet
+from mailer.models import Message, MessageLog, Status
+from mailer.queue.enqueue import _max_packet
 
 from . import processes
 from .assertions import MailAssertions

@@ -23,8 +23,9 @@ from django.utils.functional import _lazy_proxy_unpickle  # type: ignore[attr-de
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy, ngettext_lazy
 
-from mailer import legacy, storage
 from mailer.exceptions import UndecodableMessage
+from mailer.message import codec as storage
+from mailer.message import pickles as legacy
 
 from .samples import as_django_mailer_stored
 

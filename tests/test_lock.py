@@ -28,8 +28,8 @@ from mailer.exceptions import (
     MailerError,
     UnsafeLockPath,
 )
-from mailer.locking import send_lock
 from mailer.models import Message
+from mailer.runner.lock import send_lock
 
 from . import processes
 from .assertions import MailAssertions

@@ -18,9 +18,9 @@ from django.db import DatabaseError, connection, transaction
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
-from mailer import storage
 from mailer.conf import mailers_configured
 from mailer.engine import send_all
+from mailer.message import codec as storage
 from mailer.models import Message, MessageLog, Status
 
 from . import processes

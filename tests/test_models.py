@@ -176,9 +176,9 @@ class TestClaims:
 
     @pytest.mark.sqlite_only
     def test_older_sqlite_without_returning_claims_the_same_way(self, monkeypatch: Any) -> None:
-        import mailer.models
+        import mailer.queue.sql.sqlite
 
-        monkeypatch.setattr(mailer.models.sqlite3, "sqlite_version_info", (3, 31, 0))
+        monkeypatch.setattr(mailer.queue.sql.sqlite.sqlite3, "sqlite_version_info", (3, 31, 0))
         queued(5)
         first = Message.objects.claim("host:1:1/0", 3, lease=30)
         second = Message.objects.claim("host:1:1/0", 3, lease=30)

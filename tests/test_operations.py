@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from mailer import operations
 from mailer.engine import send_all
 from mailer.models import (
     PRIORITY_HIGH,
@@ -20,6 +19,7 @@ from mailer.models import (
     MessageLog,
     Status,
 )
+from mailer.queue import operations
 
 from .samples import html, plain
 

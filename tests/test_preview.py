@@ -18,7 +18,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailer import preview
+from mailer.admin import preview
 
 from .admin_pages import LIST, queue, text
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from mailer.retry import backoff_delay, exhausted
+from mailer.queue.retry import backoff_delay, exhausted
 
 
 def test_each_delay_doubles_within_its_jitter_band(settings: Any) -> None:

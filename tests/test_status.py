@@ -14,7 +14,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from mailer import health
 from mailer.models import (
     PRIORITY_MEDIUM,
     RESULT_DONT_SEND,
@@ -25,6 +24,7 @@ from mailer.models import (
     Status,
     Worker,
 )
+from mailer.queue import health
 
 from . import processes
 from .samples import plain

@@ -30,8 +30,9 @@ from django.core.mail import EmailMessage, EmailMultiAlternatives
 from hypothesis import currently_in_test_context, given, note, settings
 from hypothesis import strategies as st
 
-from mailer import compat, storage
+from mailer import compat
 from mailer.exceptions import MailerWarning, UndecodableMessage
+from mailer.message import codec as storage
 
 from .samples import GIF
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailer import storage
 from mailer.exceptions import UndecodableMessage
+from mailer.message import codec as storage
+from mailer.message.summary import document_summary
 from mailer.models import Message, MessageLog
 
 from .samples import non_ascii
@@ -42,7 +43,7 @@ def assert_displayable(summary: dict[str, Any]) -> None:
 def test_a_real_message_is_summarised_as_stored() -> None:
     email = non_ascii()
     email.extra_headers["Message-ID"] = "<abc@example.com>"
-    summary = storage.document_summary(storage.encode(email))
+    summary = document_summary(storage.encode(email))
     assert summary == {
         "subject": email.subject,
         "from_email": "Jürgen Müller <juergen@example.com>",
@@ -56,19 +57,19 @@ def test_a_real_message_is_summarised_as_stored() -> None:
 @relaxed
 @given(odd_documents)
 def test_any_document_of_ours_gives_strings(doc: dict[str, Any]) -> None:
-    assert_displayable(storage.document_summary(json.dumps(doc)))
+    assert_displayable(document_summary(json.dumps(doc)))
 
 
 @relaxed
 @given(st.text() | json_values.map(json.dumps))
 def test_anything_else_gives_an_empty_summary_or_strings(data: str) -> None:
-    summary = storage.document_summary(data)
+    summary = document_summary(data)
     if summary:
         assert_displayable(summary)
 
 
 def test_deeply_nested_data_is_not_ours() -> None:
-    assert storage.document_summary("[" * 100_000 + "]" * 100_000) == {}
+    assert document_summary("[" * 100_000 + "]" * 100_000) == {}
 
 
 @relaxed

@@ -37,7 +37,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from mailer import legacy
+from mailer.message import pickles as legacy
 from mailer.models import Message, MessageLog
 
 from . import samples

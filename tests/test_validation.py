@@ -20,7 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mailer
-from mailer import compat, storage
+from mailer import compat
+from mailer.delivery.backends import open_backend
+from mailer.delivery.transport import _needs_smtputf8
 from mailer.exceptions import (
     InvalidAddress,
     InvalidHeader,
@@ -29,10 +31,10 @@ from mailer.exceptions import (
     MailerError,
     MessageTooLarge,
 )
-from mailer.mailers import default_delivery_alias, open_backend
+from mailer.message import codec as storage
+from mailer.message.validation import check_address, validate
 from mailer.models import Message
-from mailer.transport import _needs_smtputf8
-from mailer.validation import check_address, validate
+from mailer.queue.aliases import default_delivery_alias
 
 from .assertions import MailAssertions
 from .samples import plain
@@ -176,9 +178,10 @@ class TestHeaders(Queueing):
 
     def test_queue_control_headers_are_not_checked_as_sent_headers(self) -> None:
         """They are read and removed before storing, so any value the queue takes is fine."""
-        from mailer import models, validation
+        from mailer.message import validation
+        from mailer.queue import enqueue
 
-        assert validation.CONTROL_HEADERS == models.CONTROL_HEADERS
+        assert enqueue.CONTROL_HEADERS is validation.CONTROL_HEADERS
         when = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
         message = plain(headers={"X-Mailer-Priority": 1, "X-Mailer-Send-At": when})
         assert self.queue(message) == 1

@@ -11,9 +11,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from mailer.delivery.recorder import EXPOSED_LIMIT
 from mailer.models import Message, MessageLog, Status
 from mailer.models import Worker as WorkerRow
-from mailer.recorder import EXPOSED_LIMIT
 
 from . import processes
 from .assertions import MailAssertions

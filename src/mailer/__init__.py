@@ -172,7 +172,8 @@ def send_mass_mail(
     """
     from django.core.mail import EmailMessage
 
-    from .exceptions import InvalidMessage
+    # Django imports this package while loading apps: nothing of ours before a call.
+    from mailer.exceptions import InvalidMessage
 
     emails = []
     for entry in datatuple:
@@ -273,7 +274,8 @@ def _mail_staff(
     from django.conf import settings
     from django.core.mail import EmailMultiAlternatives
 
-    from .priorities import parse_priority
+    # Django imports this package while loading apps: nothing of ours before a call.
+    from mailer.priorities import parse_priority
 
     given = _positionals(
         function,
@@ -309,11 +311,12 @@ def _queue(
     send_at: datetime.datetime | None = None,
     expires_at: datetime.datetime | None = None,
 ) -> int:
-    from .backend import DbBackend
-    from .conf import mailers_configured
-    from .mailers import DEFAULT_ALIAS, default_delivery_alias, default_priority_of
-    from .models import Message
-    from .priorities import parse_priority
+    # Django imports this package while loading apps: nothing of ours before a call.
+    from mailer.backend import DbBackend
+    from mailer.conf import mailers_configured
+    from mailer.priorities import parse_priority
+    from mailer.queue.aliases import DEFAULT_ALIAS, default_delivery_alias, default_priority_of
+    from mailer.queue.message import Message
 
     if priority is not None:
         priority = parse_priority(priority)
@@ -361,8 +364,9 @@ def _with_key(headers: Any, key: Any) -> Any:
     The key is checked here, before anything else is, so that bad input is
     refused even when nothing would be queued.
     """
-    from .exceptions import InvalidHeader
-    from .validation import IDEMPOTENCY_KEY_HEADER, check_idempotency_key
+    # Django imports this package while loading apps: nothing of ours before a call.
+    from mailer.exceptions import InvalidHeader
+    from mailer.message.validation import IDEMPOTENCY_KEY_HEADER, check_idempotency_key
 
     if key is None:
         return headers
@@ -380,8 +384,9 @@ def _with_key(headers: Any, key: Any) -> Any:
 
 
 def _is_priority(value: Any) -> bool:
-    from .exceptions import InvalidPriority
-    from .priorities import parse_priority
+    # Django imports this package while loading apps: nothing of ours before a call.
+    from mailer.exceptions import InvalidPriority
+    from mailer.priorities import parse_priority
 
     if value is None:
         return False
@@ -396,7 +401,8 @@ def _staff_addresses(setting: str, value: Any) -> list[str]:
     """ADMINS/MANAGERS as addresses: (name, address) pairs or, as in Django 6, plain strings."""
     from django.utils.functional import Promise
 
-    from .exceptions import MailerConfigurationError
+    # Django imports this package while loading apps: nothing of ours before a call.
+    from mailer.exceptions import MailerConfigurationError
 
     if isinstance(value, str) or not isinstance(value, list | tuple):
         if not value:
@@ -421,6 +427,7 @@ def _staff_addresses(setting: str, value: Any) -> list[str]:
 
 def _recipient_list(recipients: Any) -> list[str]:
     """Any iterable of addresses, as Django's functions take; a plain string is refused."""
-    from .validation import recipient_list
+    # Django imports this package while loading apps: nothing of ours before a call.
+    from mailer.message.validation import recipient_list
 
     return recipient_list(recipients, "recipient_list")

@@ -3,6 +3,8 @@ from typing import Any
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from mailer.conf import settings
+
 
 class MailerConfig(AppConfig):
     name = "mailer"
@@ -11,8 +13,8 @@ class MailerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .signals import batch_queued
+        from mailer import checks  # noqa: F401  (app loading: registers the system checks)
+        from mailer.signals import batch_queued  # app loading: ready() is where apps connect
 
         batch_queued.connect(wake_tasks, dispatch_uid="mailer.tasks.wake_for")
 
@@ -22,9 +24,7 @@ def wake_tasks(sender: Any, messages: list[Any], using: str, **kwargs: Any) -> N
 
     The Tasks framework is imported only when the setting is on.
     """
-    from .conf import settings
-
     if settings.TASKS_ENQUEUE_ON_COMMIT:
-        from .tasks import wake_for
+        from mailer.tasks import wake_for  # optional: imports the Tasks framework
 
         wake_for(messages, using)

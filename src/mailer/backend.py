@@ -9,8 +9,10 @@ from typing import Any
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from .exceptions import InvalidMessage, InvalidPriority, MailerConfigurationError
-from .priorities import parse_priority
+from mailer.conf import mailers_configured
+from mailer.exceptions import InvalidMessage, InvalidPriority, MailerConfigurationError
+from mailer.priorities import parse_priority
+from mailer.queue.aliases import check_delivery_alias, default_delivery_alias, delivery_alias_of
 
 logger = logging.getLogger("mailer.backend")
 
@@ -34,6 +36,10 @@ class DbBackend(BaseEmailBackend):
     injection, too large) is dropped with a logged warning instead of raising;
     the others are queued. Database errors always raise.
     """
+
+    # Says "this backend queues mail" to whoever checks that the backend delivering
+    # queued mail is not one of these (mailer.queue.aliases.is_queueing_backend).
+    queues_mail = True
 
     def __init__(
         self,
@@ -83,7 +89,8 @@ class DbBackend(BaseEmailBackend):
         return queued
 
     def _enqueue(self, messages: list[EmailMessage]) -> int:
-        from .models import Message
+        # App loading: Django imports EMAIL_BACKEND's module before the models are ready.
+        from mailer.queue.message import Message
 
         rows = Message.objects.enqueue(messages, priority=self.priority, mailer=self.delivery_alias)
         return len(rows)
@@ -91,9 +98,6 @@ class DbBackend(BaseEmailBackend):
 
 def _delivery_alias(alias: str | None, mailer: str | None) -> str:
     """What queued rows store in ``Message.mailer`` for a DbBackend built this way."""
-    from .conf import mailers_configured
-    from .mailers import check_delivery_alias, default_delivery_alias, delivery_alias_of
-
     if alias is not None:  # built by Django 6.1 from MAILERS[alias]
         return delivery_alias_of(alias)
     if mailer is None:

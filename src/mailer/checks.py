@@ -32,8 +32,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from . import locking
-from .conf import (
+from mailer.conf import (
     DEFAULT_DELIVERY_BACKEND,
     MailerSettings,
     mailers_configured,
@@ -41,7 +40,11 @@ from .conf import (
     mailers_setting,
     settings,
 )
-from .exceptions import MailerConfigurationError
+from mailer.exceptions import MailerConfigurationError
+from mailer.priorities import parse_priority
+from mailer.queue.aliases import is_queueing_backend
+from mailer.queue.message import Message
+from mailer.runner import lock as file_lock
 
 TAG = "mailer"
 
@@ -96,7 +99,6 @@ def check_delivery_backend(app_configs: Any = None, **kwargs: Any) -> list[Check
 
 
 def _check_legacy_backend() -> list[CheckMessage]:
-    from .mailers import is_queueing_backend
 
     if not _valid(MailerSettings.EMAIL_BACKEND):
         return []  # mailer.E002
@@ -127,7 +129,6 @@ def _check_legacy_backend() -> list[CheckMessage]:
 
 
 def _check_mailers() -> list[CheckMessage]:
-    from .mailers import is_queueing_backend
 
     messages: list[CheckMessage] = []
     if MailerSettings.EMAIL_BACKEND.is_set():
@@ -170,8 +171,6 @@ def _check_queueing_alias(
     alias: str, config: dict[str, Any], aliases: dict[str, Any]
 ) -> list[CheckMessage]:
     """A MAILERS entry whose BACKEND is DbBackend: its OPTIONS must name a real sender."""
-    from .mailers import is_queueing_backend
-    from .priorities import parse_priority
 
     where = f"MAILERS[{alias!r}]"
     options = config.get("OPTIONS") or {}
@@ -256,8 +255,6 @@ def check_workers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """mailer.W001: several workers (processes or connections) on SQLite."""
     from django.db import connections, router
 
-    from .models import Message
-
     if not (_valid(MailerSettings.WORKERS) and _valid(MailerSettings.CONCURRENCY)):
         return []  # mailer.E002
     workers, concurrency = settings.WORKERS, settings.CONCURRENCY
@@ -291,7 +288,7 @@ def check_lock_path(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         return []
     default = settings.LOCK_PATH is None
     lock = settings.lock_file
-    problem = locking.lock_problem(lock, default=default)
+    problem = file_lock.lock_problem(lock, default=default)
     if problem:
         return [
             Warning(
@@ -345,7 +342,7 @@ def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if not _valid(MailerSettings.TASKS_ENQUEUE_ON_COMMIT) or not settings.TASKS_ENQUEUE_ON_COMMIT:
         return []
     try:
-        from .tasks import send_queued_mail
+        from mailer.tasks import send_queued_mail  # optional: the Tasks framework may be missing
     except Exception as error:  # no framework, or a backend that refuses the task
         return [
             Error(

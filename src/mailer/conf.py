@@ -17,8 +17,9 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 from django.conf import settings as django_settings
 
-from .compat import HAS_MAILERS
-from .exceptions import MailerConfigurationError
+from mailer.compat import HAS_MAILERS
+from mailer.exceptions import MailerConfigurationError
+from mailer.priorities import parse_priority
 
 T = TypeVar("T")
 
@@ -101,8 +102,6 @@ def _str_list(name: str, value: Any) -> tuple[str, ...]:
 
 
 def _priority(name: str, value: Any) -> int:
-    from .priorities import parse_priority
-
     if value is None:  # parse_priority would read None as "the default"
         raise MailerConfigurationError(f"{name} must be a priority, not None.")
     try:

@@ -1,68 +1,12 @@
-"""What one delivery attempt came to: plain data shared by the engine and the queue.
+"""What an attempt came to, importable where the documentation has always put it.
 
-The delivery side produces an :class:`Outcome` per attempted message; the
-queue (``Message.objects.record``) turns a batch of them into state changes
-and log rows.
+Error classifiers (``MAILER_ERROR_CLASSIFIERS``) and signal receivers use
+``from mailer.outcome import Verdict, Reply``; the types live with the queue
+that records them, in :mod:`mailer.queue.outcome`.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
+from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
 
-from .scrub import scrub, storable
-
-
-class Verdict(enum.Enum):
-    """How a reply or an exception is to be treated."""
-
-    SENT = "sent"
-    TRANSIENT = "transient"  # 4xx, timeouts, dropped connections: try again later
-    PERMANENT = "permanent"  # 5xx and bad data: never try again
-    SKIPPED = "skipped"  # on the don't-send list
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A server's (or backend's) answer: SMTP code when there is one, and text.
-
-    Every reply is made here, so its text is scrubbed here (``mailer.scrub``):
-    credentials in it are never stored, logged or signalled; and what a
-    malformed row put in it (NUL, lone surrogates) is escaped, so it can be stored.
-    """
-
-    code: int | None
-    text: str
-
-    def __post_init__(self) -> None:
-        if isinstance(self.text, str):
-            object.__setattr__(self, "text", storable(scrub(self.text)))
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}" if self.code is not None else self.text
-
-
-@dataclass
-class RecipientResult:
-    address: str
-    verdict: Verdict
-    reply: Reply
-
-    def as_json(self) -> list[object]:
-        return [self.verdict.value, self.reply.code, self.reply.text]
-
-
-@dataclass
-class Outcome:
-    """The result of one attempt at one message."""
-
-    verdict: Verdict
-    reply: Reply
-    exception: str = ""  # dotted class name of the exception, if one was raised
-    recipients: list[RecipientResult] = field(default_factory=list)
-    message_id: str | None = None
-    stage: str = ""  # where an SMTP conversation stopped: "mail", "rcpt" or "data"
-
-    @property
-    def attempted(self) -> list[str]:
-        return [r.address for r in self.recipients]
+__all__ = ["Outcome", "RecipientResult", "Reply", "Verdict"]

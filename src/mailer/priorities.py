@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .exceptions import InvalidPriority
+from mailer.exceptions import InvalidPriority
 
 PRIORITY_HIGH = 1
 PRIORITY_MEDIUM = 2

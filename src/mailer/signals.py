@@ -55,8 +55,9 @@ from django.db import transaction
 from django.dispatch import Signal
 
 if TYPE_CHECKING:
-    from .models import Message, MessageLog
-    from .outcome import Outcome
+    from mailer.queue.log import MessageLog
+    from mailer.queue.message import Message
+    from mailer.queue.outcome import Outcome
 
 logger = logging.getLogger("mailer.signals")
 

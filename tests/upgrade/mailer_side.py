@@ -25,7 +25,7 @@ from django.db import connection  # noqa: E402
 from django.db.migrations.recorder import MigrationRecorder  # noqa: E402
 
 import mailer  # noqa: E402
-from mailer import storage  # noqa: E402
+from mailer.message import codec as storage  # noqa: E402
 from mailer.models import DontSendEntry, Message, MessageLog  # noqa: E402
 
 if getattr(mailer, "__version__", None) == "2.3.2":
@@ -78,7 +78,7 @@ def state() -> dict[str, Any]:
             for e in DontSendEntry.objects.order_by("pk")
         ],
         # Pickles are read once, by the migration: nothing else may load the reader.
-        "legacy_loaded": "mailer.legacy" in sys.modules,
+        "legacy_loaded": "mailer.message.pickles" in sys.modules,
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ..exceptions import MailerConfigurationError
+from mailer.exceptions import MailerConfigurationError
 
 
 class MailerCommand(BaseCommand):

@@ -1,8 +1,11 @@
-"""The message room: a stored message in, the bytes to send out.
+"""The message room: a message in, a stored document or the bytes to send out.
 
-Pure functions of the stored document (no database, no connection):
-:mod:`mailer.message.render` turns a document made by :mod:`mailer.storage`
-into the exact bytes Django's SMTP backend would send, without building
-Django's ``EmailMessage``. The codec (``storage``) and the enqueue checks
-(``validation``) are to move here too (see the package layout design).
+Pure functions (no database, no connection): :mod:`mailer.message.codec` turns an
+``EmailMessage`` into the JSON document stored in the queue and back
+(:mod:`~mailer.message.parts` for values and MIME parts,
+:mod:`~mailer.message.summary` for display); :mod:`mailer.message.validation`
+checks a message before it is queued and is the one home of the control headers
+and of ``address_key``; :mod:`mailer.message.render` turns a document into the
+exact bytes Django's SMTP backend would send; :mod:`mailer.message.pickles` reads
+django-mailer's pickled rows for the migration.
 """

@@ -1,6 +1,6 @@
 """A stored document read for rendering: its fields, typed, or Unsupported.
 
-:func:`read` takes the JSON document :mod:`mailer.storage` makes and keeps
+:func:`read` takes the JSON document :mod:`mailer.message.codec` makes and keeps
 what Django's ``message()`` looks at, checked on the way: the class must
 render as Django's own (``EmailMessage``, ``EmailMultiAlternatives``, or a
 subclass allowed by ``MAILER_MESSAGE_CLASSES`` that overrides none of their
@@ -20,9 +20,9 @@ from typing import Any
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.utils.module_loading import import_string
 
-from ..compat import MODERN_EMAIL
-from ..conf import settings
-from .tree import MAX_LINE, Unsupported, crlf
+from mailer.compat import MODERN_EMAIL
+from mailer.conf import settings
+from mailer.message.tree import MAX_LINE, Unsupported, crlf
 
 EMAIL_MESSAGE = "django.core.mail.message.EmailMessage"
 EMAIL_MULTI_ALTERNATIVES = "django.core.mail.message.EmailMultiAlternatives"

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from django.utils.encoding import punycode
 
-from .tree import CRLF, FOLD_AT, MAX_LINE, Unsupported
+from mailer.message.tree import CRLF, FOLD_AT, MAX_LINE, Unsupported
 
 # Longest encoded word (RFC 2047 2) and its "=?utf-8?q?" + "?=" frame.
 _WORD_MAX = 75

@@ -31,7 +31,7 @@ from django.conf import settings as django_settings
 from django.core.mail.message import ADDRESS_HEADERS, forbid_multi_line_headers
 from django.core.mail.utils import DNS_NAME
 
-from .document import (
+from mailer.message.document import (
     Attachment,
     Document,
     HeaderValue,
@@ -40,8 +40,8 @@ from .document import (
     has_header,
     verbatim_message,
 )
-from .headers import continued, is_token
-from .tree import (
+from mailer.message.headers import continued, is_token
+from mailer.message.tree import (
     FOLD_AT,
     MAX_LINE,
     Part,

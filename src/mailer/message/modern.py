@@ -29,7 +29,7 @@ from django.conf import settings as django_settings
 from django.core.mail.utils import DNS_NAME
 from django.utils import timezone
 
-from .document import (
+from mailer.message.document import (
     Attachment,
     Document,
     File,
@@ -39,7 +39,7 @@ from .document import (
     has_header,
     verbatim_message,
 )
-from .headers import (
+from mailer.message.headers import (
     address_field,
     disposition,
     fold,
@@ -49,7 +49,7 @@ from .headers import (
     message_id,
     unstructured,
 )
-from .tree import Part, Unsupported, base64_lines, crlf, field_line, serialise
+from mailer.message.tree import Part, Unsupported, base64_lines, crlf, field_line, serialise
 
 MIME_VERSION = b"MIME-Version: 1.0\r\n"
 _MAX_LENGTH = 78  # email.policy.SMTP.max_line_length: longer text lines are encoded

@@ -4,7 +4,7 @@ Django 6 builds every message with Python's modern email API, whose header
 classes parse and refold each header: rendering a plain 800-byte message
 that way runs at about 1,100 a second on one core, five times slower than
 Django 5.2. This module renders the stored document (see
-:mod:`mailer.storage`) directly to the bytes Django's SMTP backend would
+:mod:`mailer.message.codec`) directly to the bytes Django's SMTP backend would
 send -- ``mailer.compat.render(storage.from_document(doc))`` -- for the
 messages Django's own classes describe, on every supported Django version:
 
@@ -52,9 +52,9 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from ..compat import MODERN_EMAIL
-from . import document, legacy, modern
-from .tree import Unsupported, serialise
+from mailer.compat import MODERN_EMAIL
+from mailer.message import document, legacy, modern
+from mailer.message.tree import Unsupported, serialise
 
 # What a stored document that is not quite what storage writes may raise while read.
 _MALFORMED = (

@@ -24,7 +24,7 @@ def _batches(queryset):
 
 
 def convert_messages(apps, schema_editor):
-    from mailer import legacy
+    from mailer.message import pickles as legacy  # django-mailer's pickle reader, moved there
 
     Message = apps.get_model("mailer", "Message")
     db = schema_editor.connection.alias
@@ -50,7 +50,7 @@ def convert_messages(apps, schema_editor):
 
 
 def convert_logs(apps, schema_editor):
-    from mailer import legacy
+    from mailer.message import pickles as legacy  # django-mailer's pickle reader, moved there
 
     MessageLog = apps.get_model("mailer", "MessageLog")
     db = schema_editor.connection.alias

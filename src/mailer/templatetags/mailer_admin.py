@@ -6,7 +6,7 @@ import datetime
 
 from django import template
 
-from .. import display
+from mailer.admin import display
 
 register = template.Library()
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ...conf import settings
-from ...health import STATES, Attempts, Health, check
-from ...locking import LockHolder, holder
-from ..base import MailerCommand
+from mailer.conf import settings
+from mailer.management.base import MailerCommand
+from mailer.queue.health import STATES, Attempts, Health, check
+from mailer.runner.lock import LockHolder, holder
 
 ALERT = 2
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from ...models import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, IdempotencyKey, MessageLog
-from ..base import MailerCommand
+from mailer.management.base import MailerCommand
+from mailer.queue.idempotency import IdempotencyKey
+from mailer.queue.log import MessageLog
+from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS
 
 RESULTS = {
     "success": [RESULT_SUCCESS],

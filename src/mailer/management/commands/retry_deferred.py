@@ -6,9 +6,9 @@ import datetime
 from argparse import ArgumentParser
 from typing import Any
 
-from ...conf import settings
-from ...models import Message
-from ..base import MailerCommand
+from mailer.conf import settings
+from mailer.management.base import MailerCommand
+from mailer.queue.message import Message
 
 
 class Command(MailerCommand):
@@ -39,7 +39,7 @@ class Command(MailerCommand):
         )
         failed = Message.objects.failed().count() - before
         if count and settings.TASKS_ENQUEUE_ON_COMMIT:
-            from ...tasks import wake
+            from mailer.tasks import wake  # optional: imports the Tasks framework
 
             wake()  # the retried mail is due now
         line = f"{count} message(s) retried"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from ...worker import run_worker
-from ..base import MailerCommand
+from mailer.management.base import MailerCommand
+from mailer.queue.aliases import default_delivery_alias
+from mailer.runner.worker import run_worker
 
 
 class Command(MailerCommand):
@@ -44,8 +45,6 @@ class Command(MailerCommand):
             from django.core.management.base import CommandError
 
             raise CommandError("--concurrency must be 1 or more")
-        from ...mailers import default_delivery_alias
-
         default_delivery_alias()  # a misconfigured backend fails here, loudly
         counts = run_worker(
             concurrency=concurrency,

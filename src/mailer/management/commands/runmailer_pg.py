@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError
 from django.db import connections
 
-from .runmailer import Command as RunMailer
+from mailer.management.commands.runmailer import Command as RunMailer
 
 
 class Command(RunMailer):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from argparse import ArgumentParser
+from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError
 
-from ...conf import settings
-from ...engine import SendCounts, send_all
-from ...exceptions import DatabaseUnreachable
-from ...locking import LockHeld, LockHeldByOtherUser, send_lock
-from ...models import Message
-from ..base import CommandError, MailerCommand
-from ..progress import ProgressBar
+from mailer.delivery.engine import SendCounts
+from mailer.exceptions import DatabaseUnreachable
+from mailer.management.base import CommandError, MailerCommand
+from mailer.management.progress import ProgressBar
+from mailer.queue.aliases import default_delivery_alias
+from mailer.queue.message import MessageQuerySet
+from mailer.runner.lock import LockHeld, LockHeldByOtherUser
+from mailer.runner.send import deliver
 
 
 class Command(MailerCommand):
@@ -30,16 +32,10 @@ class Command(MailerCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if settings.PAUSE_SEND:
-            self.say("MAILER_PAUSE_SEND is on: nothing sent.")
-            return
-        from ...mailers import default_delivery_alias
-
-        default_delivery_alias()  # a misconfigured backend fails here, before any claim
         started = time.monotonic()
+        self._bar: ProgressBar | None = None
         try:
-            with send_lock():
-                counts = self._send(options["max"])
+            counts = deliver(max_batch=options["max"], prepare=self._prepare, report_as="send_mail")
         except LockHeld as held:
             self.say(f"{held}; nothing to do.")
             return
@@ -50,23 +46,23 @@ class Command(MailerCommand):
             raise CommandError(str(unreachable)) from unreachable
         except DatabaseError as error:
             raise CommandError(f"the database is unreachable ({error})".strip()) from error
+        if counts is None:
+            self.say("MAILER_PAUSE_SEND is on: nothing sent.")
+            return
+        if self._bar is not None:
+            self._bar.finish()
         self.say(summary(counts, time.monotonic() - started))
 
-    def _send(self, max_batch: int | None) -> SendCounts:
-        bar = None
-        if self.interactive():
-            due = Message.objects.due().count()
-            if due >= ProgressBar.THRESHOLD:
-                bar = ProgressBar(due, self.stdout)
-        counts = send_all(
-            on_result=bar.update if bar else None,
-            max_batch=max_batch,
-            lock=False,
-            report_as="send_mail",
-        )
-        if bar:
-            bar.finish()
-        return counts
+    def _prepare(self, queue: MessageQuerySet) -> Callable[[SendCounts], None] | None:
+        """Before the first claim: refuse a misconfigured backend; show progress if long."""
+        default_delivery_alias()
+        if not self.interactive():
+            return None
+        due = queue.due().count()
+        if due < ProgressBar.THRESHOLD:
+            return None
+        self._bar = ProgressBar(due, self.stdout)
+        return self._bar.update
 
 
 def summary(counts: SendCounts, seconds: float) -> str:

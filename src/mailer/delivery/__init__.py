@@ -1,0 +1,1 @@
+"""Delivery: the engine loop (claim, deliver, record), transports, classification, retry."""

@@ -1,0 +1,51 @@
+"""Error handlers (``MAILER_ERROR_HANDLER``): the default one, and what handlers written
+for django-mailer are given.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from typing import TYPE_CHECKING, Any
+
+from mailer.delivery.classify import breaks_connection, classify
+from mailer.queue.outcome import Outcome, Verdict
+
+if TYPE_CHECKING:
+    from mailer.queue.message import Message
+
+
+def handle_delivery_exception(
+    connection: Any, message: Message, exc: BaseException
+) -> tuple[Any, str]:
+    """The default ``MAILER_ERROR_HANDLER``: classify ``exc``; write nothing.
+
+    Returns the connection to keep using (None after a broken connection, so
+    a new one is opened) and ``"deferred"`` (try again later) or ``"failed"``.
+    The engine records the attempt.
+    """
+    outcome = classify(exc)
+    message._mailer_outcome = outcome  # type: ignore[attr-defined]
+    action = "deferred" if outcome.verdict is Verdict.TRANSIENT else "failed"
+    return (None if breaks_connection(exc) else connection), action
+
+
+# The name django-mailer's documentation uses for the default handler.
+handle_backend_exception = handle_delivery_exception
+
+
+def as_exception(outcome: Outcome, sender: str) -> BaseException:
+    """The smtplib exception Django's backend would have raised for ``outcome``.
+
+    Error handlers written for django-mailer expect these.
+    """
+    code, text = outcome.reply.code or 0, outcome.reply.text.encode()
+    if outcome.stage == "mail":
+        return smtplib.SMTPSenderRefused(code, text, sender)
+    if outcome.stage == "rcpt":
+        refused = {
+            r.address: (r.reply.code or 0, r.reply.text.encode())
+            for r in outcome.recipients
+            if r.verdict in (Verdict.TRANSIENT, Verdict.PERMANENT)
+        }
+        return smtplib.SMTPRecipientsRefused(refused)
+    return smtplib.SMTPDataError(code, text)

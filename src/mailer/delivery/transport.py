@@ -1,0 +1,445 @@
+"""One delivery connection, opened once and reused for every message of a run.
+
+For Django's SMTP backend (and subclasses) the SMTP conversation is held
+here, recipient by recipient, so that each recipient's reply is kept: when
+the server refuses some RCPT TO and accepts others, the message goes to the
+accepted ones and the refused ones are recorded. Django's own ``_send``
+discards those replies. Other backends (console, locmem, ESP APIs) get
+``send_messages([message])`` and are judged by what it raises.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import re
+import smtplib
+import time
+from collections.abc import Iterator
+from email.utils import getaddresses, parseaddr
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+
+from mailer import compat
+from mailer.conf import settings
+from mailer.delivery import backends
+from mailer.delivery.classify import breaks_connection, classify, exception_name, verdict_for_code
+from mailer.exceptions import UndecodableMessage
+from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
+from mailer.scrub import scrubbed_logger
+
+logger = scrubbed_logger("mailer.transport")  # replies and tracebacks may quote secrets
+
+# A connection idle this long is checked with NOOP before reuse: servers drop idle clients.
+IDLE_CHECK_SECONDS = 10.0
+
+
+class Transport:
+    """The delivery connection for one mailer alias ("" is MAILER_EMAIL_BACKEND)."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.backend: BaseEmailBackend | None = None
+        self.opened = 0  # connections opened, for statistics and tests
+        self.last_used = 0.0
+
+    # -- connection ---------------------------------------------------------------
+
+    def connect(self) -> BaseEmailBackend:
+        """The open backend, opening (or reopening) it if needed. May raise."""
+        if self.backend is None:
+            backend = backends.open_backend(self.alias)
+            if isinstance(backend, SMTPBackend) and backend.timeout is None:
+                backend.timeout = settings.SMTP_TIMEOUT
+            self.backend = backend
+        if isinstance(self.backend, SMTPBackend):
+            if self.backend.connection is not None and not self._usable(self.backend.connection):
+                self.close()
+                return self.connect()
+            if self.backend.connection is None:
+                self.backend.open()
+                self.opened += 1
+                if self.backend.connection is None:  # fail_silently swallowed an error
+                    raise smtplib.SMTPConnectError(421, b"the backend could not connect")
+            self.last_used = time.monotonic()
+        elif not getattr(self, "_open_called", False):
+            self.backend.open()
+            self._open_called = True
+            self.opened += 1
+        return self.backend
+
+    def _usable(self, connection: smtplib.SMTP) -> bool:
+        """Is an open SMTP connection still good? Closed ones are not; idle ones are asked."""
+        if connection.sock is None:
+            return False
+        if time.monotonic() - self.last_used < IDLE_CHECK_SECONDS:
+            return True
+        try:
+            return connection.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    def close(self) -> None:
+        """Close the connection, ignoring errors: the connection is finished either way."""
+        backend, self.backend = self.backend, None
+        self._open_called = False
+        if backend is None:
+            return
+        try:
+            backend.close()
+        except Exception as error:
+            logger.debug("closing the %r connection failed: %s", self.alias, error)
+            connection = getattr(backend, "connection", None)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+                backend.connection = None  # type: ignore[attr-defined]
+
+    def replace(self, connection: Any) -> None:
+        """Adopt the connection an error handler returned (None: reconnect next time)."""
+        if connection is None:
+            self.close()
+        elif connection is not self.backend:
+            self.close()
+            self.backend = connection
+
+    # -- sending --------------------------------------------------------------------
+
+    def send(self, message: EmailMessage, recipients: list[str]) -> Outcome:
+        """Deliver ``message`` to ``recipients``; return the outcome, or raise.
+
+        Raises what the backend raised for anything that is not a reply to a
+        command (connection failures, timeouts, bad data); after a broken
+        connection the transport reconnects on its next message.
+        """
+        try:
+            backend = self.connect()
+            if isinstance(backend, SMTPBackend):
+                return self._send_smtp(backend, message, recipients)
+            return self._send_other(backend, message, recipients)
+        except BaseException as error:
+            if breaks_connection(error):
+                self.close()
+            raise
+
+    def _send_other(
+        self, backend: BaseEmailBackend, message: EmailMessage, recipients: list[str]
+    ) -> Outcome:
+        if sorted(recipients) != sorted(message.recipients()):
+            _restrict(message, recipients)
+        sent = backend.send_messages([message])
+        if sent == 0:
+            reply = Reply(None, "the backend sent nothing (did it fail silently?)")
+            return Outcome(Verdict.TRANSIENT, reply, "", _all(recipients, Verdict.TRANSIENT, reply))
+        status = getattr(message, "anymail_status", None)
+        per_recipient = getattr(status, "recipients", None) or {}
+        results = []
+        for address in recipients:
+            info = per_recipient.get(address)
+            state = getattr(info, "status", None)
+            verdict = (
+                Verdict.PERMANENT if state in ("rejected", "invalid", "failed") else Verdict.SENT
+            )
+            results.append(RecipientResult(address, verdict, Reply(None, str(state or "sent"))))
+        if results and all(r.verdict is Verdict.PERMANENT for r in results):
+            return Outcome(Verdict.PERMANENT, results[0].reply, "", results)
+        msgid = getattr(status, "message_id", None)
+        return Outcome(
+            Verdict.SENT, Reply(None, f"accepted {msgid}" if msgid else "accepted"), "", results
+        )
+
+    def _send_smtp(
+        self, backend: SMTPBackend, message: EmailMessage, recipients: list[str]
+    ) -> Outcome:
+        connection = backend.connection
+        assert connection is not None
+        with _rendering():
+            utf8 = any(_needs_smtputf8(a) for a in _all_addresses(message, recipients))
+        if utf8:
+            connection.ehlo_or_helo_if_needed()
+            if not connection.has_extn("smtputf8"):
+                reply = Reply(
+                    None,
+                    "an address has a non-ASCII local part and the server does not offer SMTPUTF8",
+                )
+                return Outcome(
+                    Verdict.PERMANENT, reply, "", _all(recipients, Verdict.PERMANENT, reply)
+                )
+        with _rendering():
+            encoding = compat.default_charset(message)
+            sender = compat.envelope_address(backend, message.from_email, encoding, utf8=utf8)
+            envelope = [
+                (address, compat.envelope_address(backend, address, encoding, utf8=utf8))
+                for address in recipients
+            ]
+            data = compat.render(message, utf8=utf8)
+        return _converse(connection, sender, envelope, data, utf8)
+
+
+@contextlib.contextmanager
+def _rendering() -> Iterator[None]:
+    """Turning a stored message into an envelope and bytes: no server is involved, so
+    whatever fails here is the message's data (UndecodableMessage, failed for good)."""
+    try:
+        yield
+    except UndecodableMessage:
+        raise
+    except Exception as error:
+        raise UndecodableMessage(
+            f"the message cannot be rendered: {exception_name(error)}: {error}"
+        ) from error
+
+
+def _converse(
+    connection: smtplib.SMTP,
+    sender: str,
+    envelope: list[tuple[str, str]],
+    data: bytes,
+    utf8: bool,
+) -> Outcome:
+    """MAIL FROM, one RCPT TO per recipient, DATA: every reply kept."""
+    connection.ehlo_or_helo_if_needed()
+    options: list[str] = []
+    if connection.does_esmtp:
+        if connection.has_extn("size"):
+            options.append(f"SIZE={len(data)}")
+        if utf8:
+            options += ["SMTPUTF8", "BODY=8BITMIME"]
+    dialogue: _Dialogue
+    if settings.SMTP_PIPELINING and connection.has_extn("pipelining"):
+        dialogue = _Pipelined(connection, sender, options, [e for _, e in envelope])
+    else:
+        dialogue = _OneByOne(connection, sender, options)
+
+    code, text = dialogue.mail()
+    if code != 250:
+        dialogue.abandon(code)
+        reply = Reply(code, _text(text))
+        verdict = _failure(code)
+        return Outcome(
+            verdict, reply, "", [RecipientResult(a, verdict, reply) for a, _ in envelope]
+        )
+
+    accepted: list[str] = []
+    results: dict[str, RecipientResult] = {}
+    for address, envelope_address in envelope:
+        code, text = dialogue.rcpt(envelope_address)
+        if code in (250, 251):
+            accepted.append(address)
+        else:
+            reply = Reply(code, _text(text))
+            results[address] = RecipientResult(address, _failure(code), reply)
+            if code == 421:  # the server is closing: nobody gets this message now
+                connection.close()
+                return Outcome(
+                    Verdict.TRANSIENT,
+                    reply,
+                    "",
+                    [
+                        results.get(a) or RecipientResult(a, Verdict.TRANSIENT, reply)
+                        for a, _ in envelope
+                    ],
+                )
+    if not accepted:
+        dialogue.abandon(0)
+        ordered = [results[a] for a, _ in envelope]
+        verdict = (
+            Verdict.TRANSIENT
+            if any(r.verdict is Verdict.TRANSIENT for r in ordered)
+            else Verdict.PERMANENT
+        )
+        return Outcome(verdict, ordered[0].reply, "", ordered, stage="rcpt")
+
+    code, text = dialogue.data()
+    if code == 354:
+        connection.send(_dot_stuffed(data))
+        code, text = connection.getreply()
+    reply = Reply(code, _text(text))
+    if code != 250:
+        _reset_after(connection, code)
+        for address in accepted:
+            results[address] = RecipientResult(address, _failure(code), reply)
+    else:
+        for address in accepted:
+            results[address] = RecipientResult(address, Verdict.SENT, reply)
+    ordered = [results[a] for a, _ in envelope]
+    if any(r.verdict is Verdict.SENT for r in ordered):
+        # Sent to everyone who accepted it; anyone refused is recorded, and a
+        # transient refusal makes the caller retry for that recipient alone.
+        transient = [r for r in ordered if r.verdict is Verdict.TRANSIENT]
+        return Outcome(
+            Verdict.TRANSIENT if transient else Verdict.SENT,
+            transient[0].reply if transient else reply,
+            "",
+            ordered,
+        )
+    verdict = (
+        Verdict.TRANSIENT
+        if any(r.verdict is Verdict.TRANSIENT for r in ordered)
+        else Verdict.PERMANENT
+    )
+    return Outcome(verdict, reply, "", ordered)
+
+
+class _Dialogue(abc.ABC):
+    """The envelope commands of one message, each reply read when it is wanted."""
+
+    def __init__(self, connection: smtplib.SMTP) -> None:
+        self.connection = connection
+
+    @abc.abstractmethod
+    def mail(self) -> tuple[int, bytes]: ...
+
+    @abc.abstractmethod
+    def rcpt(self, address: str) -> tuple[int, bytes]: ...
+
+    @abc.abstractmethod
+    def data(self) -> tuple[int, bytes]:
+        """The reply to DATA: 354 means the content is awaited."""
+
+    def abandon(self, code: int) -> None:
+        """Give up on this message after a refusal (``code``: the refusal that ended it)."""
+        _reset_after(self.connection, code)
+
+
+class _OneByOne(_Dialogue):
+    """One command, one reply: for servers without PIPELINING (and by choice)."""
+
+    def __init__(self, connection: smtplib.SMTP, sender: str, options: list[str]) -> None:
+        super().__init__(connection)
+        self.sender = sender
+        self.options = options
+
+    def mail(self) -> tuple[int, bytes]:
+        return self.connection.mail(self.sender, self.options)
+
+    def rcpt(self, address: str) -> tuple[int, bytes]:
+        return self.connection.rcpt(address)
+
+    def data(self) -> tuple[int, bytes]:
+        return self.connection.docmd("data")
+
+
+class _Pipelined(_Dialogue):
+    """RFC 2920: MAIL FROM, every RCPT TO and DATA in one write; replies read in order.
+
+    The content is sent only after DATA was answered 354, so a refused
+    envelope never transfers the message.
+    """
+
+    def __init__(
+        self, connection: smtplib.SMTP, sender: str, options: list[str], recipients: list[str]
+    ) -> None:
+        super().__init__(connection)
+        # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
+        connection.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+        extra = "".join(f" {option}" for option in options)
+        commands = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{extra}"]
+        commands += [f"RCPT TO:{smtplib.quoteaddr(address)}" for address in recipients]
+        commands.append("DATA")
+        connection.send("".join(f"{command}\r\n" for command in commands))
+        self.unread = len(commands)
+
+    def _next(self) -> tuple[int, bytes]:
+        self.unread -= 1
+        return self.connection.getreply()
+
+    def mail(self) -> tuple[int, bytes]:
+        return self._next()
+
+    def rcpt(self, address: str) -> tuple[int, bytes]:
+        return self._next()
+
+    def data(self) -> tuple[int, bytes]:
+        return self._next()
+
+    def abandon(self, code: int) -> None:
+        if code != 421 and self.connection.sock is not None:
+            # The rest of the group was sent: read its replies before anything else.
+            last = 0
+            try:
+                while self.unread:
+                    last, _ = self._next()
+                if last == 354:  # DATA accepted after all: end it with no content
+                    self.connection.send(b".\r\n")
+                    self.connection.getreply()
+            except smtplib.SMTPServerDisconnected:
+                self.connection.close()
+                return
+        super().abandon(code)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The content as DATA carries it: CRLF line ends, leading dots doubled, ended by a dot."""
+    data = _LINE_ENDS.sub(b"\r\n", data)
+    data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
+
+
+def _all_addresses(message: EmailMessage, recipients: list[str]) -> list[str]:
+    """Every address of the envelope and of the headers (which SMTPUTF8 must carry too)."""
+    found = [message.from_email, *recipients, *message.to, *message.cc, *message.reply_to]
+    for name, value in message.extra_headers.items():
+        if str(name).lower() in _ADDRESS_HEADERS:
+            found += [address for _, address in getaddresses([str(value)]) if address]
+    return [str(address) for address in found]
+
+
+def _needs_smtputf8(address: str) -> bool:
+    """Does ``address`` have a non-ASCII local part, which only SMTPUTF8 can carry?
+
+    A non-ASCII display name is RFC 2047-encoded and a non-ASCII domain
+    IDNA-encoded, so neither needs SMTPUTF8.
+    """
+    text = str(address)
+    if text.isascii():
+        return False
+    addr_spec = parseaddr(text)[1] or text
+    local = addr_spec.rpartition("@")[0] or addr_spec
+    return not local.isascii()
+
+
+def _failure(code: int) -> Verdict:
+    verdict = verdict_for_code(code)
+    return Verdict.TRANSIENT if verdict is Verdict.SENT else verdict
+
+
+def _reset_after(connection: smtplib.SMTP, code: int) -> None:
+    if code == 421 or connection.sock is None:
+        connection.close()
+        return
+    try:
+        connection.rset()
+    except smtplib.SMTPServerDisconnected:
+        connection.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _all(recipients: list[str], verdict: Verdict, reply: Reply) -> list[RecipientResult]:
+    return [RecipientResult(address, verdict, reply) for address in recipients]
+
+
+def _restrict(message: EmailMessage, recipients: list[str]) -> None:
+    """Keep only ``recipients`` (for a retry through a backend without per-recipient replies)."""
+    keep = {r.lower() for r in recipients}
+    message.to = [a for a in message.to if a.lower() in keep]
+    message.cc = [a for a in message.cc if a.lower() in keep]
+    message.bcc = [a for a in message.bcc if a.lower() in keep]
+
+
+__all__ = ["Transport", "classify"]

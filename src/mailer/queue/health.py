@@ -1,0 +1,146 @@
+"""The queue's health in three bounded queries: what ``manage.py mailer_status`` reports.
+
+Every query stays fast on millions of rows:
+
+* messages by state, and the oldest due time: one GROUP BY over the
+  ``(status, due_at)`` index of ``Message``;
+* delivery attempts: one count per result over the ``(result,
+  when_attempted)`` index of ``MessageLog``, for the last day only;
+* workers: the most recent ``MAX_WORKERS`` rows.
+
+It reads only the models and the settings, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from mailer.conf import settings
+from mailer.queue.log import MessageLog
+from mailer.queue.message import Message
+from mailer.queue.states import RESULT_FAILURE, RESULT_SUCCESS, count_where
+from mailer.queue.workers import Worker
+
+STATES = ("queued", "scheduled", "sending", "deferred", "held", "failed")
+HOUR = datetime.timedelta(hours=1)
+DAY = datetime.timedelta(days=1)
+MAX_WORKERS = 20
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """Delivery attempts over a period: all of them, and those that did not deliver."""
+
+    total: int
+    failed: int  # deferred or failed
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed / self.total if self.total else None
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    name: str
+    hostname: str
+    pid: int
+    concurrency: int
+    heartbeat_at: datetime.datetime
+    alive: bool  # reported within one lease (MAILER_LEASE_SECONDS)
+
+
+@dataclass(frozen=True)
+class Health:
+    now: datetime.datetime
+    states: dict[str, int]  # every name in STATES
+    oldest_due_at: datetime.datetime | None  # when the longest-waiting due message fell due
+    last_hour: Attempts
+    last_day: Attempts
+    workers: list[WorkerHealth]  # most recent heartbeat first
+
+    @property
+    def oldest_due_age(self) -> float | None:
+        """Seconds the longest-waiting due message has waited since it fell due."""
+        if self.oldest_due_at is None:
+            return None
+        return max((self.now - self.oldest_due_at).total_seconds(), 0.0)
+
+    @property
+    def alive_workers(self) -> int:
+        return sum(worker.alive for worker in self.workers)
+
+    def as_json(self) -> dict[str, Any]:
+        def attempts(window: Attempts) -> dict[str, Any]:
+            return {
+                "attempts": window.total,
+                "failed": window.failed,
+                "failure_rate": window.failure_rate,
+            }
+
+        return {
+            "now": self.now.isoformat(),
+            "states": self.states,
+            "oldest_due_at": self.oldest_due_at.isoformat() if self.oldest_due_at else None,
+            "oldest_due_age": self.oldest_due_age,
+            "last_hour": attempts(self.last_hour),
+            "last_day": attempts(self.last_day),
+            "alive_workers": self.alive_workers,
+            "workers": [
+                {
+                    "name": w.name,
+                    "hostname": w.hostname,
+                    "pid": w.pid,
+                    "concurrency": w.concurrency,
+                    "heartbeat_at": w.heartbeat_at.isoformat(),
+                    "heartbeat_age": (self.now - w.heartbeat_at).total_seconds(),
+                    "alive": w.alive,
+                }
+                for w in self.workers
+            ],
+        }
+
+
+def check(now: datetime.datetime | None = None, using: str = DEFAULT_DB_ALIAS) -> Health:
+    """The queue's health as of ``now``."""
+    now = now or timezone.now()
+    states, oldest_due_at = Message.objects.using(using).states(now)
+    last_hour, last_day = _attempts(now, using)
+    return Health(now, states, oldest_due_at, last_hour, last_day, _workers(now, using))
+
+
+def _attempts(now: datetime.datetime, using: str) -> tuple[Attempts, Attempts]:
+    """Attempts in the last hour and day: one range over (result, when_attempted) per result."""
+    rows = (
+        MessageLog.objects.using(using)
+        .filter(result__in=[RESULT_SUCCESS, RESULT_FAILURE], when_attempted__gte=now - DAY)
+        .order_by()
+        .values("result")
+        .annotate(day=Count("*"), hour=count_where(Q(when_attempted__gte=now - HOUR)))
+    )
+    counts = {row["result"]: row for row in rows}
+    empty = {"day": 0, "hour": 0}
+    sent, failed = counts.get(RESULT_SUCCESS, empty), counts.get(RESULT_FAILURE, empty)
+    return (
+        Attempts(int(sent["hour"] or 0) + int(failed["hour"] or 0), int(failed["hour"] or 0)),
+        Attempts(int(sent["day"]) + int(failed["day"]), int(failed["day"])),
+    )
+
+
+def _workers(now: datetime.datetime, using: str) -> list[WorkerHealth]:
+    alive_since = now - datetime.timedelta(seconds=settings.LEASE_SECONDS)
+    rows = Worker.objects.using(using).order_by("-heartbeat_at")[:MAX_WORKERS]
+    return [
+        WorkerHealth(
+            w.name, w.hostname, w.pid, w.concurrency, w.heartbeat_at, w.heartbeat_at >= alive_since
+        )
+        for w in rows
+    ]
+
+
+__all__ = ["STATES", "Attempts", "Health", "WorkerHealth", "check"]

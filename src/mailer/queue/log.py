@@ -1,0 +1,176 @@
+"""The log: one row for every attempt to deliver a message, or a decision not to."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.core.mail import EmailMessage
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from mailer.conf import settings
+from mailer.message import codec
+from mailer.message.summary import document_summary, stored_subject
+from mailer.priorities import (
+    PRIORITIES,
+)
+from mailer.queue.batching import delete_in_batches
+from mailer.queue.states import RESULT_CODES, RESULT_SUCCESS
+from mailer.scrub import scrub
+
+if TYPE_CHECKING:
+    from mailer.queue.message import Message
+
+
+class MessageLogQuerySet(models.QuerySet["MessageLog"]):
+    def log(
+        self, message: Message, result_code: str, log_message: str = "", **fields: Any
+    ) -> MessageLog:
+        """Record an attempt at ``message`` (the contract's signature); texts are scrubbed."""
+        handled = getattr(message, "_deferred_by_handler", False)  # defer() counted it already
+        if isinstance(fields.get("smtp_reply"), str):
+            fields["smtp_reply"] = scrub(fields["smtp_reply"])
+        entry = self.model.about(
+            message,
+            result_code,
+            scrub(log_message) if isinstance(log_message, str) else log_message,
+            attempt=message.retry_count + (0 if handled else 1),
+            **fields,
+        )
+        entry.save(using=self.db)
+        message._logged_attempt = True  # type: ignore[attr-defined]
+        return entry
+
+    def purge_old_entries(
+        self, days: int, result_codes: Sequence[str] | None = None, *, batch_size: int = 5000
+    ) -> int:
+        """Delete log rows older than ``days`` days with the given results, in batches.
+
+        Returns the number deleted. Defaults to successful deliveries only.
+        """
+        if result_codes is None:
+            result_codes = [RESULT_SUCCESS]
+        limit = timezone.now() - datetime.timedelta(days=days)
+        old = self.filter(result__in=list(result_codes), when_attempted__lt=limit)
+        return delete_in_batches(old, batch_size)
+
+    def for_message(self, message: Message) -> MessageLogQuerySet:
+        return self.filter(queue_id=message.pk).order_by("when_attempted", "pk")
+
+
+class MessageLog(models.Model):
+    """One attempt to deliver a message (or a decision not to)."""
+
+    id = models.BigAutoField(
+        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+    )
+    # NULL-able text, as in django-mailer's schema: NULL means "not kept".
+    message_data = models.TextField(_("message data"), null=True)  # noqa: DJ001
+    message_id = models.TextField(_("Message-ID"), editable=False, null=True)  # noqa: DJ001
+    when_added = models.DateTimeField(_("queued at"))
+    priority = models.PositiveSmallIntegerField(_("priority"), choices=PRIORITIES)
+    when_attempted = models.DateTimeField(_("attempted at"), default=timezone.now)
+    result = models.CharField(_("result"), max_length=1, choices=RESULT_CODES)
+    log_message = models.TextField(_("log message"))
+
+    queue_id = models.BigIntegerField(_("queue id"), null=True, blank=True, db_index=True)
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
+    recipients = models.JSONField(
+        _("recipients"),
+        default=list,
+        blank=True,
+        help_text=_(
+            "[address, result, SMTP code, reply] for each recipient this attempt concerned."
+        ),
+    )
+    exception = models.CharField(_("exception"), max_length=200, blank=True, default="")
+    smtp_code = models.PositiveSmallIntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_reply = models.TextField(_("reply"), blank=True, default="")
+    mailer = models.CharField(_("mailer"), max_length=100, blank=True, default="")
+    worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True, default="")
+    subject_line = models.TextField(
+        _("subject"),
+        blank=True,
+        default="",
+        help_text=_("The message's subject, kept even when the message itself is not."),
+    )
+
+    objects = MessageLogQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("message log")
+        verbose_name_plural = _("message logs")
+        indexes = [
+            models.Index(fields=["result", "when_attempted"], name="mailer_log_purge_idx"),
+            models.Index(fields=["when_attempted"], name="mailer_log_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        subject = self.subject
+        when = f"{self.when_attempted:%Y-%m-%d %H:%M}"
+        if subject is not None:
+            to = self.to_addresses  # None when the message was not kept
+            return f'On {when}, "{subject}" to {", ".join(to)}' if to else f'On {when}, "{subject}"'
+        return f'On {when}, "{self.message_id}"'
+
+    @classmethod
+    def about(
+        cls,
+        message: Message,
+        result: str,
+        log_message: str = "",
+        *,
+        attempt: int | None = None,
+        keep_data: bool | None = None,
+        message_id: str | None = None,
+        **fields: Any,
+    ) -> MessageLog:
+        """A new (unsaved) log row about ``message``: its identity, priority and mailer.
+
+        Keeps the whole message as ``MAILER_EMAIL_LOG_MESSAGE_DATA`` says (unless
+        ``keep_data`` says otherwise); ``attempt`` defaults to the attempts made.
+        """
+        if keep_data is None:
+            keep_data = settings.EMAIL_LOG_MESSAGE_DATA
+        return cls(
+            message_data=message.message_data if keep_data else None,
+            message_id=message_id or message.stored_message_id,
+            when_added=message.when_added,
+            priority=message.priority,
+            result=result,
+            log_message=log_message,
+            queue_id=message.pk,
+            attempt=message.retry_count if attempt is None else attempt,
+            mailer=message.mailer,
+            idempotency_key=message.idempotency_key,
+            **{"subject_line": stored_subject(message.message_data), **fields},
+        )
+
+    @property
+    def email(self) -> EmailMessage | None:
+        if not self.message_data:
+            return None
+        try:
+            return codec.decode(self.message_data)
+        except ValueError:
+            return None
+
+    @property
+    def to_addresses(self) -> list[str] | None:
+        summary = document_summary(self.message_data)
+        return list(summary["to"]) if summary else None
+
+    @property
+    def subject(self) -> str | None:
+        """The message's subject; None if the row keeps neither it nor the message."""
+        if self.subject_line:
+            return self.subject_line
+        summary = document_summary(self.message_data)
+        return str(summary["subject"]) if summary else None
+
+
+# -- The don't-send list ---------------------------------------------------------

@@ -1,0 +1,324 @@
+"""The statements that record results, made for writes of a few rows each.
+
+Results are written as they come, a few at a time (``mailer.delivery.recorder``), so
+what a write costs besides its rows -- building SQL, a round trip, the
+driver's work on placeholders -- is most of what it costs. Here each
+statement's text is built once per number of rows and kept, and bound values
+need no more conversion than the database needs. On PostgreSQL, deleting the
+messages and logging them is one statement whose rows travel as one JSON
+document: its text never changes, and psycopg keeps it parsed.
+
+``mailer.queue.enqueue.insert_rows`` stays the way to queue many messages at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, models, transaction
+from django.utils import timezone
+
+from mailer import signals
+from mailer.conf import settings
+from mailer.queue import retry
+from mailer.queue.enqueue import max_query_params
+from mailer.queue.log import MessageLog
+from mailer.queue.outcome import Outcome, Verdict
+from mailer.queue.sql.mysql import retrying_deadlocks
+from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, Status
+
+if TYPE_CHECKING:
+    from mailer.queue.message import Message, MessageQuerySet
+
+
+def delete_ids(model: type[models.Model], ids: Sequence[int], using: str) -> None:
+    """DELETE the rows of ``model`` with these ids (no signals: nothing listens to them)."""
+    if not ids:
+        return
+    connection = connections[using]
+    sql = _statement(connection, "delete", model, len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(ids))
+
+
+def insert_logs(
+    rows: Sequence[models.Model],
+    using: str,
+    *,
+    delete: tuple[type[models.Model], Sequence[int]] | None = None,
+    max_params: int | None = None,
+) -> None:
+    """INSERT ``rows`` (new rows of one model) and set their ids.
+
+    ``delete`` (PostgreSQL only): rows of another model to delete in the same
+    statement. Elsewhere: one statement, or several in a transaction when
+    the rows need more than ``max_params`` parameters.
+    """
+    if not rows:
+        return
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        _insert_from_json(connection, rows, delete)
+        return
+    assert delete is None, "deleting in the same statement needs PostgreSQL"
+    model = type(rows[0])
+    fields = _fields(model)
+    returning = bool(connection.features.can_return_rows_from_bulk_insert)
+    per_statement = len(rows) if max_params is None else max(1, max_params // len(fields))
+    preparers = [(f.attname, _preparer(f, connection)) for f in fields]
+    several = len(rows) > per_statement
+    with transaction.atomic(using=using) if several else contextlib.nullcontext():
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            sql = _statement(connection, "insert", model, len(chunk), returning)
+            params: list[Any] = []
+            for row in chunk:
+                params.extend([prep(getattr(row, name)) for name, prep in preparers])
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                ids = [r[0] for r in cursor.fetchall()] if returning else [None] * len(chunk)
+            _saved(chunk, ids, using)
+
+
+def _insert_from_json(
+    connection: Any,
+    rows: Sequence[models.Model],
+    delete: tuple[type[models.Model], Sequence[int]] | None,
+) -> None:
+    model = type(rows[0])
+    fields = _fields(model)
+    document = [{f.column: _json_value(f, getattr(row, f.attname)) for f in fields} for row in rows]
+    sql = _statement(connection, "insert-json", model, 0, True, delete[0] if delete else None)
+    params: list[Any] = [list(delete[1])] if delete else []
+    params.append(json.dumps(document, separators=(",", ":")))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [r[0] for r in cursor.fetchall()]
+    _saved(rows, ids, connection.alias)
+
+
+def _json_value(field: models.Field[Any, Any], value: Any) -> Any:
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    if isinstance(field, models.JSONField) and value is not None:
+        return json.loads(json.dumps(value, cls=field.encoder)) if field.encoder else value
+    return value
+
+
+def _saved(rows: Sequence[models.Model], ids: Sequence[Any], using: str) -> None:
+    for row, row_id in zip(rows, ids, strict=True):
+        row.pk = row_id
+        row._state.adding = False
+        row._state.db = using
+
+
+@functools.cache
+def _fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    pk = model._meta.pk
+    return [f for f in model._meta.concrete_fields if f is not pk]
+
+
+_PLAIN = (models.CharField, models.TextField, models.IntegerField)
+
+
+def _preparer(field: models.Field[Any, Any], connection: Any) -> Callable[[Any], Any]:
+    """``field.get_db_prep_save`` for one write: skipped for text and whole numbers
+    (bound as they are), remembered for datetimes (rows share them)."""
+    prep = functools.partial(field.get_db_prep_save, connection=connection)
+    if isinstance(field, _PLAIN) and type(field).get_db_prep_save is (
+        models.Field.get_db_prep_save
+    ):
+        return functools.partial(_plain, prep)
+    if isinstance(field, models.DateTimeField):
+        return functools.lru_cache(maxsize=16)(prep)
+    return prep
+
+
+def _plain(prep: Callable[[Any], Any], value: Any) -> Any:
+    return value if value is None or type(value) in (str, int) else prep(value)
+
+
+_STATEMENTS: dict[tuple[Any, ...], str] = {}
+
+
+def _statement(
+    connection: Any,
+    kind: str,
+    model: type[models.Model],
+    count: int,
+    returning: bool = False,
+    gone: type[models.Model] | None = None,
+) -> str:
+    """The SQL of one kind of statement for ``count`` rows, built once."""
+    key = (connection.alias, kind, model, count, returning, gone)
+    sql = _STATEMENTS.get(key)
+    if sql is not None:
+        return sql
+    quote = connection.ops.quote_name
+    meta = model._meta
+    assert meta.pk is not None
+    table, pk = quote(meta.db_table), quote(str(meta.pk.column))
+    fields = _fields(model)
+    names = ", ".join(quote(str(f.column)) for f in fields)
+    if kind == "delete":
+        sql = f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * count)})"
+    elif kind == "insert":
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * count)}"
+    else:  # insert-json: PostgreSQL, the rows as one JSON array of objects
+        columns = ", ".join(f"{quote(str(f.column))} {f.db_type(connection)}" for f in fields)
+        rows = f"jsonb_to_recordset(%s::jsonb) AS r({columns})"
+        sql = f"INSERT INTO {table} ({names}) SELECT {names} FROM {rows}"
+        if gone is not None:
+            gone_meta = gone._meta
+            assert gone_meta.pk is not None
+            sql = (
+                f"WITH gone AS (DELETE FROM {quote(gone_meta.db_table)} "
+                f"WHERE {quote(str(gone_meta.pk.column))} = ANY(%s)) {sql}"
+            )
+    if returning:
+        sql += f" RETURNING {pk}"
+    if len(_STATEMENTS) > 512:  # many distinct sizes: start again
+        _STATEMENTS.clear()
+    _STATEMENTS[key] = sql
+    return sql
+
+
+__all__ = ["delete_ids", "insert_logs"]
+
+
+def record_results(
+    queryset: MessageQuerySet, results: Sequence[tuple[Message, Outcome]], *, worker: str = ""
+) -> None:
+    """``MessageQuerySet.record``: a batch of outcomes as one short transaction."""
+    if not results:
+        return
+    now = timezone.now()
+    log_data = settings.EMAIL_LOG_MESSAGE_DATA
+    done: list[int] = []
+    changed: list[Message] = []
+    logs: list[MessageLog] = []
+    signalled: list[tuple[str, Message, Outcome, MessageLog | None]] = []
+    for message, outcome in results:
+        attempt = message.retry_count + 1
+        if getattr(message, "_deferred_by_handler", False):
+            # A django-mailer style error handler called message.defer(): saved already.
+            attempt = message.retry_count
+            final = "deferred" if message.status == Status.DEFERRED else "failed"
+        else:
+            final = _apply_outcome(message, outcome, now)
+            if final == "done":
+                done.append(message.pk)
+            else:
+                changed.append(message)
+        result = {
+            Verdict.SENT: RESULT_SUCCESS,
+            Verdict.SKIPPED: RESULT_DONT_SEND,
+        }.get(outcome.verdict, RESULT_FAILURE)
+        log = None
+        if not getattr(message, "_logged_attempt", False):  # else an error handler logged it
+            log = MessageLog.about(
+                message,
+                result,
+                _log_text(outcome, final, message),
+                attempt=attempt,
+                keep_data=log_data and final != "deferred",
+                message_id=outcome.message_id,
+                when_attempted=now,
+                recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
+                exception=outcome.exception,
+                smtp_code=outcome.reply.code,
+                smtp_reply=outcome.reply.text,
+                worker=worker,
+            )
+            logs.append(log)
+        sent = final == "done" and outcome.verdict is Verdict.SENT
+        signalled.append(("sent" if sent else final, message, outcome, log))
+    db = queryset.db
+    if logs and not changed and connections[db].vendor == "postgresql":
+        # One statement, atomic by itself: results come a few at a time, and a
+        # round trip (and a transaction's) is most of what writing them costs.
+        insert_logs(logs, db, delete=(queryset.model, done) if done else None)
+        signals.recorded_on_commit(queryset.model, signalled, db)
+        return
+    retrying_deadlocks(db, lambda: _write(queryset, done, changed, logs, signalled))
+
+
+def _write(
+    queryset: MessageQuerySet,
+    done: list[int],
+    changed: list[Message],
+    logs: list[MessageLog],
+    signalled: list[tuple[str, Message, Outcome, MessageLog | None]],
+) -> None:
+    """The writes of ``record``: one DELETE, one UPDATE and one INSERT, in one transaction."""
+    db = queryset.db
+    with transaction.atomic(using=db):
+        delete_ids(queryset.model, done, db)
+        if changed:
+            queryset.model.objects.using(db).bulk_update(
+                changed,
+                [
+                    "status",
+                    "due_at",
+                    "retry_count",
+                    "last_code",
+                    "last_reply",
+                    "recipient_results",
+                    "claimed_by",
+                    "lease_expires_at",
+                ],
+            )
+        insert_logs(logs, db, max_params=max_query_params(connections[db]))
+        signals.recorded_on_commit(queryset.model, signalled, db)
+
+
+def _apply_outcome(message: Message, outcome: Outcome, now: datetime.datetime) -> str:
+    """Update ``message`` in memory for ``outcome``; return "done", "deferred" or "failed".
+
+    Stored results of any other shape than an object (a malformed row, failed for
+    it) are replaced by this attempt's.
+    """
+    stored = message.recipient_results
+    results = dict(stored) if isinstance(stored, dict) else {}
+    for r in outcome.recipients:
+        if r.verdict is not Verdict.TRANSIENT:
+            results[r.address] = r.as_json()
+    message.recipient_results = results
+    message.claimed_by = ""
+    message.lease_expires_at = None
+    message.last_code = outcome.reply.code
+    message.last_reply = outcome.reply.text[:2000]
+    if outcome.verdict in (Verdict.SENT, Verdict.SKIPPED):
+        return "done"
+    message.retry_count += 1
+    if outcome.verdict is Verdict.PERMANENT:
+        message.status = Status.FAILED
+        message.due_at = None
+        return "failed"
+    reason = retry.exhausted(message.retry_count, message.when_added, now)
+    if reason:
+        message.status = Status.FAILED
+        message.due_at = None
+        message.last_reply = f"{message.last_reply} ({reason})"[:2000]
+        return "failed"
+    message.status = Status.DEFERRED
+    message.due_at = retry.next_attempt_at(message.retry_count, now)
+    return "deferred"
+
+
+def _log_text(outcome: Outcome, final: str, message: Message) -> str:
+    """The contract's free-text ``log_message`` for an attempt."""
+    if outcome.verdict is Verdict.SENT:
+        refused = [r for r in outcome.recipients if r.verdict is Verdict.PERMANENT]
+        return "; ".join(f"refused {r.address}: {r.reply}" for r in refused)
+    if outcome.verdict is Verdict.SKIPPED:
+        return "every recipient is on the don't-send list"
+    if final == "deferred" and message.due_at is not None:
+        return f"deferred until {message.due_at.isoformat(timespec='seconds')}: {outcome.reply}"
+    return message.last_reply if final == "failed" else str(outcome.reply)

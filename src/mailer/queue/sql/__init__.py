@@ -1,0 +1,1 @@
+"""The queue's SQL that only one database speaks, one module per database."""

@@ -1,0 +1,226 @@
+"""The package's layout keeps its rules (docs/architecture.rst, CONTRIBUTING.rst).
+
+The import directions between the rooms are import-linter's contracts
+(pyproject.toml, run by scripts/test.sh); these tests hold the rest: module
+sizes, the package root, function-local imports, where locking SQL and writes
+of a message's state live, and that no import circle exists.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import mailer
+
+PACKAGE = Path(mailer.__file__).parent
+MAX_LINES = 500
+MAX_ROOT_MODULES = 15
+LOCKING_SQL = re.compile(
+    r"FOR UPDATE|SKIP LOCKED|NOWAIT|GET_LOCK|RELEASE_LOCK|BEGIN IMMEDIATE|BEGIN EXCLUSIVE|"
+    r"LOCK TABLE|pg_advisory|pg_try_advisory"
+)
+MESSAGE_TABLE_WRITE = re.compile(r"\b(UPDATE|DELETE FROM|INSERT INTO)\b[^;]*mailer_message", re.I)
+WRITES = {"update", "bulk_update", "save", "delete", "bulk_create", "select_for_update"}
+MESSAGE_ROWS = re.compile(r"\bMessage(Log)?\b|\bmessages?\b|\brows?\b|\bqueue\b|\bqueryset\b")
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: Path
+    tree: ast.Module
+    lines: list[str]
+
+    @property
+    def package(self) -> str:
+        return self.name if self.path.name == "__init__.py" else self.name.rpartition(".")[0]
+
+    @property
+    def in_queue(self) -> bool:
+        return self.name == "mailer.queue" or self.name.startswith("mailer.queue.")
+
+
+def modules() -> list[Module]:
+    """Every module of the package but the migrations (written once, never imported)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE.parent).with_suffix("")
+        if "migrations" in relative.parts:
+            continue
+        parts = list(relative.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        text = path.read_text()
+        found.append(Module(".".join(parts), path, ast.parse(text), text.splitlines()))
+    return found
+
+
+MODULES = modules()
+NAMES = {module.name for module in MODULES}
+
+
+def imports(module: Module) -> Iterator[tuple[ast.Import | ast.ImportFrom, set[str], bool]]:
+    """Each import statement of ``module`` outside ``if TYPE_CHECKING:``, the package's
+    modules it imports, and whether it is function-local."""
+
+    def walk(node: ast.AST, local: bool) -> Iterator[tuple[ast.AST, bool]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                yield from ((n, local) for n in child.orelse)
+                continue
+            inner = local or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            yield child, inner
+            yield from walk(child, inner)
+
+    for node, local in walk(module.tree, False):
+        if isinstance(node, ast.Import):
+            targets = {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.package.split(".")
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            targets = {
+                f"{base}.{a.name}" if f"{base}.{a.name}" in NAMES else base for a in node.names
+            }
+        else:
+            continue
+        ours = {target for target in targets if target in NAMES}
+        if ours:
+            yield node, ours, local
+
+
+def strings(module: Module) -> Iterator[ast.Constant]:
+    """The string constants of ``module`` that are not docstrings."""
+    docstrings = set()
+    for node in ast.walk(module.tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            docstrings.add(id(body[0].value))
+    for node in ast.walk(module.tree):
+        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_text and id(node) not in docstrings:
+            yield node
+
+
+def test_no_module_is_over_500_lines() -> None:
+    long = {m.name: len(m.lines) for m in MODULES if len(m.lines) > MAX_LINES}
+    assert not long, f"split these modules by concern: {long}"
+
+
+def test_the_package_root_holds_at_most_15_modules() -> None:
+    root = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(root) <= MAX_ROOT_MODULES, f"{len(root)} modules in mailer/: {root}"
+
+
+def test_every_function_local_import_of_ours_says_why() -> None:
+    """Only Django's app loading (or an optional dependency) is a reason, and it is written
+    on the import or on the comment line right above the imports it covers."""
+    silent = []
+    for module in MODULES:
+        for node, _targets, local in imports(module):
+            if not local:
+                continue
+            span = module.lines[node.lineno - 1 : node.end_lineno]
+            above = node.lineno - 2
+            while above >= 0 and re.match(r"\s*(from |import |$)", module.lines[above]):
+                above -= 1  # the comment above a run of imports covers the run
+            commented = any("#" in line for line in span) or (
+                above >= 0 and module.lines[above].strip().startswith("#")
+            )
+            if not commented:
+                silent.append(f"{module.name}:{node.lineno}")
+    assert not silent, f"function-local imports without a reason: {silent}"
+
+
+def test_locking_sql_lives_in_the_queue() -> None:
+    outside = [
+        f"{module.name}:{node.lineno}"
+        for module in MODULES
+        if not module.in_queue
+        for node in strings(module)
+        if LOCKING_SQL.search(node.value) or MESSAGE_TABLE_WRITE.search(node.value)
+    ]
+    assert not outside, f"row-locking or message-table SQL outside mailer/queue/: {outside}"
+
+
+def test_only_the_queue_writes_a_messages_state() -> None:
+    """Outside mailer/queue/, no update, save, delete or lock is called on messages,
+    their log rows or a queryset of them."""
+    writes = []
+    for module in MODULES:
+        if module.in_queue:
+            continue
+        for node in ast.walk(module.tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver = ast.unparse(node.func.value)
+            if receiver.endswith("__dict__"):
+                continue  # an object's attributes in memory, not a row
+            if node.func.attr in WRITES and MESSAGE_ROWS.search(receiver):
+                writes.append(f"{module.name}:{node.lineno}: {ast.unparse(node.func)}")
+    assert not writes, f"message state written outside the queue: {writes}"
+
+
+def test_no_import_circle() -> None:
+    """Imports at any level, function-local ones included: none leads back to itself."""
+    graph = {module.name: set() for module in MODULES}
+    for module in MODULES:
+        for _node, targets, _local in imports(module):
+            graph[module.name] |= targets - {module.name}
+    circle = find_circle(graph)
+    assert circle is None, " -> ".join(circle or [])
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A path that returns to its start, or None (depth-first, colouring nodes)."""
+    done: set[str] = set()
+    path: list[str] = []
+    on_path: set[str] = set()
+
+    def visit(name: str) -> list[str] | None:
+        path.append(name)
+        on_path.add(name)
+        for target in sorted(graph.get(name, ())):
+            if target in on_path:
+                return [*path[path.index(target) :], target]
+            if target not in done:
+                found = visit(target)
+                if found:
+                    return found
+        on_path.discard(path.pop())
+        done.add(name)
+        return None
+
+    for name in sorted(graph):
+        if name not in done:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+@pytest.mark.parametrize(
+    ("graph", "circle"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, None),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, ["a", "b", "c", "a"]),
+    ],
+)
+def test_the_circle_finder_finds_circles(
+    graph: dict[str, set[str]], circle: list[str] | None
+) -> None:
+    assert find_circle(graph) == circle
+
+
+def test_the_checks_see_the_whole_package() -> None:
+    """The walk reads every room, so a rule that passes is not passing on nothing."""
+    rooms = {name.split(".")[1] for name in NAMES if name.count(".") >= 1}
+    assert {"queue", "delivery", "runner", "message", "admin", "management"} <= rooms
+    assert sum(1 for m in MODULES for _ in imports(m)) > 100
