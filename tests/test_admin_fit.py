@@ -186,6 +186,15 @@ def test_the_log_keeps_the_subject_when_it_keeps_no_message_data(smtp: Any, sett
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_row_that_keeps_the_message_reads_the_subject_from_it(smtp: Any) -> None:
+    message = queue(with_subject("Welcome"))
+    send_all()
+    log = MessageLog.objects.get()
+    assert log.message_data and log.subject_line == ""  # nothing read at delivery
+    assert log.subject == message.subject
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_page_of_a_deferred_attempt_shows_its_subject_and_a_note(
     admin_client: Client, smtp: Any
 ) -> None:

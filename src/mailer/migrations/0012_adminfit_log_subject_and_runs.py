@@ -48,7 +48,7 @@ class Migration(migrations.Migration):
             field=models.TextField(
                 blank=True,
                 default="",
-                help_text="The message's subject, kept even when the message itself is not.",
+                help_text="The message's subject, where the row does not keep the message itself.",
                 verbose_name="subject",
             ),
         ),

@@ -96,7 +96,7 @@ class MessageLog(models.Model):
         _("subject"),
         blank=True,
         default="",
-        help_text=_("The message's subject, kept even when the message itself is not."),
+        help_text=_("The message's subject, where the row does not keep the message itself."),
     )
 
     objects = MessageLogQuerySet.as_manager()
@@ -132,10 +132,14 @@ class MessageLog(models.Model):
         """A new (unsaved) log row about ``message``: its identity, priority and mailer.
 
         Keeps the whole message as ``MAILER_EMAIL_LOG_MESSAGE_DATA`` says (unless
-        ``keep_data`` says otherwise); ``attempt`` defaults to the attempts made.
+        ``keep_data`` says otherwise), or else its subject (a row that keeps the
+        message has it there: reading it costs a delivery nothing); ``attempt``
+        defaults to the attempts made.
         """
         if keep_data is None:
             keep_data = settings.EMAIL_LOG_MESSAGE_DATA
+        if not keep_data and "subject_line" not in fields:
+            fields["subject_line"] = stored_subject(message.message_data)
         return cls(
             message_data=message.message_data if keep_data else None,
             message_id=message_id or message.stored_message_id,
@@ -147,7 +151,7 @@ class MessageLog(models.Model):
             attempt=message.retry_count if attempt is None else attempt,
             mailer=message.mailer,
             idempotency_key=message.idempotency_key,
-            **{"subject_line": stored_subject(message.message_data), **fields},
+            **fields,
         )
 
     @property
