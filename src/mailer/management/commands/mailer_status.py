@@ -12,6 +12,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import CommandError
+from django.utils.translation import ngettext
 
 from mailer.conf import settings
 from mailer.management.base import MailerCommand
@@ -141,7 +142,8 @@ def lock_line(lock: tuple[str, LockHolder | None] | None) -> str:
 def _attempts(window: Attempts) -> str:
     rate = window.failure_rate
     share = f" ({rate:.1%})" if rate is not None else ""
-    return f"{window.total} attempts, {window.failed} deferred or failed{share}"
+    attempts = ngettext("%(count)d attempt", "%(count)d attempts", window.total)
+    return f"{attempts % {'count': window.total}}, {window.failed} deferred or failed{share}"
 
 
 def _duration(seconds: float) -> str:
