@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -28,6 +28,7 @@ from mailer.models import (
     MessageLog,
     Status,
 )
+from mailer.queue import claim
 
 from .assertions import MailAssertions, find
 from .samples import batch, html, plain, token_of, with_attachments
@@ -265,6 +266,26 @@ class TestFailures(MailAssertions):
         Message.objects.update(due_at=timezone.now())
         send_all()
         self.assert_delivered_once(first)
+
+    def test_a_claim_that_committed_but_whose_answer_was_lost_is_delivered(
+        self, monkeypatch: Any
+    ) -> None:
+        # The connection cut after the claim's COMMIT, before its rows were read: the
+        # rows are this run's, though it was told the claim failed.
+        read = claim.bounded
+        cuts = iter([True])
+
+        def cut_once(*args: Any, **kwargs: Any) -> Any:
+            if next(cuts, False):
+                raise OperationalError(2013, "Lost connection to server during query")
+            return read(*args, **kwargs)
+
+        monkeypatch.setattr(claim, "bounded", cut_once)
+        messages = batch(5)
+        queue(*messages)
+        assert send_all() == SendCounts(sent=5)
+        self.assert_each_delivered_once(messages)
+        self.assert_queue_empty()
 
 
 class TestRecipients(MailAssertions):

@@ -203,6 +203,9 @@ class Engine:
             left = None if limit is None else limit - (started - (failing_since or started))
             try:
                 with deadline(self.using, left):
+                    if failing_since is not None:
+                        # The failed claim may have committed all the same.
+                        self._release_strays()
                     claimed = self.queue.claim(
                         self.owner, self._claim_size(), lease=settings.LEASE_SECONDS
                     )
@@ -221,6 +224,12 @@ class Engine:
                 continue
             self.outage.ok("claiming mail")
             return claimed
+
+    def _release_strays(self) -> None:
+        keep = {m.pk for m in self._unreleased}
+        if self._recorder is not None:
+            keep |= self._recorder.holding()
+        self.queue.model.objects.using(self.using).release_strays(self.owner, keep)
 
     def _admit(self) -> bool:
         """May the next message go? Waits while results wait to be recorded (see

@@ -149,6 +149,12 @@ class Recorder:
 
     # -- the engine's side -----------------------------------------------------------
 
+    def holding(self) -> set[int]:
+        """The messages whose results are handed over and not yet written: still
+        claimed by this connection, and not to be given back."""
+        with self.gate.cond:
+            return {message.pk for message, _ in self._writing + self._pending}
+
     def add(self, message: Message, outcome: Outcome) -> None:
         """Hand over one result; it is written as soon as the recorder can."""
         if self._thread is None:

@@ -241,6 +241,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
             claims = claims.filter(pk__in=list(ids))
         return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
 
+    def release_strays(self, owner: str, keep: Iterable[int]) -> int:
+        """Give back what ``owner`` holds apart from ``keep``: claims it does not know
+        it has, from a claim whose COMMIT reached the database while the answer was lost
+        (the connection cut mid-commit). Its lease keeper would renew them for ever."""
+        claims = self.filter(status=Status.CLAIMED, claimed_by=owner).exclude(pk__in=list(keep))
+        return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
+
     def expired_claims(self, now: datetime.datetime | None = None) -> MessageQuerySet:
         return self.claimed().filter(lease_expires_at__lt=now or timezone.now())
 
