@@ -23,6 +23,7 @@ from mailer.admin.listing import json_as_text
 from mailer.engine import send_all
 from mailer.message import codec as storage
 from mailer.models import RESULT_FAILURE, Message, MessageLog
+from mailer.queue.rows import results_problem
 
 from .admin_pages import LIST, LOG_LIST, queue, text
 from .samples import html
@@ -318,3 +319,19 @@ def test_problems_name_the_first_of_several() -> None:
     ]
     assert validity.log_row_problems("1", "[1") == ["recipients: it is not JSON"]
     assert validity.attrs_problem({"attrs": {"tags": [], "metadata": {}}}) == ""
+
+
+@pytest.mark.no_database
+def test_a_providers_message_id_after_the_reply_is_well_formed() -> None:
+    """Entries may end with the id an email service provider gave (text), nothing else."""
+    sent = ["sent", 200, "sent id-1", "id-1"]
+    assert validity.queue_row_problems("queued", json.dumps({"a@x": sent})) == []
+    assert validity.log_row_problems("1", json.dumps([["a@x", *sent]])) == []
+    assert validity.queue_row_problems("queued", json.dumps({"a@x": [*sent[:3], 7]})) == [
+        "the recipient result for 'a@x' is not [result, code, reply]"
+    ]
+    assert validity.log_row_problems("1", json.dumps([["a@x", *sent, "more"]])) == [
+        "an entry of recipients is not [address, result, code, reply]"
+    ]
+    assert results_problem({"a@x": sent}) is None
+    assert results_problem({"a@x": [*sent[:3], None]}) is not None

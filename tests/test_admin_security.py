@@ -43,6 +43,7 @@ ACCEPTED = {
         "priority__exact",
         "priority__isnull",
         "mailer",
+        "refused",  # its own filter: "yes" or "no", any other value filters nothing
         "queue_id",
         "when_attempted__year",
         "when_attempted__month",

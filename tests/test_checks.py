@@ -398,6 +398,48 @@ class TestIdempotencyWindow:
         assert the_one("mailer.E002").obj == "MAILER_IDEMPOTENCY_WINDOW"
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # DJANGO_COMPAT(<6.1)
+class TestProviderBackend:
+    """mailer.W045: a django-anymail delivery backend that cannot be made as configured."""
+
+    POSTMARK = "anymail.backends.postmark.EmailBackend"
+
+    def test_a_missing_api_key_in_the_legacy_style(self, legacy_style: None, settings: Any) -> None:
+        settings.MAILER_EMAIL_BACKEND = self.POSTMARK
+        settings.ANYMAIL = {}
+        warning = the_one("mailer.W045")
+        assert warning.obj == "MAILER_EMAIL_BACKEND"
+        assert "POSTMARK_SERVER_TOKEN" in warning.msg
+
+    def test_a_complete_legacy_configuration_is_fine(
+        self, legacy_style: None, settings: Any
+    ) -> None:
+        settings.MAILER_EMAIL_BACKEND = self.POSTMARK
+        settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "token"}
+        assert reported("mailer.W045") == []
+
+    def test_a_missing_option_under_mailers(
+        self, mailers_style: dict[str, Any], settings: Any
+    ) -> None:
+        settings.MAILERS = {
+            **mailers_style,
+            "default": queued_through("postmark"),
+            "postmark": {"BACKEND": self.POSTMARK, "OPTIONS": {}},
+        }
+        warning = the_one("mailer.W045")
+        assert warning.obj == "MAILERS['postmark']" and "server_token" in warning.msg
+
+    def test_a_complete_mailers_alias_is_fine(
+        self, mailers_style: dict[str, Any], settings: Any
+    ) -> None:
+        settings.MAILERS = {
+            **mailers_style,
+            "default": queued_through("postmark"),
+            "postmark": {"BACKEND": self.POSTMARK, "OPTIONS": {"server_token": "token"}},
+        }
+        assert reported("mailer.W045") == []
+
+
 class TestDocumented:
     def test_the_readme_lists_every_check_id_and_no_other(self) -> None:
         readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ import ssl
 from typing import Any
 
 import pytest
+from anymail.exceptions import AnymailRecipientsRefused
 
 from mailer.delivery.classify import breaks_connection, classify, verdict_for_code
 from mailer.exceptions import UndecodableMessage
@@ -87,16 +88,12 @@ class FakeResponse:
         self.status_code = status
 
 
-class AnymailAPIError(Exception):
-    """Shaped like django-anymail's: an HTTP response hangs off it."""
+class ProviderAPIError(Exception):
+    """Another provider library's error (not django-anymail's): an HTTP response hangs off it."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.response = FakeResponse(status)
-
-
-class AnymailRecipientsRefused(Exception):
-    pass
 
 
 @pytest.mark.parametrize(
@@ -110,13 +107,19 @@ class AnymailRecipientsRefused(Exception):
         (503, Verdict.TRANSIENT),
     ],
 )
-def test_esp_api_errors_are_read_through_their_http_status(status: int, verdict: Verdict) -> None:
-    outcome = classify(AnymailAPIError("provider says no", status))
+def test_other_esp_libraries_errors_are_read_through_their_http_status(
+    status: int, verdict: Verdict
+) -> None:
+    outcome = classify(ProviderAPIError("provider says no", status))
     assert (outcome.verdict, outcome.reply.code) == (verdict, status)
 
 
 def test_an_esp_that_refused_every_recipient_is_permanent() -> None:
-    assert classify(AnymailRecipientsRefused("all refused")).verdict is Verdict.PERMANENT
+    outcome = classify(AnymailRecipientsRefused(), ["a@example.com"])
+
+    assert outcome.verdict is Verdict.PERMANENT
+    assert [(r.address, r.refused) for r in outcome.recipients] == [("a@example.com", True)]
+    assert outcome.reply.text == "All message recipients were rejected or invalid"
 
 
 def quota_classifier(error: BaseException) -> Verdict | tuple[Verdict, Reply] | None:

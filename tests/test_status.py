@@ -172,7 +172,12 @@ class TestCommand:
         report = json.loads(status("--json"))
         assert report["states"]["queued"] == 1
         assert report["oldest_due_age"] >= 42
-        assert report["last_day"] == {"attempts": 0, "failed": 0, "failure_rate": None}
+        assert report["last_day"] == {
+            "attempts": 0,
+            "failed": 0,
+            "failure_rate": None,
+            "refused_recipients": 0,
+        }
         assert report["workers"] == [] and report["alive_workers"] == 0
         assert report["problems"] == []
 

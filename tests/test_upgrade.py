@@ -385,7 +385,8 @@ class TestUpgradeFromDjangoMailer:
             "0009_convert_django_mailer_data",
             "0010_task_wakeup",
             "0011_idempotency_keys",
-            "0012_adminfit_log_subject_and_runs",
+            "0012_esp_provider_ids",
+            "0013_adminfit_log_subject_and_runs",
         ]
 
     def test_every_waiting_message_is_delivered_exactly_once(self, upgrade: Upgrade) -> None:

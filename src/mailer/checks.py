@@ -19,6 +19,7 @@ mailer.W030 The ``send_mail`` lock file or its directory is not safe: another
             user's, writable by others, or a symbolic link.
 mailer.W040 ``MAILER_IDEMPOTENCY_WINDOW`` is shorter than
             ``MAILER_MAX_MESSAGE_AGE``.
+mailer.W045 A django-anymail delivery backend cannot be made as configured.
 ==========  ==============================================================
 
 README.md lists the same table; ``tests/test_checks.py`` keeps them in step.
@@ -30,6 +31,7 @@ import os
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from mailer.conf import (
@@ -390,6 +392,50 @@ def check_idempotency_window(app_configs: Any = None, **kwargs: Any) -> list[Che
     ]
 
 
+@register(TAG)
+def check_providers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.W045: a django-anymail delivery backend that cannot be made as configured
+    (a missing API key, an unknown option...): every delivery run would stop at once."""
+    messages: list[CheckMessage] = []
+    for where, path, make in _delivery_backends():
+        if not isinstance(path, str) or not path.startswith("anymail."):
+            continue
+        try:
+            make()
+        except ImproperlyConfigured as error:  # anymail's configuration errors are these
+            messages.append(
+                Warning(
+                    f"{where} {path!r} cannot be made: {error}",
+                    hint="Give the setting or option anymail names (MAILERS OPTIONS, or the "
+                    "ANYMAIL setting): until then queued mail waits, and each delivery run "
+                    "stops at once.",
+                    id="mailer.W045",
+                    obj=where,
+                )
+            )
+        except Exception:  # cannot be imported: mailer.E003
+            continue
+    return messages
+
+
+def _delivery_backends() -> list[tuple[str, Any, Any]]:
+    """(where it is configured, dotted path, a function making it) of each backend that
+    delivers queued mail."""
+    if not mailers_configured():
+        path = settings.EMAIL_BACKEND if _valid(MailerSettings.EMAIL_BACKEND) else None
+        return [("MAILER_EMAIL_BACKEND", path, lambda: import_string(str(path))())]
+    aliases = mailers_setting()
+    if not isinstance(aliases, dict):
+        return []
+    from django.core.mail import mailers  # DJANGO_COMPAT(<6.1): only 6.1 has it
+
+    return [
+        (f"MAILERS[{alias!r}]", config.get("BACKEND"), lambda alias=alias: mailers[alias])
+        for alias, config in aliases.items()
+        if isinstance(config, dict) and not is_queueing_backend(config.get("BACKEND"))
+    ]
+
+
 def _import_problem(path: Any) -> str | None:
     """Why ``path`` cannot be imported (None if it can)."""
     if not isinstance(path, str):
@@ -406,6 +452,7 @@ __all__ = [
     "check_error_handling",
     "check_idempotency_window",
     "check_lock_path",
+    "check_providers",
     "check_settings",
     "check_tasks",
     "check_workers",

@@ -19,6 +19,7 @@ from mailer.queue.dontsend import DontSendEntry, DontSendEntryQuerySet
 from mailer.queue.idempotency import IdempotencyKey
 from mailer.queue.log import MessageLog, MessageLogQuerySet
 from mailer.queue.message import Message, MessageQuerySet
+from mailer.queue.provider_ids import ProviderMessageId
 from mailer.queue.ratelimit import RateLimit, RateLimitQuerySet
 from mailer.queue.states import (
     RESULT_CODES,
@@ -55,6 +56,7 @@ __all__ = [
     "MessageLog",
     "MessageLogQuerySet",
     "MessageQuerySet",
+    "ProviderMessageId",
     "RateLimit",
     "RateLimitQuerySet",
     "Status",

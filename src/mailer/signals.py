@@ -18,9 +18,10 @@ commits (at once in autocommit mode).
 
 ``message_sent(sender, message, outcome, log, using)``
     The server accepted the message for every recipient it still had to
-    reach (some may have been refused for good: see ``outcome.recipients``).
-    The row is deleted from the queue; ``message`` is the instance as it was,
-    ``pk`` included.
+    reach. Some may have been refused for good: ``outcome.refused`` lists
+    them, each with its own ``reply`` (``outcome.delivered`` the others), and
+    ``log.refused`` counts them. The row is deleted from the queue;
+    ``message`` is the instance as it was, ``pk`` included.
 
 ``message_deferred(sender, message, outcome, log, using)``
     The attempt failed for now; ``message.due_at`` is the next attempt and

@@ -204,3 +204,48 @@ def maintenance() -> Reply:
     https://postmarkapp.com/developer/api/overview (503 and error code 100).
     """
     return error(100, "The Postmark API is down for maintenance.", status=503)
+
+
+def sender_signature_not_found(address: str = "sender@example.com") -> Reply:
+    """ErrorCode 400: the From address has no sender signature on the server.
+
+    https://postmarkapp.com/developer/api/overview (API error codes: 400, "Sender signature
+    not found").
+    """
+    return error(
+        400,
+        f"The 'From' address you supplied ({address}) is not a Sender Signature on your "
+        "account. Please add and confirm this address in order to be able to use it in the "
+        "'From' field of your messages.",
+    )
+
+
+def forbidden_attachment(filename: str = "run.exe") -> Reply:
+    """ErrorCode 411: an attachment of a type Postmark refuses.
+
+    https://postmarkapp.com/developer/api/overview (API error codes: 411, "Forbidden
+    attachment type").
+    """
+    return error(411, f"Forbidden attachment type: {filename}")
+
+
+def out_of_credits() -> Reply:
+    """ErrorCode 405: the account may not send (it ran out of credits).
+
+    https://postmarkapp.com/developer/api/overview (API error codes: 405, "Not allowed to
+    send").
+    """
+    return error(405, "Not allowed to send: You have run out of credits.")
+
+
+def account_pending() -> Reply:
+    """ErrorCode 412: the account is pending approval and may send only to its own domain.
+
+    https://postmarkapp.com/developer/api/overview (API error codes: 412, "Account is
+    pending").
+    """
+    return error(
+        412,
+        "While your account is pending approval, all recipients must share the same domain "
+        "as the 'From' address.",
+    )

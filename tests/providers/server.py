@@ -100,7 +100,10 @@ class Request:
 
     @property
     def tokens(self) -> list[str]:
-        """The sample tokens (``tests.samples``) of the messages the request carries."""
+        """The sample tokens (``tests.samples``) of the messages the request carries (none
+        when the connection was dropped before the body was read)."""
+        if not self.complete:
+            return []
         return sorted(set(TOKEN.findall(self.spec.text(self))))
 
 

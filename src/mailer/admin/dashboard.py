@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Case, Count, IntegerField, Max, Min, Q, Value, When
+from django.db.models import Case, Count, F, IntegerField, Max, Min, Q, Sum, Value, When
 from django.db.models.functions import Substr
 from django.utils import timezone
 
@@ -57,6 +57,8 @@ class Hour:
     start: datetime.datetime
     sent: int
     failed: int
+    refused: int = 0  # recipients refused by the server or provider in this hour
+    refused_last_hour: int = 0  # of those, the ones within the hour before "now"
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,16 @@ class Dashboard:
     def failed_last_day(self) -> int:
         return sum(h.failed for h in self.hours)
 
+    @property
+    def refused_last_day(self) -> int:
+        """Recipients the server or provider refused in the last 24 hours."""
+        return sum(h.refused for h in self.hours)
+
+    @property
+    def refused_last_hour(self) -> int:
+        """Recipients the server or provider refused in the last 60 minutes."""
+        return sum(h.refused_last_hour for h in self.hours)
+
 
 def gather(now: datetime.datetime | None = None, using: str = "default") -> Dashboard:
     """Everything the dashboard shows, as of ``now``."""
@@ -190,7 +202,8 @@ def hour_floor(when: datetime.datetime) -> datetime.datetime:
 
 
 def hourly(now: datetime.datetime, using: str = "default") -> list[Hour]:
-    """Sent and failed attempts in each of the last 24 hours, the current one included.
+    """Sent and failed attempts, and refused recipients, in each of the last 24 hours, the
+    current one included.
 
     Hours are whole UTC hours. Reads only the log rows of that window, through
     the ``when_attempted`` index, and puts each in its hour with a CASE of
@@ -214,11 +227,30 @@ def hourly(now: datetime.datetime, using: str = "default") -> list[Hour]:
         .annotate(hour=hour)
         .order_by()
         .values("hour", "result")
-        .annotate(count=Count("*"))
+        .annotate(
+            count=Count("*"),
+            refused_sum=Sum("refused"),
+            recent=Sum(
+                Case(
+                    When(when_attempted__gte=now - datetime.timedelta(hours=1), then=F("refused")),
+                    default=Value(0),
+                )
+            ),
+        )
     )
     counts = {(row["hour"], row["result"]): row["count"] for row in rows}
+    refused: dict[int, list[int]] = {}
+    for row in rows:
+        both = refused.setdefault(row["hour"], [0, 0])
+        both[0] += int(row["refused_sum"] or 0)
+        both[1] += int(row["recent"] or 0)
     return [
-        Hour(start, counts.get((index, RESULT_SUCCESS), 0), counts.get((index, RESULT_FAILURE), 0))
+        Hour(
+            start,
+            counts.get((index, RESULT_SUCCESS), 0),
+            counts.get((index, RESULT_FAILURE), 0),
+            *refused.get(index, [0, 0]),
+        )
         for index, start in enumerate(starts)
     ]
 

@@ -207,6 +207,7 @@ class RecipientRow:
     result: str  # sent, permanent, transient, skipped, cancelled, pending
     code: int | None
     reply: str
+    provider_id: str = ""  # the id an email service provider gave this recipient's copy
 
 
 def recipient_rows(summary: dict[str, Any], results: Any) -> list[RecipientRow]:
@@ -252,7 +253,8 @@ def _row(address: str, kind: str, result: list[Any] | None) -> RecipientRow:
     verdict = _text(result[0])
     code = result[1] if len(result) > 1 and isinstance(result[1], int) else None
     reply = _text(result[2]) if len(result) > 2 else ""
-    return RecipientRow(address, kind, verdict, code, reply)
+    provider_id = _text(result[3]) if len(result) > 3 and result[3] else ""
+    return RecipientRow(address, kind, verdict, code, reply, provider_id)
 
 
 # -- List cells that fit the page ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The list filters of the queue and the log: state, and the MAILERS alias."""
+"""The list filters of the queue and the log: state, the MAILERS alias, refused recipients."""
 
 from __future__ import annotations
 
@@ -84,3 +84,20 @@ class MailerFilter(admin.SimpleListFilter):
         if value is None:
             return queryset
         return queryset.filter(mailer="" if value == DEFAULT_MAILER else value)
+
+
+class RefusedFilter(admin.SimpleListFilter):
+    """Attempts in which the server or provider refused some recipient, sent to others or not."""
+
+    title = _("refused recipients")
+    parameter_name = "refused"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("some refused")), ("no", _("none refused"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(refused__gt=0)
+        if self.value() == "no":
+            return queryset.filter(refused=0)
+        return queryset

@@ -17,9 +17,10 @@ from mailer.admin.base import (
     json_value,
     reply_text,
 )
-from mailer.admin.filters import MailerFilter
+from mailer.admin.filters import MailerFilter, RefusedFilter
 from mailer.queue.log import MessageLog
 from mailer.queue.message import Message
+from mailer.queue.provider_ids import ProviderMessageId
 from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS
 
 # -- The log ----------------------------------------------------------------------------
@@ -47,7 +48,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "mailer",
     )
     list_display_links = ("id", "attempted_column")
-    list_filter = ("result", "priority", MailerFilter)
+    list_filter = ("result", RefusedFilter, "priority", MailerFilter)
     link_lookups = ("queue_id",)  # the queue entry column links to its attempts
     date_hierarchy = "when_attempted"
     # Read-only: all of them; the stored data itself is shown by the template, by permission.
@@ -84,6 +85,8 @@ class MessageLogAdmin(StoredMailAdmin):
             | Q(message_id__icontains=term)
             | Q(recipients__icontains=term)
             | Q(subject_line__icontains=term)
+            # The provider's message id, as its webhooks and its dashboard show it.
+            | Q(pk__in=ProviderMessageId.objects.filter(provider_id=term).values("log_id"))
         )
         if search.is_id(term):
             condition |= Q(queue_id=int(term))
@@ -132,6 +135,7 @@ class MessageLogAdmin(StoredMailAdmin):
 
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
+        rows = display.log_recipient_rows(json_value(obj, "recipients"))
         context = super().mail_context(request, obj)
         view: display.EmailView = context["email"]
         if view.error == display.NOT_KEPT:
@@ -143,7 +147,8 @@ class MessageLogAdmin(StoredMailAdmin):
             context["data_note"] = NOT_KEPT_NOTE
         return {
             **context,
-            "recipients": display.log_recipient_rows(json_value(obj, "recipients")),
+            "recipients": rows,
+            "provider_ids": any(row.provider_id for row in rows),
             "attempts": self.attempts(obj.queue_id),
             "queued_url": reverse("admin:mailer_message_change", args=[obj.queue_id])
             if queued

@@ -125,9 +125,11 @@ class MessageAdmin(StoredMailAdmin):
         return TemplateResponse(request, "admin/mailer/dashboard.html", context)
 
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        rows = display.recipient_rows(obj.summary, json_value(obj, "recipient_results"))
         return {
             **super().mail_context(request, obj),
-            "recipients": display.recipient_rows(obj.summary, json_value(obj, "recipient_results")),
+            "recipients": rows,
+            "provider_ids": any(row.provider_id for row in rows),
             "attempts": self.attempts(obj.pk),
         }
 

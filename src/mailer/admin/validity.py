@@ -115,21 +115,27 @@ def _column(problems: list[str], label: str, text: str | None, kind: type) -> An
 
 
 def _is_result(value: Any) -> bool:
-    """Is ``value`` a ``recipient_results`` entry: [result, code or null, reply]?"""
-    return isinstance(value, list) and len(value) == 3 and _is_outcome(value)
+    """Is ``value`` a ``recipient_results`` entry: [result, code or null, reply], and
+    the provider's message id where one was given?"""
+    return isinstance(value, list) and _is_outcome(value)
 
 
 def _is_log_entry(value: Any) -> bool:
-    """Is ``value`` a ``recipients`` entry: [address, result, code or null, reply]?"""
+    """Is ``value`` a ``recipients`` entry: [address, result, code or null, reply],
+    and the provider's message id where one was given?"""
     return (
         isinstance(value, list)
-        and len(value) == 4
+        and bool(value)
         and isinstance(value[0], str)
-        and _is_outcome(value[1:])
+        and (_is_outcome(value[1:]))
     )
 
 
 def _is_outcome(value: list[Any]) -> bool:
+    if len(value) == 4 and isinstance(value[3], str):
+        value = value[:3]  # the provider's message id
+    if len(value) != 3:
+        return False
     result, code, reply = value
     code_ok = code is None or (isinstance(code, int) and not isinstance(code, bool))
     return isinstance(result, str) and code_ok and isinstance(reply, str)

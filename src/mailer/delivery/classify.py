@@ -5,9 +5,11 @@
 * Bad stored data (``ValueError``, ``UnicodeError``...): permanent; a row the
   queue cannot read (``UndecodableMessage``) says "stored data is not valid: ...",
   one over ``MAILER_MAX_MESSAGE_SIZE`` "stored data is too large: ...".
-* ESP backends (django-anymail and the like) are read through their
-  exceptions: an HTTP status on the exception or its ``response`` counts like
-  an SMTP code (408 and 429 are transient).
+* django-anymail's exceptions are read by ``mailer.esp``, before anything
+  generic (its HTTP errors are also ``OSError`` too): the HTTP status where the
+  SMTP code goes, the provider's words where the text goes, per recipient.
+* Other ESP libraries are read through their exceptions: an HTTP status on the
+  exception or its ``response`` counts (408, 425, 429 and 5xx are transient).
 * Anything else is transient: retried until ``MAILER_EMAIL_MAX_RETRIES`` or
   ``MAILER_MAX_MESSAGE_AGE`` runs out.
 
@@ -26,6 +28,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from mailer.conf import settings
+from mailer.delivery.esp import classify_anymail, is_anymail_error, verdict_for_http
 from mailer.exceptions import StoredMessageTooLarge, UndecodableMessage
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
 
@@ -38,14 +41,6 @@ def verdict_for_code(code: int | None) -> Verdict:
     if 500 <= code < 600:
         return Verdict.PERMANENT
     return Verdict.TRANSIENT
-
-
-def verdict_for_http(status: int) -> Verdict:
-    if status in (408, 429) or status >= 500:
-        return Verdict.TRANSIENT
-    if 400 <= status < 500:
-        return Verdict.PERMANENT
-    return Verdict.SENT if 200 <= status < 300 else Verdict.TRANSIENT
 
 
 def _text(value: Any) -> str:
@@ -81,6 +76,8 @@ def breaks_connection(exc: BaseException) -> bool:
         return exc.smtp_code == 421 or isinstance(exc, _CONNECTION_ERRORS)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return False
+    if is_anymail_error(exc) and getattr(exc, "status_code", None) is not None:
+        return False  # the API answered: its HTTP session is fine
     return isinstance(exc, OSError)  # socket errors, timeouts, and smtplib's own
 
 
@@ -89,11 +86,16 @@ def classify(exc: BaseException, recipients: list[str] | None = None) -> Outcome
     recipients = recipients or []
     name = exception_name(exc)
     custom = _custom(exc)
+    provider = None if custom is not None else classify_anymail(exc, recipients)
+    if provider is not None:
+        return provider
     if custom is not None:
         verdict, reply = custom
     elif isinstance(exc, smtplib.SMTPRecipientsRefused):
         results = [
-            RecipientResult(str(addr), verdict_for_code(code), Reply(code, _text(text)))
+            RecipientResult(
+                str(addr), verdict_for_code(code), Reply(code, _text(text)), refused=True
+            )
             for addr, (code, text) in exc.recipients.items()
         ]
         worst = (
@@ -155,11 +157,9 @@ def _http_status(exc: BaseException) -> int | None:
 
 
 def _esp(exc: BaseException) -> tuple[Verdict, Reply]:
-    """Errors of HTTP-API backends (django-anymail and others), read without importing them."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
+    """Errors of other HTTP-API backends, read without importing them (django-anymail's
+    are read by ``mailer.esp``)."""
     text = str(exc) or exception_name(exc)
-    if "AnymailRecipientsRefused" in names or "AnymailInvalidAddress" in names:
-        return Verdict.PERMANENT, Reply(None, text)
     status = _http_status(exc)
     if status is not None:
         return verdict_for_http(status), Reply(status, text)

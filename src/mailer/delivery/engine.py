@@ -38,8 +38,8 @@ from mailer.delivery.handlers import (
 from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.recipients import pending_recipients
 from mailer.delivery.recorder import Gate, Recorder
-from mailer.delivery.transport import Transport
-from mailer.exceptions import DatabaseUnreachable, MailerError, UndecodableMessage
+from mailer.delivery.transport import ConnectionDown, Transport
+from mailer.exceptions import DatabaseUnreachable, UndecodableMessage
 from mailer.message import codec
 from mailer.message.summary import document_summary
 from mailer.queue import retry
@@ -70,14 +70,6 @@ class SendCounts(NamedTuple):
         if not isinstance(other, SendCounts):
             return NotImplemented
         return SendCounts(*(a + b for a, b in zip(self, other, strict=True)))
-
-
-class ConnectionDown(MailerError):
-    """The delivery connection could not be opened: stop this run."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(str(outcome.reply))
-        self.outcome = outcome
 
 
 class Engine:
@@ -161,7 +153,7 @@ class Engine:
                 claimed = []
         except ConnectionDown as down:
             self.connection_down = True
-            logger.error("cannot connect to deliver mail, stopping this run: %s", down)
+            logger.error("%s, stopping this run: %s", down.why, down)
         finally:
             # After giving up, the database is not asked again: the claims come back
             # when their lease ends, or at once when a run starts again on this host.
@@ -436,11 +428,13 @@ class Engine:
             outcome = classify(error, recipients)
             if outcome.verdict is Verdict.PERMANENT:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
-            raise ConnectionDown(outcome) from error
+            raise ConnectionDown.after(error, outcome) from error
         if self.before_send is not None:
             self.before_send()
         try:
             outcome = transport.send(email, recipients)
+        except ConnectionDown:
+            raise  # the backend is misconfigured: every message would fail alike
         except Exception as error:
             return self._handle(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:

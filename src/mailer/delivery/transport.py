@@ -5,7 +5,8 @@ here, recipient by recipient, so that each recipient's reply is kept: when
 the server refuses some RCPT TO and accepts others, the message goes to the
 accepted ones and the refused ones are recorded. Django's own ``_send``
 discards those replies. Other backends (console, locmem, ESP APIs) get
-``send_messages([message])`` and are judged by what it raises.
+``send_messages([message])`` and are judged by what it raises and, for
+django-anymail, by its status per recipient (``mailer.esp``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
 from mailer import compat
 from mailer.conf import settings
-from mailer.delivery import backends
+from mailer.delivery import backends, esp
 from mailer.delivery.classify import breaks_connection, classify, exception_name, verdict_for_code
-from mailer.exceptions import UndecodableMessage
+from mailer.exceptions import MailerError, UndecodableMessage
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
 from mailer.scrub import scrubbed_logger
 
@@ -35,6 +36,23 @@ logger = scrubbed_logger("mailer.transport")  # replies and tracebacks may quote
 
 # A connection idle this long is checked with NOOP before reuse: servers drop idle clients.
 IDLE_CHECK_SECONDS = 10.0
+
+
+class ConnectionDown(MailerError):
+    """The delivery connection could not be opened, or its backend is misconfigured (every
+    message would fail alike): stop this run; ``why`` says which."""
+
+    def __init__(self, outcome: Outcome, why: str = "cannot connect to deliver mail") -> None:
+        super().__init__(str(outcome.reply))
+        self.outcome = outcome
+        self.why = why
+
+    @classmethod
+    def after(cls, error: BaseException, outcome: Outcome) -> ConnectionDown:
+        """The exception that stops the run after ``error`` (``outcome``: the message's)."""
+        if esp.misconfigured(error):
+            return cls(outcome, "the delivery backend is misconfigured")
+        return cls(outcome)
 
 
 class Transport:
@@ -121,8 +139,10 @@ class Transport:
                 return self._send_smtp(backend, message, recipients)
             return self._send_other(backend, message, recipients)
         except BaseException as error:
-            if breaks_connection(error):
+            if breaks_connection(error) or esp.misconfigured(error):
                 self.close()
+            if esp.misconfigured(error):  # not the message's fault: classified transient
+                raise ConnectionDown.after(error, classify(error, recipients)) from error
             raise
 
     def _send_other(
@@ -134,22 +154,8 @@ class Transport:
         if sent == 0:
             reply = Reply(None, "the backend sent nothing (did it fail silently?)")
             return Outcome(Verdict.TRANSIENT, reply, "", _all(recipients, Verdict.TRANSIENT, reply))
-        status = getattr(message, "anymail_status", None)
-        per_recipient = getattr(status, "recipients", None) or {}
-        results = []
-        for address in recipients:
-            info = per_recipient.get(address)
-            state = getattr(info, "status", None)
-            verdict = (
-                Verdict.PERMANENT if state in ("rejected", "invalid", "failed") else Verdict.SENT
-            )
-            results.append(RecipientResult(address, verdict, Reply(None, str(state or "sent"))))
-        if results and all(r.verdict is Verdict.PERMANENT for r in results):
-            return Outcome(Verdict.PERMANENT, results[0].reply, "", results)
-        msgid = getattr(status, "message_id", None)
-        return Outcome(
-            Verdict.SENT, Reply(None, f"accepted {msgid}" if msgid else "accepted"), "", results
-        )
+        # django-anymail's answer per recipient, when there is one (``mailer.esp``).
+        return esp.recipient_outcome(message, recipients)
 
     def _send_smtp(
         self, backend: SMTPBackend, message: EmailMessage, recipients: list[str]
@@ -231,7 +237,7 @@ def _converse(
             accepted.append(address)
         else:
             reply = Reply(code, _text(text))
-            results[address] = RecipientResult(address, _failure(code), reply)
+            results[address] = RecipientResult(address, _failure(code), reply, refused=code != 421)
             if code == 421:  # the server is closing: nobody gets this message now
                 connection.close()
                 return Outcome(

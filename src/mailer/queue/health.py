@@ -5,7 +5,8 @@ Every query stays fast on millions of rows:
 * messages by state, and the oldest due time: one GROUP BY over the
   ``(status, due_at)`` index of ``Message``;
 * delivery attempts: one count per result over the ``(result,
-  when_attempted)`` index of ``MessageLog``, for the last day only;
+  when_attempted)`` index of ``MessageLog``, for the last day only, with the
+  recipients refused in them;
 * workers: the most recent ``MAX_WORKERS`` rows.
 
 It reads only the models and the settings, and writes nothing.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import Count, Q
+from django.db.models import Case, Count, F, Q, Sum, Value, When
 from django.utils import timezone
 
 from mailer.conf import settings
@@ -35,10 +36,12 @@ MAX_WORKERS = 20
 
 @dataclass(frozen=True)
 class Attempts:
-    """Delivery attempts over a period: all of them, and those that did not deliver."""
+    """Delivery attempts over a period: all of them, those that did not deliver, and the
+    recipients refused (by the server or provider, each with its own reply) in them."""
 
     total: int
     failed: int  # deferred or failed
+    refused: int = 0  # recipients, in attempts sent to others too or failed
 
     @property
     def failure_rate(self) -> float | None:
@@ -81,6 +84,7 @@ class Health:
                 "attempts": window.total,
                 "failed": window.failed,
                 "failure_rate": window.failure_rate,
+                "refused_recipients": window.refused,
             }
 
         return {
@@ -110,25 +114,37 @@ def check(now: datetime.datetime | None = None, using: str = DEFAULT_DB_ALIAS) -
     """The queue's health as of ``now``."""
     now = now or timezone.now()
     states, oldest_due_at = Message.objects.using(using).states(now)
-    last_hour, last_day = _attempts(now, using)
+    last_hour, last_day = attempts(now, using)
     return Health(now, states, oldest_due_at, last_hour, last_day, _workers(now, using))
 
 
-def _attempts(now: datetime.datetime, using: str) -> tuple[Attempts, Attempts]:
-    """Attempts in the last hour and day: one range over (result, when_attempted) per result."""
+def attempts(now: datetime.datetime, using: str) -> tuple[Attempts, Attempts]:
+    """Attempts in the last hour and day, and the recipients refused in them: one range
+    over (result, when_attempted) per result."""
     rows = (
         MessageLog.objects.using(using)
         .filter(result__in=[RESULT_SUCCESS, RESULT_FAILURE], when_attempted__gte=now - DAY)
         .order_by()
         .values("result")
-        .annotate(day=Count("*"), hour=count_where(Q(when_attempted__gte=now - HOUR)))
+        .annotate(
+            day=Count("*"),
+            hour=count_where(Q(when_attempted__gte=now - HOUR)),
+            refused_day=Sum("refused"),
+            refused_hour=Sum(
+                Case(When(when_attempted__gte=now - HOUR, then=F("refused")), default=Value(0))
+            ),
+        )
     )
-    counts = {row["result"]: row for row in rows}
-    empty = {"day": 0, "hour": 0}
+    counts: dict[str, dict[str, Any]] = {row["result"]: dict(row) for row in rows}
+    empty = {"day": 0, "hour": 0, "refused_day": 0, "refused_hour": 0}
     sent, failed = counts.get(RESULT_SUCCESS, empty), counts.get(RESULT_FAILURE, empty)
+
+    def total(key: str) -> int:
+        return int(sent[key] or 0) + int(failed[key] or 0)
+
     return (
-        Attempts(int(sent["hour"] or 0) + int(failed["hour"] or 0), int(failed["hour"] or 0)),
-        Attempts(int(sent["day"]) + int(failed["day"]), int(failed["day"])),
+        Attempts(total("hour"), int(failed["hour"] or 0), total("refused_hour")),
+        Attempts(total("day"), int(failed["day"] or 0), total("refused_day")),
     )
 
 
@@ -143,4 +159,4 @@ def _workers(now: datetime.datetime, using: str) -> list[WorkerHealth]:
     ]
 
 
-__all__ = ["STATES", "Attempts", "Health", "WorkerHealth", "check"]
+__all__ = ["STATES", "Attempts", "Health", "WorkerHealth", "attempts", "check"]

@@ -18,6 +18,7 @@ from mailer.priorities import (
     PRIORITIES,
 )
 from mailer.queue.batching import delete_in_batches
+from mailer.queue.provider_ids import ProviderMessageId
 from mailer.queue.states import RESULT_CODES, RESULT_SUCCESS
 from mailer.scrub import scrub
 
@@ -55,10 +56,23 @@ class MessageLogQuerySet(models.QuerySet["MessageLog"]):
             result_codes = [RESULT_SUCCESS]
         limit = timezone.now() - datetime.timedelta(days=days)
         old = self.filter(result__in=list(result_codes), when_attempted__lt=limit)
-        return delete_in_batches(old, batch_size)
+        return delete_in_batches(old, batch_size, before=self._delete_provider_ids)
+
+    def _delete_provider_ids(self, log_ids: list[int]) -> None:
+        ProviderMessageId.objects.using(self.db).filter(log_id__in=log_ids)._raw_delete(self.db)
 
     def for_message(self, message: Message) -> MessageLogQuerySet:
         return self.filter(queue_id=message.pk).order_by("when_attempted", "pk")
+
+    def by_provider_id(self, provider_id: str) -> MessageLogQuerySet:
+        """The attempts an email service provider gave the message id ``provider_id``
+        (what its webhooks carry), through the indexed ``ProviderMessageId`` table."""
+        found = ProviderMessageId.objects.using(self.db).filter(provider_id=provider_id)
+        return self.filter(pk__in=found.values("log_id"))
+
+    def with_refusals(self) -> MessageLogQuerySet:
+        """Attempts for which the server or provider refused some recipient."""
+        return self.filter(refused__gt=0)
 
 
 class MessageLog(models.Model):
@@ -86,8 +100,21 @@ class MessageLog(models.Model):
             "[address, result, SMTP code, reply] for each recipient this attempt concerned."
         ),
     )
+    refused = models.PositiveIntegerField(
+        _("refused recipients"),
+        default=0,
+        help_text=_(
+            "Recipients the server or provider refused, each with its own reply, in this "
+            "attempt (as its recipients show)."
+        ),
+    )
     exception = models.CharField(_("exception"), max_length=200, blank=True, default="")
-    smtp_code = models.PositiveSmallIntegerField(_("SMTP code"), null=True, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(
+        _("SMTP code"),
+        null=True,
+        blank=True,
+        help_text=_("The SMTP reply code, or the HTTP status of an email service provider's API."),
+    )
     smtp_reply = models.TextField(_("reply"), blank=True, default="")
     mailer = models.CharField(_("mailer"), max_length=100, blank=True, default="")
     worker = models.CharField(_("worker"), max_length=200, blank=True, default="")

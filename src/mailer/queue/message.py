@@ -130,6 +130,13 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     # Queue states beyond the contract.
 
+    def by_provider_id(self, provider_id: str) -> MessageQuerySet:
+        """Messages still in the queue (partly sent, deferred or failed for some recipient)
+        that an email service provider gave the id ``provider_id``. A message sent to
+        everyone has left the queue: ``MessageLog.objects.by_provider_id`` finds its log."""
+        logs = MessageLog.objects.using(self.db).by_provider_id(provider_id)
+        return self.filter(pk__in=logs.values("queue_id"))
+
     def queued(self) -> MessageQuerySet:
         return self.filter(status=Status.QUEUED)
 

@@ -44,12 +44,26 @@ class Reply:
 
 @dataclass
 class RecipientResult:
+    """One recipient's result in an attempt.
+
+    ``refused``: the server (or provider) answered for this recipient alone and did
+    not take it (an SMTP RCPT refusal, a provider's "rejected" or "invalid"), as
+    opposed to a failure of the whole attempt. ``provider_id``: the id an email
+    service provider gave the message for this recipient (what its webhooks carry).
+    """
+
     address: str
     verdict: Verdict
     reply: Reply
+    refused: bool = False
+    provider_id: str | None = None
 
     def as_json(self) -> list[object]:
-        return [self.verdict.value, self.reply.code, self.reply.text]
+        """[result, code, reply] and, when a provider gave one, its message id."""
+        stored: list[object] = [self.verdict.value, self.reply.code, self.reply.text]
+        if self.provider_id:
+            stored.append(self.provider_id)
+        return stored
 
 
 @dataclass
@@ -66,3 +80,18 @@ class Outcome:
     @property
     def attempted(self) -> list[str]:
         return [r.address for r in self.recipients]
+
+    @property
+    def delivered(self) -> list[RecipientResult]:
+        """The recipients this attempt reached."""
+        return [r for r in self.recipients if r.verdict is Verdict.SENT]
+
+    @property
+    def refused(self) -> list[RecipientResult]:
+        """The recipients the server or provider refused, each with its own reply."""
+        return [r for r in self.recipients if r.refused and r.verdict is not Verdict.SENT]
+
+    @property
+    def provider_ids(self) -> dict[str, str]:
+        """Address -> the provider's message id, for each recipient that got one."""
+        return {r.address: r.provider_id for r in self.recipients if r.provider_id}

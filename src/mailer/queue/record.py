@@ -29,6 +29,7 @@ from mailer.queue import retry
 from mailer.queue.enqueue import max_query_params
 from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome, Verdict
+from mailer.queue.provider_ids import ProviderMessageId
 from mailer.queue.sql.mysql import retrying_deadlocks
 from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, Status
 
@@ -204,6 +205,7 @@ def record_results(
     changed: list[Message] = []
     logs: list[MessageLog] = []
     signalled: list[tuple[str, Message, Outcome, MessageLog | None]] = []
+    provider_ids: list[tuple[MessageLog, dict[str, str]]] = []
     for message, outcome in results:
         attempt = message.retry_count + 1
         if getattr(message, "_deferred_by_handler", False):
@@ -231,22 +233,25 @@ def record_results(
                 message_id=outcome.message_id,
                 when_attempted=now,
                 recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
+                refused=len(outcome.refused),
                 exception=outcome.exception,
                 smtp_code=outcome.reply.code,
                 smtp_reply=outcome.reply.text,
                 worker=worker,
             )
             logs.append(log)
+            if outcome.provider_ids:
+                provider_ids.append((log, outcome.provider_ids))
         sent = final == "done" and outcome.verdict is Verdict.SENT
         signalled.append(("sent" if sent else final, message, outcome, log))
     db = queryset.db
-    if logs and not changed and connections[db].vendor == "postgresql":
+    if logs and not changed and not provider_ids and connections[db].vendor == "postgresql":
         # One statement, atomic by itself: results come a few at a time, and a
         # round trip (and a transaction's) is most of what writing them costs.
         insert_logs(logs, db, delete=(queryset.model, done) if done else None)
         signals.recorded_on_commit(queryset.model, signalled, db)
         return
-    retrying_deadlocks(db, lambda: _write(queryset, done, changed, logs, signalled))
+    retrying_deadlocks(db, lambda: _write(queryset, done, changed, logs, signalled, provider_ids))
 
 
 def _write(
@@ -255,8 +260,10 @@ def _write(
     changed: list[Message],
     logs: list[MessageLog],
     signalled: list[tuple[str, Message, Outcome, MessageLog | None]],
+    provider_ids: list[tuple[MessageLog, dict[str, str]]],
 ) -> None:
-    """The writes of ``record``: one DELETE, one UPDATE and one INSERT, in one transaction."""
+    """The writes of ``record``: one DELETE, one UPDATE and one INSERT (and one of the
+    providers' message ids, when a provider gave some), in one transaction."""
     db = queryset.db
     with transaction.atomic(using=db):
         delete_ids(queryset.model, done, db)
@@ -275,6 +282,7 @@ def _write(
                 ],
             )
         insert_logs(logs, db, max_params=max_query_params(connections[db]))
+        _insert_provider_ids(provider_ids, db)
         signals.recorded_on_commit(queryset.model, signalled, db)
 
 
@@ -313,12 +321,51 @@ def _apply_outcome(message: Message, outcome: Outcome, now: datetime.datetime) -
 
 
 def _log_text(outcome: Outcome, final: str, message: Message) -> str:
-    """The contract's free-text ``log_message`` for an attempt."""
+    """The contract's free-text ``log_message`` for an attempt.
+
+    An attempt that reached some recipients and was refused for others says so first:
+    "sent to 2, refused 1: c@example.com: 550 5.1.1 no such user".
+    """
+    partly = _partly_refused(outcome)
     if outcome.verdict is Verdict.SENT:
-        refused = [r for r in outcome.recipients if r.verdict is Verdict.PERMANENT]
-        return "; ".join(f"refused {r.address}: {r.reply}" for r in refused)
+        return partly
+    if partly and final == "deferred" and message.due_at is not None:
+        return f"{partly}; deferred until {message.due_at.isoformat(timespec='seconds')}"
     if outcome.verdict is Verdict.SKIPPED:
         return "every recipient is on the don't-send list"
     if final == "deferred" and message.due_at is not None:
         return f"deferred until {message.due_at.isoformat(timespec='seconds')}: {outcome.reply}"
     return message.last_reply if final == "failed" else str(outcome.reply)
+
+
+def _partly_refused(outcome: Outcome) -> str:
+    """ "sent to N, refused M: <address>: <reply>; ..." for an attempt that reached some
+    recipients and was refused for others; empty otherwise."""
+    refused, delivered = outcome.refused, outcome.delivered
+    if not refused or not delivered:
+        return ""
+    replies = "; ".join(f"{r.address}: {r.reply}" for r in refused)
+    return f"sent to {len(delivered)}, refused {len(refused)}: {replies}"
+
+
+def _insert_provider_ids(found: list[tuple[MessageLog, dict[str, str]]], using: str) -> None:
+    """One ``ProviderMessageId`` row per recipient a provider gave an id (after the logs)."""
+    if not found:
+        return
+    for log, _ids in found:
+        if log.pk is None:  # MySQL returns no ids from a multi-row INSERT: ask for it
+            log.pk = (
+                MessageLog.objects.using(using)
+                .filter(
+                    queue_id=log.queue_id, attempt=log.attempt, when_attempted=log.when_attempted
+                )
+                .values_list("pk", flat=True)
+                .order_by("-pk")
+                .first()
+            )
+    rows = [
+        ProviderMessageId(log_id=log.pk, address=address[:254], provider_id=provider_id[:255])
+        for log, ids in found
+        for address, provider_id in ids.items()
+    ]
+    insert_logs(rows, using, max_params=max_query_params(connections[using]))

@@ -119,14 +119,15 @@ def too_large(stored_size: int, limit: int | None) -> StoredMessageTooLarge:
 def results_problem(value: Any) -> str | None:
     """What is wrong with a stored ``recipient_results`` value, or None.
 
-    It must map addresses to ``[verdict, code, text]``.
+    It must map addresses to ``[verdict, code, text]``, followed by the provider's
+    message id where an email service provider gave one.
     """
     if not isinstance(value, dict):
         return f"recipient_results is {_kind(value)}, not an object"
     for address, result in value.items():
         if not (
             isinstance(result, list)
-            and len(result) == 3
+            and (len(result) == 3 or (len(result) == 4 and isinstance(result[3], str)))
             and isinstance(result[0], str)
             and result[0] in _VERDICTS
             and (result[1] is None or (type(result[1]) is int))

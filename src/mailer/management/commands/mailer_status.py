@@ -25,7 +25,8 @@ ALERT = 2
 class Command(MailerCommand):
     help = (
         "Show the queue's health: messages by state, how long the oldest due message has "
-        "waited, failed attempts in the last hour and day, workers. Exits with status 2 when "
+        "waited, failed attempts and refused recipients in the last hour and day, workers. "
+        "Exits with status 2 when "
         "a limit given (--max-age, --max-failed, --min-workers) is crossed."
     )
 
@@ -143,7 +144,11 @@ def _attempts(window: Attempts) -> str:
     rate = window.failure_rate
     share = f" ({rate:.1%})" if rate is not None else ""
     attempts = ngettext("%(count)d attempt", "%(count)d attempts", window.total)
-    return f"{attempts % {'count': window.total}}, {window.failed} deferred or failed{share}"
+    refused = ngettext(
+        "%(count)d recipient refused", "%(count)d recipients refused", window.refused
+    )
+    line = f"{attempts % {'count': window.total}}, {window.failed} deferred or failed{share}"
+    return f"{line}, {refused % {'count': window.refused}}"
 
 
 def _duration(seconds: float) -> str:

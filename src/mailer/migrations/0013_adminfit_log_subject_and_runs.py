@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailer", "0011_idempotency_keys"),
+        ("mailer", "0012_esp_provider_ids"),
     ]
 
     operations = [
