@@ -17,7 +17,6 @@ message and the run goes on.
 from __future__ import annotations
 
 import logging
-import smtplib
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +33,8 @@ from mailer.delivery.handlers import (
     as_exception,
     handle_backend_exception,
     handle_delivery_exception,
+    handler_raised,
+    handler_said,
 )
 from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.recipients import pending_recipients
@@ -436,13 +437,13 @@ class Engine:
         except ConnectionDown:
             raise  # the backend is misconfigured: every message would fail alike
         except Exception as error:
-            return self._handle(transport, message, error, recipients)
+            return self._ask_handler(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
             refusal = as_exception(outcome, email.from_email)
-            return self._handle(transport, message, refusal, recipients, outcome)
+            return self._ask_handler(transport, message, refusal, recipients, outcome)
         return outcome
 
-    def _handle(
+    def _ask_handler(
         self,
         transport: Transport,
         message: Message,
@@ -456,26 +457,9 @@ class Engine:
         except Exception as handler_error:
             logger.exception("MAILER_ERROR_HANDLER %s raised", self.handler_path)
             transport.close()
-            found = outcome or classify(error, recipients)
-            if found.verdict is Verdict.PERMANENT and not isinstance(
-                error, smtplib.SMTPException | ValueError
-            ):
-                found.verdict = Verdict.TRANSIENT
-            found.reply = Reply(
-                found.reply.code, f"{found.reply.text} (error handler raised {handler_error!r})"
-            )
-            return found
+            return handler_raised(error, handler_error, recipients, outcome)
         transport.replace(connection)
-        found = getattr(message, "_mailer_outcome", None) or outcome or classify(error, recipients)
-        if not found.recipients:
-            found.recipients = [RecipientResult(a, found.verdict, found.reply) for a in recipients]
-        if action == "sent":
-            found.verdict = Verdict.SENT
-        elif action == "failed":
-            found.verdict = Verdict.PERMANENT
-        elif found.verdict is not Verdict.TRANSIENT:
-            found.verdict = Verdict.TRANSIENT  # the handler chose to retry
-        return found
+        return handler_said(action, message, error, recipients, outcome)
 
 
 def _will_fail(message: Message) -> bool:

@@ -8,7 +8,7 @@ import smtplib
 from typing import TYPE_CHECKING, Any
 
 from mailer.delivery.classify import breaks_connection, classify
-from mailer.queue.outcome import Outcome, Verdict
+from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
 
 if TYPE_CHECKING:
     from mailer.queue.message import Message
@@ -49,3 +49,43 @@ def as_exception(outcome: Outcome, sender: str) -> BaseException:
         }
         return smtplib.SMTPRecipientsRefused(refused)
     return smtplib.SMTPDataError(code, text)
+
+
+def handler_raised(
+    error: BaseException,
+    handler_error: Exception,
+    recipients: list[str],
+    outcome: Outcome | None,
+) -> Outcome:
+    """The outcome when the error handler itself raised: retried, unless the error is
+    a refusal or bad data, and the reply says what the handler did."""
+    found = outcome or classify(error, recipients)
+    if found.verdict is Verdict.PERMANENT and not isinstance(
+        error, smtplib.SMTPException | ValueError
+    ):
+        found.verdict = Verdict.TRANSIENT
+    found.reply = Reply(
+        found.reply.code, f"{found.reply.text} (error handler raised {handler_error!r})"
+    )
+    return found
+
+
+def handler_said(
+    action: str,
+    message: Message,
+    error: BaseException,
+    recipients: list[str],
+    outcome: Outcome | None,
+) -> Outcome:
+    """The outcome the error handler's ``action`` ("sent", "failed", or retry) makes of
+    ``error``: the default handler's own classification when it left one on ``message``."""
+    found = getattr(message, "_mailer_outcome", None) or outcome or classify(error, recipients)
+    if not found.recipients:
+        found.recipients = [RecipientResult(a, found.verdict, found.reply) for a in recipients]
+    if action == "sent":
+        found.verdict = Verdict.SENT
+    elif action == "failed":
+        found.verdict = Verdict.PERMANENT
+    elif found.verdict is not Verdict.TRANSIENT:
+        found.verdict = Verdict.TRANSIENT  # the handler chose to retry
+    return found

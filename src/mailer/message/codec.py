@@ -92,7 +92,8 @@ _BUILTIN_CLASSES: dict[str, type[EmailMessage]] = {
 }
 
 # Attributes carried by their own key in the document, or never stored.
-_FIELDS = frozenset(
+# What an EmailMessage says: its fields, stored by name (django-mailer's pickles too).
+CONTENT_FIELDS = frozenset(
     {
         "subject",
         "body",
@@ -108,10 +109,9 @@ _FIELDS = frozenset(
         "encoding",
         "mixed_subtype",
         "alternative_subtype",
-        "connection",
-        "_connection",
     }
 )
+_FIELDS = CONTENT_FIELDS | {"connection", "_connection"}
 # Class attributes Django lets instances override; stored only when they differ.
 _SUBTYPE_DEFAULTS = {"mixed_subtype": "mixed", "alternative_subtype": "alternative"}
 _ADDRESS_FIELDS = ("to", "cc", "bcc", "reply_to")

@@ -95,24 +95,7 @@ _LAZY_FUNCTIONS: dict[tuple[str, str], Callable[..., str]] = {
     ("builtins", "str"): str,
 }
 # Attributes that hold what a message says: a refused object in them refuses the message.
-_CONTENT = frozenset(
-    {
-        "subject",
-        "body",
-        "from_email",
-        "to",
-        "cc",
-        "bcc",
-        "reply_to",
-        "extra_headers",
-        "alternatives",
-        "attachments",
-        "content_subtype",
-        "encoding",
-        "mixed_subtype",
-        "alternative_subtype",
-    }
-)
+_CONTENT = codec.CONTENT_FIELDS
 
 
 class Placeholder:

@@ -1,8 +1,9 @@
-"""The queue: messages waiting to be delivered, the log of every attempt, the don't-send list.
+"""The queue's messages: ``Message``, and the queue's vocabulary on :class:`MessageQuerySet`.
 
-The queue's vocabulary lives on :class:`MessageQuerySet` (``due()``,
-``claim()``, ``record()``, ``deferred()``...), and so does every line of
-locking SQL. A message's life (see ``docs/guarantees``)::
+``due()``, ``claim()``, ``record()``, ``deferred()``... are the words the rest of
+the package speaks; the claim (``claim.py``), recording (``record.py``) and
+enqueueing (``enqueue.py``) are written beside this module, and every line of
+locking SQL is in ``mailer/queue/``. A message's life (see ``docs/guarantees``)::
 
     queued (due now, or scheduled for later) -> claimed -> sent (row deleted, logged)
                                                         -> deferred (next attempt later)
@@ -40,7 +41,7 @@ from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome
 from mailer.queue.record import record_results
 from mailer.queue.rows import TolerantJSONField
-from mailer.queue.states import DUE_STATUSES, RESULT_FAILURE, Status, count_where
+from mailer.queue.states import DUE_STATUSES, RESULT_FAILURE, Status, state_counts
 from mailer.scrub import scrub
 
 logger = logging.getLogger("mailer.queue")
@@ -172,33 +173,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
         One GROUP BY over the ``(status, due_at)`` index.
         """
-        now = now or timezone.now()
-        rows = (
-            self.order_by()
-            .values("status")
-            .annotate(
-                total=models.Count("*"),
-                later=count_where(Q(due_at__gt=now)),
-                unset=count_where(Q(due_at__isnull=True)),
-                first=models.Min("due_at"),
-            )
-        )
-        found: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
-
-        def get(status: str, key: str) -> int:
-            return int(found.get(status, {}).get(key) or 0)
-
-        counts = {
-            "queued": get(Status.QUEUED, "total") - get(Status.QUEUED, "later"),
-            "scheduled": get(Status.QUEUED, "later"),
-            "sending": get(Status.CLAIMED, "total"),
-            "deferred": get(Status.DEFERRED, "total") - get(Status.DEFERRED, "unset"),
-            "held": get(Status.DEFERRED, "unset"),
-            "failed": get(Status.FAILED, "total"),
-        }
-        firsts = [found.get(status, {}).get("first") for status in DUE_STATUSES]
-        due = [first for first in firsts if first is not None and first <= now]
-        return counts, min(due) if due else None
+        return state_counts(self, now or timezone.now())
 
     def in_send_order(self) -> MessageQuerySet:
         """Priority first, then the time they became due, then queue order."""

@@ -1,7 +1,9 @@
-"""The statements that record results, made for writes of a few rows each.
+"""Recording outcomes: a batch of attempts as state changes and log rows.
 
-Results are written as they come, a few at a time (``mailer.delivery.recorder``), so
-what a write costs besides its rows -- building SQL, a round trip, the
+``record_results`` applies each outcome (sent rows deleted, others deferred or
+failed, one log row per attempt) in one short transaction. Results are
+written as they come, a few at a time (``mailer.delivery.recorder``), so what a
+write costs besides its rows -- building SQL, a round trip, the
 driver's work on placeholders -- is most of what it costs. Here each
 statement's text is built once per number of rows and kept, and bound values
 need no more conversion than the database needs. On PostgreSQL, deleting the

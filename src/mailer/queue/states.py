@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -30,3 +33,35 @@ def count_where(condition: Q) -> models.Sum:
     """How many rows meet ``condition``, as an aggregate (portable: no FILTER clause)."""
     one = models.Case(models.When(condition, then=models.Value(1)), default=models.Value(0))
     return models.Sum(one, output_field=models.IntegerField())
+
+
+def state_counts(
+    queryset: models.QuerySet[Any], now: datetime.datetime
+) -> tuple[dict[str, int], datetime.datetime | None]:
+    """``MessageQuerySet.states``: one GROUP BY over the ``(status, due_at)`` index."""
+    rows = (
+        queryset.order_by()
+        .values("status")
+        .annotate(
+            total=models.Count("*"),
+            later=count_where(Q(due_at__gt=now)),
+            unset=count_where(Q(due_at__isnull=True)),
+            first=models.Min("due_at"),
+        )
+    )
+    found: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
+
+    def get(status: str, key: str) -> int:
+        return int(found.get(status, {}).get(key) or 0)
+
+    counts = {
+        "queued": get(Status.QUEUED, "total") - get(Status.QUEUED, "later"),
+        "scheduled": get(Status.QUEUED, "later"),
+        "sending": get(Status.CLAIMED, "total"),
+        "deferred": get(Status.DEFERRED, "total") - get(Status.DEFERRED, "unset"),
+        "held": get(Status.DEFERRED, "unset"),
+        "failed": get(Status.FAILED, "total"),
+    }
+    firsts = [found.get(status, {}).get("first") for status in DUE_STATUSES]
+    due = [first for first in firsts if first is not None and first <= now]
+    return counts, min(due) if due else None

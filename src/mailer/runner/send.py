@@ -81,7 +81,7 @@ def deliver(
     ``DeliveryRun`` of kind ``report_as`` (``send_mail``, ``send_all``, ``task``;
     None: none) for the dashboard: unlike a worker, it is over before anyone looks.
     """
-    if settings.PAUSE_SEND:
+    if paused():
         return None
     queue = queryset if queryset is not None else Message.objects.all()
     with send_lock() if lock else contextlib.nullcontext():
@@ -121,6 +121,11 @@ def report_run(
         DeliveryRun.objects.using(using).record(kind, host, pid, started_at=started, counts=counts)
     except DatabaseError as error:
         logger.warning("could not record this %s run: %s", kind, error)
+
+
+def paused() -> bool:
+    """``MAILER_PAUSE_SEND``: no run starts, and a worker's slots wait, while it is on."""
+    return bool(settings.PAUSE_SEND)
 
 
 def reclaim(using: str) -> None:

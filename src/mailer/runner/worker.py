@@ -152,7 +152,7 @@ class MailWorker:
         database = Backoff(first=0.5, most=30.0)
         try:
             while not self.stop.is_set():
-                if settings.PAUSE_SEND:
+                if send.paused():
                     self.stop.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
                     continue
                 try:
