@@ -389,7 +389,7 @@ class TestOtherBackends:
         assert send_all() == SendCounts(sent=1, deferred=1, failed=1)
         failed = Message.objects.failed().get()
         assert (failed.last_code, failed.last_reply) == (400, "bad request")
-        deferred = Message.objects.deferred().get()
+        deferred = Message.objects.awaiting_retry().get()
         assert "HTTP 503" in deferred.last_reply
 
 

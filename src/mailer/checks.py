@@ -20,6 +20,8 @@ mailer.W030 The ``send_mail`` lock file or its directory is not safe: another
 mailer.W040 ``MAILER_IDEMPOTENCY_WINDOW`` is shorter than
             ``MAILER_MAX_MESSAGE_AGE``.
 mailer.W045 A django-anymail delivery backend cannot be made as configured.
+mailer.W050 mailer's migrations are not all applied to a database (a
+            ``database`` check: ``manage.py check --database default``).
 ==========  ==============================================================
 
 README.md lists the same table; ``tests/test_checks.py`` keeps them in step.
@@ -30,8 +32,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, router
 from django.utils.module_loading import import_string
 
 from mailer.conf import (
@@ -46,6 +49,7 @@ from mailer.exceptions import MailerConfigurationError
 from mailer.priorities import parse_priority
 from mailer.queue.aliases import is_queueing_backend
 from mailer.queue.message import Message
+from mailer.queue.schema import describe, unapplied_migrations
 from mailer.runner import lock as file_lock
 
 TAG = "mailer"
@@ -436,6 +440,39 @@ def _delivery_backends() -> list[tuple[str, Any, Any]]:
     ]
 
 
+@register(Tags.database)
+def check_migrations(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """mailer.W050: the queue's tables are missing or older than the code that uses them.
+
+    A database check: Django runs it for the databases it is given (``manage.py
+    check --database default``, ``migrate``, the test runner), never at import.
+    A database that cannot be reached is left to the errors that will follow.
+    """
+    found: list[CheckMessage] = []
+    for alias in databases or ():
+        if not router.allow_migrate_model(alias, Message):
+            continue
+        try:
+            unapplied = unapplied_migrations(alias)
+        except DatabaseError:
+            continue
+        if unapplied:
+            option = "" if alias == "default" else f" --database {alias}"
+            found.append(
+                Warning(
+                    f"Database {alias!r}: {describe(unapplied)}; queueing or sending mail "
+                    "fails until they are.",
+                    hint=f"Run `python manage.py migrate{option}` (migrate itself shows this "
+                    "once, just before it applies them).",
+                    id="mailer.W050",
+                    obj="mailer",
+                )
+            )
+    return found
+
+
 def _import_problem(path: Any) -> str | None:
     """Why ``path`` cannot be imported (None if it can)."""
     if not isinstance(path, str):
@@ -452,6 +489,7 @@ __all__ = [
     "check_error_handling",
     "check_idempotency_window",
     "check_lock_path",
+    "check_migrations",
     "check_providers",
     "check_settings",
     "check_tasks",

@@ -39,6 +39,10 @@ class InvalidRecipientList(InvalidMessage, TypeError):
     """A recipient list is a plain string (or another non-list) instead of a list."""
 
 
+class NotAnEmailMessage(InvalidMessage, TypeError):
+    """Something other than an ``EmailMessage`` was given where a message is stored."""
+
+
 class MessageTooLarge(InvalidMessage):
     """The stored message would exceed ``MAILER_MAX_MESSAGE_SIZE``."""
 
@@ -89,6 +93,51 @@ class DatabaseUnreachable(MailerError, DatabaseError):
             f"message{'' if count == 1 else 's'} could not be recorded"
             + (" and may be sent again (ids and Message-IDs in the log)" if count else "")
         )
+
+
+class TablesMissing(MailerError, DatabaseError):
+    """mailer's tables are missing or older than its models: ``manage.py migrate`` was not run.
+
+    Raised instead of the database's own "no such table" (or "no such column")
+    error, which it keeps as ``__cause__``; a ``DatabaseError``, as that was.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"mailer's database tables are missing or out of date ({detail}): "
+            "run `python manage.py migrate`"
+        )
+
+    @classmethod
+    def from_error(cls, error: BaseException) -> TablesMissing | None:
+        """The TablesMissing that ``error`` means, or None if it means something else.
+
+        Reads the driver's own error code (PostgreSQL's SQLSTATE, MySQL's error
+        number) or SQLite's message, so it works inside a failed transaction too,
+        where no query may be run to look at the schema.
+        """
+        if isinstance(error, TablesMissing):
+            return error
+        if not isinstance(error, DatabaseError):
+            return None
+        cause = error.__cause__ or error
+        text = " ".join(str(error).split())
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if code is not None:  # PostgreSQL: undefined_table, undefined_column
+            missing = code in _POSTGRES_MISSING
+        elif cause.args and isinstance(cause.args[0], int):  # MySQL and MariaDB
+            missing = cause.args[0] in _MYSQL_MISSING
+        else:  # SQLite says it in words
+            missing = text.startswith(_SQLITE_MISSING) or " has no column named " in text
+        if not missing or ("mailer_" not in text and "column" not in text.lower()):
+            return None
+        return cls(text)
+
+
+_POSTGRES_MISSING = ("42P01", "42703")
+_MYSQL_MISSING = (1146, 1054)  # ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR
+_SQLITE_MISSING = ("no such table:", "no such column:")
 
 
 # -- Configuration -----------------------------------------------------------

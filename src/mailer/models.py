@@ -7,6 +7,7 @@ doing so; the queue's code lives in ``mailer/queue/`` (see docs/architecture).
 
 from __future__ import annotations
 
+from mailer.message.django_mailer import db_to_email, email_to_db
 from mailer.priorities import (
     PRIORITIES,
     PRIORITY_DEFERRED,
@@ -15,6 +16,7 @@ from mailer.priorities import (
     PRIORITY_MAPPING,
     PRIORITY_MEDIUM,
 )
+from mailer.queue.django_mailer import make_message
 from mailer.queue.dontsend import DontSendEntry, DontSendEntryQuerySet
 from mailer.queue.idempotency import IdempotencyKey
 from mailer.queue.log import MessageLog, MessageLogQuerySet
@@ -63,4 +65,7 @@ __all__ = [
     "TaskWakeup",
     "Worker",
     "WorkerQuerySet",
+    "db_to_email",
+    "email_to_db",
+    "make_message",
 ]

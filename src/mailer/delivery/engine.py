@@ -138,6 +138,7 @@ class Engine:
         """
         self.counts = SendCounts()
         self.connection_down = False
+        self._limit_said = False
         self._handed = set()
         if self._recorder is not None and self._recorder.abandoned:
             self._recorder.close()
@@ -250,21 +251,20 @@ class Engine:
         return size
 
     def _limit_reached(self) -> bool:
+        """Has this run reached MAILER_EMAIL_MAX_BATCH or _MAX_DEFERRED? Logged once a run."""
         if self.max_batch is not None and self.counts.sent >= self.max_batch:
-            logger.info(
-                "MAILER_EMAIL_MAX_BATCH (%s) reached; the rest waits for the next run",
-                self.max_batch,
-            )
-            return True
-        if (
+            say, name, limit = logger.info, "MAX_BATCH", self.max_batch
+        elif (
             self.max_deferred is not None
             and self.counts.deferred + self.counts.failed >= self.max_deferred
         ):
-            logger.warning(
-                "MAILER_EMAIL_MAX_DEFERRED (%s) reached; stopping this run", self.max_deferred
-            )
-            return True
-        return False
+            say, name, limit = logger.warning, "MAX_DEFERRED", self.max_deferred
+        else:
+            return False
+        if not self._limit_said:  # django-mailer's words, which monitoring may grep for
+            say(f"MAILER_EMAIL_{name} (%s) reached, stopping for this round", limit)
+        self._limit_said = True
+        return True
 
     def _deliver_batch(self, batch: list[Message]) -> None:
         size = sum(m.stored_size for m in batch) / len(batch)  # set by claim(): read or not

@@ -29,6 +29,7 @@ from mailer.conf import settings
 from mailer.delivery import backends, esp
 from mailer.delivery.classify import breaks_connection, classify, exception_name, verdict_for_code
 from mailer.exceptions import MailerError, UndecodableMessage
+from mailer.message import codec
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
 from mailer.scrub import scrubbed_logger
 
@@ -150,12 +151,17 @@ class Transport:
     ) -> Outcome:
         if sorted(recipients) != sorted(message.recipients()):
             _restrict(message, recipients)
+        before = _fingerprint(message)
         sent = backend.send_messages([message])
+        changed = _fingerprint(message) != before
         if sent == 0:
             reply = Reply(None, "the backend sent nothing (did it fail silently?)")
             return Outcome(Verdict.TRANSIENT, reply, "", _all(recipients, Verdict.TRANSIENT, reply))
         # django-anymail's answer per recipient, when there is one (``mailer.esp``).
-        return esp.recipient_outcome(message, recipients)
+        outcome = esp.recipient_outcome(message, recipients)
+        if changed:
+            outcome.sent_data = _as_sent(message)
+        return outcome
 
     def _send_smtp(
         self, backend: SMTPBackend, message: EmailMessage, recipients: list[str]
@@ -438,6 +444,35 @@ def _text(value: Any) -> str:
 
 def _all(recipients: list[str], verdict: Verdict, reply: Reply) -> list[RecipientResult]:
     return [RecipientResult(address, verdict, reply) for address in recipients]
+
+
+def _fingerprint(message: EmailMessage) -> tuple[Any, ...]:
+    """What a backend may change in a message while sending it, cheaply compared.
+
+    Backends (test backends, some provider backends) add headers or rewrite
+    fields; the log is to keep the message as it was sent.
+    """
+    return (
+        message.subject,
+        message.body,
+        message.from_email,
+        list(message.to),
+        list(message.cc),
+        list(message.bcc),
+        list(message.reply_to),
+        list(message.extra_headers.items()),
+        len(message.attachments),
+        len(getattr(message, "alternatives", ())),
+    )
+
+
+def _as_sent(message: EmailMessage) -> str | None:
+    """``message`` stored as the backend left it; None if it no longer can be."""
+    try:
+        return codec.encode(message)
+    except Exception as error:  # whatever a backend put in it: the queued copy is logged
+        logger.debug("the message as sent cannot be stored: %s", error)
+        return None
 
 
 def _restrict(message: EmailMessage, recipients: list[str]) -> None:

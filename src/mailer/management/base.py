@@ -8,26 +8,51 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
-from mailer.exceptions import MailerConfigurationError
+from mailer.exceptions import MailerConfigurationError, TablesMissing
 
 
 class MailerCommand(BaseCommand):
     """Prints one summary line (nothing at ``-v 0``); fails loudly on bad settings."""
 
+    # django-mailer's send_mail and retry_deferred take "-c/--cron N" (1: print only
+    # errors), and crontabs still carry it: ours too (cron_takes_value). The other
+    # commands accept a bare -c, with no effect, as they always have here.
+    cron_takes_value = False
+
     def add_arguments(self, parser: ArgumentParser) -> None:
-        # django-mailer's -c/--cron, still found in crontabs: accepted, no longer needed.
-        parser.add_argument(
-            "-c", "--cron", action="store_true", help="Accepted for compatibility; has no effect."
-        )
+        if self.cron_takes_value:
+            parser.add_argument(
+                "-c",
+                "--cron",
+                type=int,
+                nargs="?",
+                const=0,
+                default=0,
+                metavar="0|1",
+                help="django-mailer's option: 1 prints nothing but errors (as -v 0); "
+                "0, or -c alone, changes nothing.",
+            )
+        else:
+            parser.add_argument(
+                "-c", "--cron", action="store_true", help="Accepted for compatibility; no effect."
+            )
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        if self.cron_takes_value and options.get("cron"):
+            options["verbosity"] = 0
         self.verbosity = int(options.get("verbosity", 1))
         _configure_logging(self.verbosity)
         try:
             return super().execute(*args, **options)
         except MailerConfigurationError as error:
             raise CommandError(f"mailer is misconfigured: {error}") from error
+        except DatabaseError as error:
+            missing = TablesMissing.from_error(error)
+            if missing is None:
+                raise
+            raise CommandError(str(missing)) from error
 
     def say(self, line: str) -> None:
         if self.verbosity >= 1:

@@ -10,12 +10,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.core.mail import EmailMessage
-from django.db import connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.utils import timezone
 
 from mailer import signals
 from mailer.conf import settings
-from mailer.exceptions import InvalidHeader, InvalidSchedule, MessageTooLarge
+from mailer.exceptions import InvalidHeader, InvalidSchedule, MessageTooLarge, TablesMissing
 from mailer.message import codec
 from mailer.message.summary import SUBJECT_KEPT, summarize
 from mailer.message.validation import (
@@ -143,6 +143,19 @@ def _store(
         signals.queued_on_commit(queryset.model, rows, queryset.db)
     if skipped:
         MessageLog.objects.using(queryset.db).bulk_create(skipped)
+
+
+@contextlib.contextmanager
+def tables_required() -> Iterator[None]:
+    """Say "run migrate" when the tables are missing: TablesMissing instead of the
+    database's "no such table" (a DatabaseError too, keeping it as its cause)."""
+    try:
+        yield
+    except DatabaseError as error:
+        missing = TablesMissing.from_error(error)
+        if missing is None:
+            raise
+        raise missing from error
 
 
 @contextlib.contextmanager

@@ -154,21 +154,24 @@ class MessageLog(models.Model):
         attempt: int | None = None,
         keep_data: bool | None = None,
         message_id: str | None = None,
+        message_data: str | None = None,
         **fields: Any,
     ) -> MessageLog:
         """A new (unsaved) log row about ``message``: its identity, priority and mailer.
 
         Keeps the whole message as ``MAILER_EMAIL_LOG_MESSAGE_DATA`` says (unless
-        ``keep_data`` says otherwise), or else its subject (a row that keeps the
-        message has it there: reading it costs a delivery nothing); ``attempt``
-        defaults to the attempts made.
+        ``keep_data`` says otherwise): ``message_data`` if given (the message as
+        the delivery backend left it), else the queued one; a row that does not
+        keep the message keeps its subject (one that keeps it has it there:
+        reading it costs a delivery nothing). ``attempt`` defaults to the
+        attempts made.
         """
         if keep_data is None:
             keep_data = settings.EMAIL_LOG_MESSAGE_DATA
         if not keep_data and "subject_line" not in fields:
             fields["subject_line"] = stored_subject(message.message_data)
         return cls(
-            message_data=message.message_data if keep_data else None,
+            message_data=(message_data or message.message_data) if keep_data else None,
             message_id=message_id or message.stored_message_id,
             when_added=message.when_added,
             priority=message.priority,

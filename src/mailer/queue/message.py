@@ -36,7 +36,7 @@ from mailer.priorities import (
 )
 from mailer.queue import retry
 from mailer.queue.claim import claim_rows
-from mailer.queue.enqueue import collector_paused, enqueue
+from mailer.queue.enqueue import collector_paused, enqueue, tables_required
 from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome
 from mailer.queue.record import record_results
@@ -70,7 +70,16 @@ class MessageQuerySet(models.QuerySet["Message"]):
         return self.filter(status__in=(Status.QUEUED, Status.CLAIMED))
 
     def deferred(self) -> MessageQuerySet:
-        """Messages that could not be delivered yet and wait for a retry."""
+        """What django-mailer calls deferred: held, deferred and failed messages.
+
+        Everything that was not delivered and is not waiting for its first
+        attempt, so that an alert on ``deferred().count()`` sees failed mail too.
+        ``retry_deferred`` requeues the held and deferred ones (``awaiting_retry``).
+        """
+        return self.filter(status__in=(Status.DEFERRED, Status.FAILED))
+
+    def awaiting_retry(self) -> MessageQuerySet:
+        """Held and deferred messages: those ``retry_deferred`` makes due now."""
         return self.filter(status=Status.DEFERRED)
 
     def retry_deferred(
@@ -88,7 +97,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         ago; ``limit`` requeues at most that many, oldest first.
         """
         now = timezone.now()
-        candidates = self.deferred()
+        candidates = self.awaiting_retry()
         if max_age is not None:
             candidates = candidates.filter(when_added__gte=now - max_age)
         max_retries = settings.EMAIL_MAX_RETRIES
@@ -153,7 +162,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     def held(self) -> MessageQuerySet:
         """Deferred messages with no next attempt: they wait for ``retry_deferred``."""
-        return self.deferred().filter(due_at__isnull=True)
+        return self.awaiting_retry().filter(due_at__isnull=True)
 
     def due(self, now: datetime.datetime | None = None) -> MessageQuerySet:
         """Messages a worker may claim now: queued or deferred, and their time has come."""
@@ -280,7 +289,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         All rows go in with one INSERT per ``MAILER_MESSAGES_BATCH_SIZE``,
         inside the caller's transaction.
         """
-        with collector_paused(len(emails) > 1):
+        with tables_required(), collector_paused(len(emails) > 1):
             return enqueue(self, emails, priority, mailer, send_at, expires_at)
 
 

@@ -76,6 +76,9 @@ class Outcome:
     recipients: list[RecipientResult] = field(default_factory=list)
     message_id: str | None = None
     stage: str = ""  # where an SMTP conversation stopped: "mail", "rcpt" or "data"
+    # The message as the delivery backend left it, stored, when the backend changed it
+    # while sending (added a header, say); the log keeps this rather than the queued one.
+    sent_data: str | None = None
 
     @property
     def attempted(self) -> list[str]:

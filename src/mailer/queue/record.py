@@ -232,6 +232,7 @@ def record_results(
                 _log_text(outcome, final, message),
                 attempt=attempt,
                 keep_data=log_data and final != "deferred",
+                message_data=outcome.sent_data,
                 message_id=outcome.message_id,
                 when_attempted=now,
                 recipients=[[r.address, *r.as_json()] for r in outcome.recipients],

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from django.db import DatabaseError
 from django.utils import timezone
 
-from mailer.conf import settings
+from mailer.conf import mailers_configured, settings
 from mailer.delivery.engine import Engine, SendCounts
 from mailer.delivery.outage import Outage
+from mailer.queue.aliases import check_legacy_backend
 from mailer.queue.message import Message, MessageQuerySet
 from mailer.queue.workers import DeliveryRun
 from mailer.runner.leases import LeaseKeeper, current, reclaim_dead
@@ -44,7 +45,9 @@ def send_all(
     by another user's process raises ``LockHeldByOtherUser``, and an unsafe
     lock path ``UnsafeLockPath``. If the database does not answer for
     ``MAILER_RECORD_TIMEOUT`` seconds, raises ``DatabaseUnreachable`` (which
-    says how many accepted messages could not be recorded).
+    says how many accepted messages could not be recorded). Before anything
+    else, a delivery backend that would queue the mail again raises
+    ``DeliveryBackendLoop`` (an ``ImproperlyConfigured``), as django-mailer's did.
 
     A run that finishes is recorded as a ``DeliveryRun`` of kind ``report_as``
     for the dashboard (None: not recorded).
@@ -77,10 +80,20 @@ def deliver(
     ``LockHeld`` when another run of this user holds the send_mail lock.
     ``prepare(queue)``, called once the lock is held and before any claim, may
     check the configuration and return the ``on_result`` callback to use
-    (``manage.py send_mail``'s progress bar). A run that finishes leaves a
-    ``DeliveryRun`` of kind ``report_as`` (``send_mail``, ``send_all``, ``task``;
-    None: none) for the dashboard: unlike a worker, it is over before anyone looks.
+    (``manage.py send_mail``'s progress bar).
+
+    As django-mailer's does, it first refuses a MAILER_EMAIL_BACKEND that would
+    queue the mail again (DeliveryBackendLoop, an ImproperlyConfigured naming
+    EMAIL_BACKEND and MAILER_EMAIL_BACKEND), even with nothing queued. (With
+    MAILERS, each row's alias is checked when it is delivered, and mailer.E001
+    reports a loop at start-up.)
+
+    A run that finishes leaves a ``DeliveryRun`` of kind ``report_as``
+    (``send_mail``, ``send_all``, ``task``; None: none) for the dashboard:
+    unlike a worker, it is over before anyone looks.
     """
+    if not mailers_configured():
+        check_legacy_backend()
     if paused():
         return None
     queue = queryset if queryset is not None else Message.objects.all()

@@ -17,6 +17,7 @@ class Command(MailerCommand):
         "Mail past MAILER_EMAIL_MAX_RETRIES is failed instead. With "
         "MAILER_TASKS_ENQUEUE_ON_COMMIT, a drain task is enqueued for the retried mail."
     )
+    cron_takes_value = True
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
+from django.db import DatabaseError
+
+from mailer.exceptions import TablesMissing
 from mailer.management.base import MailerCommand
 from mailer.queue.aliases import default_delivery_alias
+from mailer.queue.schema import describe, unapplied_migrations
 from mailer.runner.worker import run_worker
 
 
@@ -46,6 +50,7 @@ class Command(MailerCommand):
 
             raise CommandError("--concurrency must be 1 or more")
         default_delivery_alias()  # a misconfigured backend fails here, loudly
+        require_tables(options["database"])
         counts = run_worker(
             concurrency=concurrency,
             using=options["database"],
@@ -53,3 +58,16 @@ class Command(MailerCommand):
             exit_when_idle=options["exit_when_idle"],
         )
         self.say(f"sent {counts.sent}, deferred {counts.deferred}, failed {counts.failed}")
+
+
+def require_tables(using: str) -> None:
+    """Refuse to start on a database without mailer's tables: waiting would never end.
+
+    A database that does not answer yet is waited for by the worker, as before.
+    """
+    try:
+        unapplied = unapplied_migrations(using)
+    except DatabaseError:
+        return
+    if unapplied:
+        raise TablesMissing(describe(unapplied))

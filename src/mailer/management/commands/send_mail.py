@@ -10,7 +10,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from mailer.delivery.engine import SendCounts
-from mailer.exceptions import DatabaseUnreachable
+from mailer.exceptions import DatabaseUnreachable, TablesMissing
 from mailer.management.base import CommandError, MailerCommand
 from mailer.management.progress import ProgressBar
 from mailer.queue.aliases import default_delivery_alias
@@ -21,6 +21,7 @@ from mailer.runner.send import deliver
 
 class Command(MailerCommand):
     help = "Deliver all queued mail that is due, then exit. Safe to run from cron every minute."
+    cron_takes_value = True
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
@@ -45,6 +46,8 @@ class Command(MailerCommand):
             # One line for cron's mail; the messages concerned are in the log.
             raise CommandError(str(unreachable)) from unreachable
         except DatabaseError as error:
+            if TablesMissing.from_error(error):
+                raise  # MailerCommand says it in one line
             raise CommandError(f"the database is unreachable ({error})".strip()) from error
         if counts is None:
             self.say("MAILER_PAUSE_SEND is on: nothing sent.")
