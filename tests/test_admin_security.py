@@ -49,7 +49,7 @@ ACCEPTED = {
         "when_attempted__month",
         "when_attempted__day",
     },
-    DONT_SEND_LIST: set(),
+    DONT_SEND_LIST: {"reason__exact", "reason__isnull", "esp_name", "esp_name__isnull", "lifted"},
     WORKER_LIST: set(),
 }
 MODELS = {LIST: Message, LOG_LIST: MessageLog, DONT_SEND_LIST: DontSendEntry, WORKER_LIST: Worker}

@@ -462,3 +462,23 @@ class TestDocumented:
         tests = Path(__file__).read_text(encoding="utf-8")
         untested = set(CHECK_ID.findall(source)) - set(CHECK_ID.findall(tests))
         assert not untested, f"no test for {sorted(untested)}"
+
+
+class TestQuotas:
+    """mailer.W055: a quota for an alias that delivers no queued mail limits nothing."""
+
+    @pytest.mark.usefixtures("legacy_style")
+    def test_without_mailers_the_one_key_is_default(self, settings: Any) -> None:
+        settings.MAILER_QUOTAS = {"default": {"per_day": 10}, "ses": {"per_day": 10}}
+        warning = the_one("mailer.W055")
+        assert "'ses'" in warning.msg
+
+    def test_with_mailers_a_key_is_an_alias_that_delivers(
+        self, settings: Any, mailers_style: Any
+    ) -> None:
+        settings.MAILER_QUOTAS = {"smtp": {"per_second": 5}, "default": {"per_day": 1}}
+        warning = the_one("mailer.W055")
+        assert "'default'" in warning.msg  # the DbBackend alias: it queues, it does not deliver
+
+    def test_no_quotas_is_fine(self) -> None:
+        assert reported("mailer.W055") == []

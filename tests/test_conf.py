@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from mailer.conf import MailerSettings, Setting, default_lock_directory
+from mailer.conf import MailerSettings, Quota, Setting, default_lock_directory
 from mailer.conf import settings as mailer_settings
 from mailer.exceptions import MailerConfigurationError, MailerError
 from mailer.priorities import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_MEDIUM
@@ -108,6 +108,22 @@ class TestValidation:
             ("MAILER_IDEMPOTENCY_WINDOW", 0),
             ("MAILER_IDEMPOTENCY_WINDOW", None),
             ("MAILER_IDEMPOTENCY_WINDOW", "7 days"),
+            ("MAILER_SUPPRESS_EVENTS", "bounced"),
+            ("MAILER_SUPPRESS_EVENTS", ["bounced", "deferred"]),
+            ("MAILER_SUPPRESS_EVENTS", ["opened"]),
+            ("MAILER_SUPPRESS_SMTP_CODES", "550"),
+            ("MAILER_SUPPRESS_SMTP_CODES", [450]),
+            ("MAILER_SUPPRESS_SMTP_CODES", ["550 4.2.2"]),
+            ("MAILER_SUPPRESS_SMTP_CODES", ["5.1.1"]),
+            ("MAILER_SUPPRESS_SMTP_CODES", ["550 5.1.1 user unknown"]),
+            ("MAILER_SUPPRESS_SMTP_CODES", [True]),
+            ("MAILER_QUOTAS", [("ses", {"per_day": 10})]),
+            ("MAILER_QUOTAS", {"ses": {}}),
+            ("MAILER_QUOTAS", {"ses": {"per_hour": 10}}),
+            ("MAILER_QUOTAS", {"ses": {"per_day": 0}}),
+            ("MAILER_QUOTAS", {"ses": {"per_day": 1.5}}),
+            ("MAILER_QUOTAS", {"ses": {"per_second": -1}}),
+            ("MAILER_QUOTAS", {"": {"per_day": 10}}),
         ],
     )
     def test_a_bad_value_is_refused(self, settings: Any, name: str, value: Any) -> None:
@@ -130,6 +146,18 @@ class TestValidation:
             ("MAILER_MAX_MESSAGE_AGE", None, None),
             ("MAILER_RATE_LIMIT", 20, 20.0),
             ("MAILER_IDEMPOTENCY_WINDOW", 3600, 3600.0),
+            ("MAILER_SUPPRESS_EVENTS", ["complained", "rejected"], ("complained", "rejected")),
+            ("MAILER_SUPPRESS_EVENTS", [], ()),
+            (
+                "MAILER_SUPPRESS_SMTP_CODES",
+                [550, "551", " 550  5.1.1 "],
+                ((550, None), (551, None), (550, "5.1.1")),
+            ),
+            (
+                "MAILER_QUOTAS",
+                {"ses": {"per_second": 14, "per_day": 50000}, "smtp": {"per_second": 0.5}},
+                {"ses": Quota(14.0, 50000), "smtp": Quota(0.5, None)},
+            ),
         ],
     )
     def test_a_good_value_is_typed(

@@ -19,6 +19,13 @@ pytest_plugins = ["tests.providers.fixtures"]
 pytestmark = pytest.mark.no_database
 
 
+@pytest.fixture(autouse=True)
+def no_feedback_loop(settings: Any) -> None:
+    """These tests see anymail alone, with no database: the feedback loop, which would
+    list addresses, is tests/test_feedback.py's."""
+    settings.MAILER_SUPPRESS_EVENTS = []
+
+
 ESP_NAMES = {"postmark": "Postmark", "mailgun": "Mailgun", "ses": "Amazon SES"}
 # (provider, kind) -> anymail's event_type and reject_reason.
 TRACKED = {

@@ -14,9 +14,11 @@ class MailerConfig(AppConfig):
 
     def ready(self) -> None:
         from mailer import checks  # noqa: F401  (app loading: registers the system checks)
+        from mailer.feedback import connect  # app loading: the models it writes are ready now
         from mailer.signals import batch_queued  # app loading: ready() is where apps connect
 
         batch_queued.connect(wake_tasks, dispatch_uid="mailer.tasks.wake_for")
+        connect()
 
 
 def wake_tasks(sender: Any, messages: list[Any], using: str, **kwargs: Any) -> None:

@@ -22,6 +22,7 @@ mailer.W040 ``MAILER_IDEMPOTENCY_WINDOW`` is shorter than
 mailer.W045 A django-anymail delivery backend cannot be made as configured.
 mailer.W050 mailer's migrations are not all applied to a database (a
             ``database`` check: ``manage.py check --database default``).
+mailer.W055 ``MAILER_QUOTAS`` names an alias that delivers no queued mail.
 ==========  ==============================================================
 
 README.md lists the same table; ``tests/test_checks.py`` keeps them in step.
@@ -473,6 +474,31 @@ def check_migrations(
     return found
 
 
+@register(TAG)
+def check_quotas(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """mailer.W055: a MAILER_QUOTAS key that no queued mail is delivered through."""
+    if not _valid(MailerSettings.QUOTAS):
+        return []  # mailer.E002
+    if mailers_configured():
+        known = mailers_setting()
+        aliases = {a for a, c in known.items() if not is_queueing_backend(c.get("BACKEND"))}
+        hint = "Name an alias of MAILERS that delivers mail (not a DbBackend alias)."
+    else:
+        aliases = {"default"}
+        hint = 'Without MAILERS, the one key is "default": MAILER_EMAIL_BACKEND.'
+    return [
+        Warning(
+            f"MAILER_QUOTAS has a quota for {alias!r}, which delivers no queued mail: "
+            "it limits nothing.",
+            hint=hint,
+            id="mailer.W055",
+            obj="MAILER_QUOTAS",
+        )
+        for alias in sorted(settings.QUOTAS)
+        if alias not in aliases
+    ]
+
+
 def _import_problem(path: Any) -> str | None:
     """Why ``path`` cannot be imported (None if it can)."""
     if not isinstance(path, str):
@@ -491,6 +517,7 @@ __all__ = [
     "check_lock_path",
     "check_migrations",
     "check_providers",
+    "check_quotas",
     "check_settings",
     "check_tasks",
     "check_workers",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,72 @@ def _priority(name: str, value: Any) -> int:
         return parse_priority(value)
     except ValueError as error:
         raise MailerConfigurationError(f"{name}: {error}") from None
+
+
+# Tracking events (anymail's normalized names) that may put an address on the don't-send
+# list. "deferred" and soft bounces are delays, never a reason to stop writing to someone.
+SUPPRESSIBLE_EVENTS = ("bounced", "complained", "unsubscribed", "rejected")
+_SMTP_CODE = re.compile(r"(5\d\d)(?:\s+(5\.\d{1,3}\.\d{1,3}))?")
+
+
+def _events(name: str, value: Any) -> tuple[str, ...]:
+    events = _str_list(name, value)
+    wrong = [event for event in events if event not in SUPPRESSIBLE_EVENTS]
+    if wrong:
+        raise MailerConfigurationError(
+            f"{name} may name only {', '.join(map(repr, SUPPRESSIBLE_EVENTS))}, not "
+            f"{', '.join(map(repr, wrong))} (a delay or a soft bounce never suppresses)."
+        )
+    return events
+
+
+SmtpCode = tuple[int, str | None]  # a basic reply code, and an enhanced status code or None
+
+
+def _smtp_codes(name: str, value: Any) -> tuple[SmtpCode, ...]:
+    """``[550, "551", "550 5.1.1"]``: a permanent basic code, optionally with an enhanced one."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise MailerConfigurationError(f"{name} must be a list of SMTP codes, not {value!r}.")
+    codes: list[SmtpCode] = []
+    for item in value:
+        text = str(item) if isinstance(item, int | str) and not isinstance(item, bool) else ""
+        found = _SMTP_CODE.fullmatch(text.strip())
+        if found is None:
+            raise MailerConfigurationError(
+                f'{name}: {item!r} is not a permanent SMTP reply code; write 550, "550" '
+                'or "550 5.1.1" (a 5xx code, optionally with its 5.x.x enhanced status).'
+            )
+        codes.append((int(found[1]), found[2]))
+    return tuple(codes)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """How much one delivery alias may send: per second, and per rolling 24 hours."""
+
+    per_second: float | None = None
+    per_day: int | None = None
+
+
+def _quotas(name: str, value: Any) -> dict[str, Quota]:
+    """``{"ses": {"per_second": 14, "per_day": 50000}}``, keyed by delivery alias."""
+    if not isinstance(value, dict):
+        raise MailerConfigurationError(f"{name} must be a dict of delivery aliases, not {value!r}.")
+    quotas: dict[str, Quota] = {}
+    for alias, limits in value.items():
+        where = f"{name}[{alias!r}]"
+        if not isinstance(alias, str) or not alias:
+            raise MailerConfigurationError(f"{name}: {alias!r} is not a delivery alias.")
+        if not isinstance(limits, dict) or not limits or set(limits) - {"per_second", "per_day"}:
+            raise MailerConfigurationError(
+                f"{where} must be a dict with 'per_second' and/or 'per_day', not {limits!r}."
+            )
+        per_second = _number(0.001, optional=True)(
+            f"{where}['per_second']", limits.get("per_second")
+        )
+        per_day = _optional_int(1)(f"{where}['per_day']", limits.get("per_day"))
+        quotas[alias] = Quota(per_second, per_day)
+    return quotas
 
 
 @dataclass(frozen=True)
@@ -298,6 +365,24 @@ class MailerSettings:
         None,
         _number(0, optional=True),
         "Messages per second for all workers together, enforced through the database.",
+    )
+    QUOTAS: Setting[dict[str, Quota]] = Setting(
+        "MAILER_QUOTAS",
+        {},
+        _quotas,
+        "Per delivery alias: messages per second and per rolling 24 hours, for all workers.",
+    )
+    SUPPRESS_EVENTS: Setting[tuple[str, ...]] = Setting(
+        "MAILER_SUPPRESS_EVENTS",
+        ("bounced", "complained", "unsubscribed"),
+        _events,
+        "Tracking events (anymail's names) that put the recipient on the don't-send list.",
+    )
+    SUPPRESS_SMTP_CODES: Setting[tuple[SmtpCode, ...]] = Setting(
+        "MAILER_SUPPRESS_SMTP_CODES",
+        (),
+        _smtp_codes,
+        "Permanent per-recipient SMTP replies that put the recipient on the don't-send list.",
     )
     POLL_INTERVAL: Setting[float] = Setting(
         "MAILER_POLL_INTERVAL",

@@ -17,7 +17,7 @@ from mailer.priorities import (
     PRIORITY_MEDIUM,
 )
 from mailer.queue.django_mailer import make_message
-from mailer.queue.dontsend import DontSendEntry, DontSendEntryQuerySet
+from mailer.queue.dontsend import DontSendEntry, DontSendEntryQuerySet, DontSendReason
 from mailer.queue.idempotency import IdempotencyKey
 from mailer.queue.log import MessageLog, MessageLogQuerySet
 from mailer.queue.message import Message, MessageQuerySet
@@ -53,6 +53,7 @@ __all__ = [
     "DeliveryRunQuerySet",
     "DontSendEntry",
     "DontSendEntryQuerySet",
+    "DontSendReason",
     "IdempotencyKey",
     "Message",
     "MessageLog",

@@ -17,12 +17,18 @@ else:
 
 BODY_PERMISSION = "mailer.view_message_body"
 SEND_PERMISSION = "mailer.send_message"
+LIFT_PERMISSION = "mailer.lift_dontsendentry"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def send_action(description: StrOrPromise) -> Callable[[F], F]:
     """An action that needs ``mailer.send_message``, offered on the list and on each page."""
+    return permitted_action(description, "send")
+
+
+def permitted_action(description: StrOrPromise, permission: str) -> Callable[[F], F]:
+    """An action that needs ``has_<permission>_permission``, on the list and on each page."""
     where: dict[str, Any] = (
         {"location": [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_FORM]}
         if CHANGE_FORM_ACTIONS
@@ -30,7 +36,7 @@ def send_action(description: StrOrPromise) -> Callable[[F], F]:
     )
 
     def decorate(func: F) -> F:
-        admin.action(description=description, permissions=["send"], **where)(func)
+        admin.action(description=description, permissions=[permission], **where)(func)
         return func
 
     return decorate

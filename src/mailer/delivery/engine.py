@@ -36,6 +36,7 @@ from mailer.delivery.handlers import (
     handler_raised,
     handler_said,
 )
+from mailer.delivery.holds import Holds, Limiter, QuotaReached
 from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.recipients import pending_recipients
 from mailer.delivery.recorder import Gate, Recorder
@@ -82,7 +83,7 @@ class Engine:
         *,
         queryset: MessageQuerySet | None = None,
         stop: threading.Event | None = None,
-        before_send: Callable[[], None] | None = None,
+        before_send: Limiter | None = None,
         on_result: Callable[[SendCounts], None] | None = None,
         max_batch: int | None = None,
         share: int = 1,
@@ -91,11 +92,12 @@ class Engine:
         outage: Outage | None = None,
         give_up_after: float | None = None,
     ) -> None:
-        """``owner`` is the claim owner (see ``mailer.runner.leases``); ``share`` is how many
-        engines of one worker drain the queue together, ``gate`` what they share to
-        keep unrecorded mail small, and ``outage`` where they say the database is away.
-        With ``give_up_after``, a run that cannot reach the database for that many
-        seconds raises ``DatabaseUnreachable``; without, it waits (until ``stop``).
+        """``owner`` is the claim owner (see ``mailer.runner.leases``); ``before_send`` the rate
+        limiter (``mailer.delivery.holds``); ``share`` how many engines of one worker drain the
+        queue together, ``gate`` what they share to keep unrecorded mail small, and ``outage``
+        where they say the database is away. With ``give_up_after``, a run that cannot reach the
+        database for that many seconds raises ``DatabaseUnreachable``; without, it waits (until
+        ``stop``).
 
         An Engine may ``run()`` many times; its delivery connections stay open
         between runs until ``close()``.
@@ -127,6 +129,7 @@ class Engine:
         self.gate = gate or Gate()
         self.outage = outage or Outage(logger)
         self.give_up_after = give_up_after
+        self.holds = Holds(owner, self.queue, self.outage, logger)
 
     # -- the run ---------------------------------------------------------------------
 
@@ -145,7 +148,7 @@ class Engine:
             self._recorder = None
         claimed: list[Message] = []
         try:
-            self._check_dont_send = DontSendEntry.objects.using(self.using).exists()
+            self._check_dont_send = DontSendEntry.objects.using(self.using).active().exists()
             while not self.stop.is_set() and not self._limit_reached():
                 self._release_unfinished([])  # what could not be given back before
                 claimed = self._claim()
@@ -271,9 +274,13 @@ class Engine:
         previous = self._bytes_per_message
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
         blocked = self._blocked_recipients(batch)
+        held: set[int] = set()  # held back with an earlier message of their alias
         for index, message in enumerate(batch):
+            if message.pk in held or self.holds.held(message.mailer):
+                self._unreleased += self.holds.hold(batch[index:], message.mailer, held)
+                continue
             if self.stop.is_set() or self._limit_reached() or not self._admit():
-                self._release_unfinished(batch[index:])
+                self._release_unfinished([m for m in batch[index:] if m.pk not in held])
                 return
             started = time.monotonic()
             try:
@@ -282,6 +289,10 @@ class Engine:
                 self._add(message, down.outcome)
                 self._release_unfinished(batch[index + 1 :])
                 raise
+            except QuotaReached as used_up:
+                self.recorder.withdraw()  # admitted, but no server saw it
+                self._unreleased += self.holds.hold(batch[index:], message.mailer, held, used_up)
+                continue
             self._add(message, outcome)
             self._measure(time.monotonic() - started)
             if self.throttle:
@@ -314,7 +325,9 @@ class Engine:
         sent, deferred, failed = self.counts
         if verdict in (Verdict.SENT, Verdict.SKIPPED):
             sent += verdict is Verdict.SENT
-        elif verdict is Verdict.TRANSIENT and not _will_fail(message):
+        elif verdict is Verdict.TRANSIENT and not retry.exhausted(
+            message.retry_count + 1, message.when_added, timezone.now()
+        ):
             deferred += 1
         else:
             failed += 1
@@ -430,8 +443,8 @@ class Engine:
             if outcome.verdict is Verdict.PERMANENT:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
             raise ConnectionDown.after(error, outcome) from error
-        if self.before_send is not None:
-            self.before_send()
+        if self.before_send is not None and (until := self.before_send(message.mailer)):
+            raise QuotaReached(until)
         try:
             outcome = transport.send(email, recipients)
         except ConnectionDown:
@@ -460,10 +473,6 @@ class Engine:
             return handler_raised(error, handler_error, recipients, outcome)
         transport.replace(connection)
         return handler_said(action, message, error, recipients, outcome)
-
-
-def _will_fail(message: Message) -> bool:
-    return bool(retry.exhausted(message.retry_count + 1, message.when_added, timezone.now()))
 
 
 __all__ = [

@@ -200,6 +200,15 @@ class Recorder:
                     gate.cond.notify_all()
                 gate.cond.wait(0.1)
 
+    def withdraw(self) -> None:
+        """The message last admitted was not handed to a server after all (its alias's
+        quota was used up): it has no result to wait for."""
+        if self._thread is None:
+            return
+        with self.gate.cond:
+            self.gate.exposed[self.owner] -= 1
+            self.gate.cond.notify_all()
+
     def flush(self, give_up_after: float | None = None) -> None:
         """Return once everything handed over is written (or raise ``DatabaseUnreachable``)."""
         if self._thread is None:

@@ -239,6 +239,14 @@ class MessageQuerySet(models.QuerySet["Message"]):
         claims = self.filter(status=Status.CLAIMED, claimed_by=owner).exclude(pk__in=list(keep))
         return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
 
+    def postpone(self, owner: str, ids: Iterable[int], until: datetime.datetime) -> int:
+        """Give back claims ``owner`` holds, due again at ``until``: no attempt was made
+        (a delivery quota is used up), so no attempt is counted and no log row written."""
+        claims = self.owned_by(owner).filter(pk__in=list(ids))
+        return claims.update(
+            status=Status.QUEUED, claimed_by="", lease_expires_at=None, due_at=until
+        )
+
     def expired_claims(self, now: datetime.datetime | None = None) -> MessageQuerySet:
         return self.claimed().filter(lease_expires_at__lt=now or timezone.now())
 

@@ -121,6 +121,8 @@ def deliver(
                 counts = engine.run()
             finally:
                 engine.close()
+                if limiter is not None:
+                    limiter.close()
         if report_as:
             report_run(queue.db, report_as, identity.host, identity.pid, started, counts)
         return counts

@@ -127,6 +127,8 @@ class MailWorker:
         for thread in background:
             thread.join(timeout=5)
         self._unregister()
+        if self.limiter is not None:
+            self.limiter.close()  # what it took of daily quotas and did not send
         logger.info("worker %s stopped: %s", self.identity.id, self.counts)
         return self.counts
 
@@ -264,6 +266,14 @@ class MailWorker:
         if queue.due(now).exists():
             self.waker.wake()
             return settings.POLL_INTERVAL
+        if self.exit_when_idle:
+            with self._idle_lock:
+                everyone_idle = self._idle == self.concurrency
+            if everyone_idle:
+                # Each slot went idle while another still had mail in hand (or another
+                # worker's claims were due again for a moment): nothing is left now.
+                self.request_stop()
+                return settings.POLL_INTERVAL
         interval = min(interval * 1.5, settings.EMPTY_QUEUE_SLEEP)
         upcoming = queue.next_due_at(now)
         if upcoming is not None:

@@ -18,6 +18,7 @@ from mailer.conf import settings
 from mailer.management.base import MailerCommand
 from mailer.queue.health import STATES, Attempts, Health, check
 from mailer.runner.lock import LockHolder, holder
+from mailer.runner.ratelimit import QuotaUse, quota_use
 
 ALERT = 2
 
@@ -25,8 +26,8 @@ ALERT = 2
 class Command(MailerCommand):
     help = (
         "Show the queue's health: messages by state, how long the oldest due message has "
-        "waited, failed attempts and refused recipients in the last hour and day, workers. "
-        "Exits with status 2 when "
+        "waited, failed attempts and refused recipients in the last hour and day, workers, "
+        "the quotas used. Exits with status 2 when "
         "a limit given (--max-age, --max-failed, --min-workers) is crossed."
     )
 
@@ -60,14 +61,15 @@ class Command(MailerCommand):
         health = check(using=options["database"])
         problems = limits_crossed(health, options)
         lock = lock_status()
+        quotas = quota_use(options["database"])
         if options["json"]:
+            found = {"lock": lock_json(lock), "quotas": [quota_json(q) for q in quotas]}
             self.stdout.write(
-                json.dumps(
-                    {**health.as_json(), "lock": lock_json(lock), "problems": problems}, indent=2
-                )
+                json.dumps({**health.as_json(), **found, "problems": problems}, indent=2)
             )
         elif self.verbosity >= 1:
-            self.stdout.write(report(health) + "\n" + lock_line(lock))
+            lines = [report(health), *(quota_line(q) for q in quotas), lock_line(lock)]
+            self.stdout.write("\n".join(lines))
         if problems:
             raise CommandError("; ".join(problems), returncode=ALERT)
 
@@ -108,6 +110,25 @@ def report(health: Health) -> str:
             f"last heartbeat {beat} ago{state}"
         )
     return "\n".join(lines)
+
+
+def quota_json(use: QuotaUse) -> dict[str, Any]:
+    return {
+        "alias": use.alias,
+        "per_second": use.quota.per_second,
+        "per_day": use.quota.per_day,
+        "used_last_24h": use.used_today,
+    }
+
+
+def quota_line(use: QuotaUse) -> str:
+    """``quota ses: 1200 of 50000 in the last 24 h, 14/s``."""
+    parts = []
+    if use.quota.per_day is not None:
+        parts.append(f"{use.used_today} of {use.quota.per_day} in the last 24 h")
+    if use.quota.per_second is not None:
+        parts.append(f"{use.quota.per_second:g}/s")
+    return f"quota {use.alias}: {', '.join(parts)}"
 
 
 def lock_status() -> tuple[str, LockHolder | None] | None:

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailer", "0012_esp_provider_ids"),
+        ("mailer", "0013_feedback_suppression_quotas"),
     ]
 
     operations = [
