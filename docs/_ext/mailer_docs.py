@@ -2,7 +2,7 @@
 
 ``.. setting:: MAILER_NAME`` documents a setting; its default is read from
 ``mailer.conf.MailerSettings``, never typed by hand. ``.. check:: mailer.E001``
-documents a system check id found in ``mailer/checks.py``.
+documents a system check id found in ``mailer/checks/``.
 ``.. mailer-settings-summary::`` is a table of every setting, made from the code.
 
 When the build ends, a setting or check id the code has and the documentation
@@ -73,7 +73,7 @@ def parse_check(env: BuildEnvironment, sig: str, signode: addnodes.desc_signatur
     check_id = sig.strip()
     signode += addnodes.desc_name(check_id, check_id)
     if check_id not in code_check_ids():
-        logger.warning("%s is not a check id in mailer/checks.py", check_id, location=signode)
+        logger.warning("%s is not a check id in mailer/checks/", check_id, location=signode)
     else:
         _documented(env, "check")[check_id] = env.docname
     return check_id
