@@ -232,3 +232,16 @@ class TestDatabaseWorker(MailAssertions):
         (task,) = tasks()
         assert task.status == "SUCCESSFUL", task.traceback
         assert task.return_value == {"sent": 20, "deferred": 0, "failed": 0}
+
+
+class TestDrainConnections(MailAssertions):
+    @pytest.fixture(autouse=True)
+    def _server(self, smtp: Any) -> None:
+        self.server = smtp
+
+    def test_a_drain_with_enough_mail_delivers_over_several_connections(self) -> None:
+        messages = batch(80)
+        Message.objects.enqueue(messages)
+        assert drain() == {"sent": 80, "deferred": 0, "failed": 0}
+        self.assert_each_delivered_once(messages)
+        assert self.server.connections == 2

@@ -21,6 +21,7 @@ from mailer.delivery.outage import Outage
 from mailer.queue.aliases import check_legacy_backend
 from mailer.queue.message import Message, MessageQuerySet
 from mailer.queue.workers import DeliveryRun
+from mailer.runner import sharing
 from mailer.runner.leases import LeaseKeeper, current, reclaim_dead
 from mailer.runner.lock import LockHeld, send_lock
 from mailer.runner.ratelimit import RateLimiter
@@ -35,6 +36,7 @@ def send_all(
     on_result: Callable[[SendCounts], None] | None = None,
     max_batch: int | None = None,
     lock: bool = True,
+    concurrency: int | None = None,
     report_as: str | None = "send_all",
 ) -> SendCounts:
     """Deliver all due mail once, the way ``manage.py send_mail`` does; return the counts.
@@ -49,12 +51,19 @@ def send_all(
     else, a delivery backend that would queue the mail again raises
     ``DeliveryBackendLoop`` (an ``ImproperlyConfigured``), as django-mailer's did.
 
+    The due mail is shared over ``concurrency`` delivery connections (default
+    ``MAILER_SEND_CONCURRENCY``) when there is enough of it (``mailer.runner.sharing``).
     A run that finishes is recorded as a ``DeliveryRun`` of kind ``report_as``
     for the dashboard (None: not recorded).
     """
     try:
         counts = deliver(
-            queryset, on_result=on_result, max_batch=max_batch, lock=lock, report_as=report_as
+            queryset,
+            on_result=on_result,
+            max_batch=max_batch,
+            lock=lock,
+            concurrency=concurrency,
+            report_as=report_as,
         )
     except LockHeld as held:
         logger.info("%s; not sending", held)
@@ -72,6 +81,7 @@ def deliver(
     max_batch: int | None = None,
     lock: bool = True,
     prepare: Callable[[MessageQuerySet], Callable[[SendCounts], None] | None] | None = None,
+    concurrency: int | None = None,
     report_as: str | None = "send_all",
 ) -> SendCounts | None:
     """One delivery run: what ``send_all`` does, saying why it did nothing.
@@ -106,21 +116,36 @@ def deliver(
         limiter = rate_limiter(stop, queue.db)
         reclaim(queue.db)
         with LeaseKeeper(identity.id, using=queue.db, outage=outage):
-            engine = Engine(
-                identity.slot(0),
-                queryset=queue,
-                stop=stop,
-                before_send=limiter.acquire if limiter else None,
-                on_result=on_result,
-                max_batch=max_batch,
-                outage=outage,
-                give_up_after=settings.RECORD_TIMEOUT,
-            )
             started = timezone.now()
             try:
-                counts = engine.run()
+                count = sharing.connections_for(queue, concurrency)
+                if count > 1:
+                    counts = sharing.drain(
+                        queue,
+                        identity,
+                        count,
+                        stop=stop,
+                        limiter=limiter,
+                        outage=outage,
+                        on_result=on_result,
+                        max_batch=max_batch,
+                    )
+                else:
+                    engine = Engine(
+                        identity.slot(0),
+                        queryset=queue,
+                        stop=stop,
+                        before_send=limiter.acquire if limiter else None,
+                        on_result=on_result,
+                        max_batch=max_batch,
+                        outage=outage,
+                        give_up_after=settings.RECORD_TIMEOUT,
+                    )
+                    try:
+                        counts = engine.run()
+                    finally:
+                        engine.close()
             finally:
-                engine.close()
                 if limiter is not None:
                     limiter.close()
         if report_as:
