@@ -586,8 +586,8 @@ class Bench(DrainScenarios):
             print(f"FAILURE: {failure}")
         print(f"Mode {self.mode}, {elapsed:.0f} s. JSON: {path.relative_to(ROOT)}")
         print(f"Reproduce: {command}")
-        if self.mode == "full" and not narrowed:
-            write_results_md(BENCH / "RESULTS.md", self.results, data, self.load_at_start)
+        if self.mode == "full":
+            write_results_md(BENCH / "RESULTS.md", self.results, data, self.load_at_start, narrowed)
             print("Wrote bench/RESULTS.md")
         return 1 if self.results.failures else 0
 

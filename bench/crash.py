@@ -52,8 +52,9 @@ SIZES: dict[str, dict[str, Any]] = {
 DBS = ("sqlite", "postgres")
 SLOW = 0.05  # seconds the sink waits before answering the end of DATA
 # Ours, per kill: at full speed, what the recorder's gate lets be sent unrecorded; against
-# the slow server, one per delivery connection (send_mail has one).
-BOUND = {0.0: 10, SLOW: 1}
+# the slow server, one per delivery connection (send_mail has MAILER_SEND_CONCURRENCY's 2).
+SEND_CONNECTIONS = 2
+BOUND = {0.0: 10, SLOW: SEND_CONNECTIONS}
 # The same for both: django-mailer's lock file would outlive a killed process.
 EXTRA = {"MAILER_USE_FILE_LOCK": False}
 

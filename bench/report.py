@@ -203,10 +203,20 @@ def machine_description() -> dict[str, Any]:
 
 
 def write_results_md(
-    path: Path, results: Results, data: dict[str, Any], load_at_start: tuple[float, ...]
+    path: Path,
+    results: Results,
+    data: dict[str, Any],
+    load_at_start: tuple[float, ...],
+    narrowed: bool = False,
 ) -> None:
-    """bench/RESULTS.md: the latest full run, as measured (written by the run itself)."""
+    """bench/RESULTS.md: the latest full run, as measured (written by the run itself).
+
+    A full run narrowed by ``--only``/``--db``/``--server`` writes it too, saying so;
+    the *Crash* section (bench/crash.py's) of the file is kept.
+    """
     machine, command = data["machine"], data["command"]
+    old = path.read_text() if path.exists() else ""
+    crash = old[old.index("\n## Crash\n") :] if "\n## Crash\n" in old else ""
     lines = [
         "# Benchmark results",
         "",
@@ -221,6 +231,14 @@ def write_results_md(
         f"- Load average at start {load_at_start}, at end "
         f"{tuple(round(x, 2) for x in machine['load_at_end'])} (the machine is shared)",
         f"- JSON: `{data['json']}` (git-ignored)",
+        *(
+            [
+                "- A subset of the full run (the command above): the scenarios, databases "
+                "and servers it leaves out have no rows here"
+            ]
+            if narrowed
+            else []
+        ),
         "",
         "## Table",
         "",
@@ -234,4 +252,4 @@ def write_results_md(
         + ("each exactly once." if not results.failures else "FAILURES:"),
     ]
     lines += [f"- {failure}" for failure in results.failures]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + crash)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 from django.contrib.auth.models import Permission, User
@@ -48,3 +49,39 @@ def rows(response: Any) -> list[str]:
 
 def text(response: Any) -> str:
     return str(response.content.decode())
+
+
+def visible(response: Any) -> str:
+    """The page's text as a reader sees it: no tags, scripts or styles; entities decoded."""
+    return _text_of(text(response))
+
+
+def cells(response: Any, column: str) -> list[str]:
+    """The text of one column of a change list (``field-<column>``), row by row."""
+    found = re.findall(rf'<td class="field-{column}[^"]*">(.*?)</td>', text(response), flags=re.S)
+    return [_text_of(cell).strip() for cell in found]
+
+
+class _Reader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self.hidden += tag in ("script", "style", "template", "svg")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.hidden -= tag in ("script", "style", "template", "svg")
+
+    def handle_data(self, data: str) -> None:
+        if self.hidden <= 0:
+            self.parts.append(data)
+
+
+def _text_of(markup: str) -> str:
+    """Text without tags, spaces as spaces (Django's times use no-break spaces)."""
+    reader = _Reader()
+    reader.feed(markup)
+    reader.close()
+    return "".join(reader.parts).replace("\xa0", " ")

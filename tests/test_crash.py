@@ -168,7 +168,10 @@ class TestDatabaseStopsAnswering(MailAssertions):
         assert ids <= set(named.values()), f"sent twice without being named: {ids}"
 
     def test_runmailer_waits_for_the_database_and_records_everything(self) -> None:
-        tokens = queue_many(400)
+        # Four connections share out the drain: slower answers and more mail, so that
+        # the lock still falls mid-drain (the locker takes a moment to start).
+        self.server.faults.data_delay = 0.02
+        tokens = queue_many(600)
         worker = processes.start(
             ["runmailer", "--concurrency", "4"], self.server.port, **child_settings()
         )

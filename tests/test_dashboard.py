@@ -162,12 +162,12 @@ def test_workers(settings: Any) -> None:
     assert found == [("a:1:1", True, 7), ("b:2:2", False, 0)]
 
 
-def test_gather_makes_five_queries() -> None:
+def test_gather_makes_six_queries() -> None:
     message()
     attempt(NOW, RESULT_SUCCESS)
     with CaptureQueriesContext(connection) as queries:
         dashboard.gather(NOW)
-    assert len(queries) == 5
+    assert len(queries) == 6
 
 
 def test_the_log_is_read_only_for_the_last_day() -> None:
@@ -225,8 +225,8 @@ def test_the_page(admin_client: Client, django_assert_max_num_queries: Any) -> N
     attempt(now, RESULT_SUCCESS)
     attempt(now, RESULT_FAILURE, smtp_code=550, smtp_reply="Mailbox <x@example.com> unknown")
     Worker.objects.create(name="host:10:99", hostname="host", pid=10)
-    # The session and the user, and the five queries of gather().
-    with django_assert_max_num_queries(7):
+    # The session and the user, and the six queries of gather().
+    with django_assert_max_num_queries(8):
         response = admin_client.get(URL)
     page = response.content.decode()
     assert response.status_code == 200

@@ -52,7 +52,8 @@ class TestSendAll(MailAssertions):
         self.assert_each_delivered_once(messages)
         self.assert_queue_empty()
 
-    def test_it_reuses_one_smtp_connection_for_the_whole_run(self) -> None:
+    def test_it_reuses_one_smtp_connection_for_the_whole_run(self, settings: Any) -> None:
+        settings.MAILER_SEND_CONCURRENCY = 1
         queue(*batch(25))
         send_all()
         assert len(self.server.received) == 25

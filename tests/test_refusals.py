@@ -107,7 +107,7 @@ def test_mailer_status_counts_refused_recipients_over_the_hour_and_day(server: A
     call_command("mailer_status", "--json", stdout=as_json)
 
     assert older.refused == 1
-    assert "last hour: 1 attempts, 0 deferred or failed (0.0%), 1 recipients refused" in (
+    assert "last hour: 1 attempt, 0 deferred or failed (0.0%), 1 recipient refused" in (
         report.getvalue()
     )
     assert "last day: 2 attempts, 0 deferred or failed (0.0%), 2 recipients refused" in (

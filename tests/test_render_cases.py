@@ -333,6 +333,7 @@ LEFT_TO_DJANGO_6 = {
     "a quoted local part": lambda: plain(to=['"john smith"@example.com']),
     "a quoted name with runs of blanks": lambda: plain(to=['"A  B" <a@example.com>']),
     "an ASCII name word longer than a line": lambda: plain(to=["x" * 90 + " <a@example.com>"]),
+    "a subject word longer than a folded line": lambda: _set(plain(), subject="x" * 90 + " end"),
 }
 
 
@@ -354,6 +355,23 @@ class TestLeftToDjango:
             RenderAssertions().assert_same_reading(
                 render(stored(message)) or b"not rendered", djangos(stored(message))
             )
+
+    @pytest.mark.parametrize("line_break", ["\r\n", "\n", "\r"])
+    def test_a_stored_header_value_with_a_line_break(self, line_break: str) -> None:
+        """Django refuses such a value (the message then fails): never sent as it is."""
+        doc = stored(pinned(plain()))
+        doc["headers"]["X-Tag"] = f"a{line_break}Bcc: victim@example.com"
+        assert render(doc) is None
+        doc["headers"]["X-Tag"] = {"$bytes": base64.b64encode(b"a" + line_break.encode()).decode()}
+        assert render(doc) is None
+
+    # DJANGO_COMPAT(<6.0): Django 5.2's legacy classes take these characters as they are.
+    @pytest.mark.skipif(not compat.MODERN_EMAIL, reason="Python's modern email API only")
+    @pytest.mark.parametrize("line_break", ["\x0b", "\x85", "\u2028"])
+    def test_a_header_value_python_splits_is_left_to_django_6(self, line_break: str) -> None:
+        doc = stored(pinned(plain()))
+        doc["headers"]["X-Tag"] = f"a{line_break}b"
+        assert render(doc) is None
 
     def test_headers_for_smtputf8(self) -> None:
         """Raw UTF-8 headers, for an address only SMTPUTF8 carries, are Django's to write."""

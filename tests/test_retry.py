@@ -35,6 +35,15 @@ def test_max_retries_counts_retries_after_the_first_attempt(settings: Any) -> No
     assert exhausted(3, now, now) != ""  # first attempt + two retries failed
 
 
+def test_the_reason_counts_attempts_in_good_english(settings: Any) -> None:
+    settings.MAILER_MAX_MESSAGE_AGE = None
+    now = timezone.now()
+    settings.MAILER_EMAIL_MAX_RETRIES = 0
+    assert exhausted(1, now, now).startswith("gave up after 1 attempt (")
+    settings.MAILER_EMAIL_MAX_RETRIES = 2
+    assert exhausted(3, now, now).startswith("gave up after 3 attempts (")
+
+
 def test_age_gives_up_whatever_the_count(settings: Any) -> None:
     settings.MAILER_EMAIL_MAX_RETRIES = None
     settings.MAILER_MAX_MESSAGE_AGE = 3600

@@ -163,6 +163,10 @@ class TestCommand:
         assert "workers: 1 alive" in out
         assert "mail1:7:abc (mail1, pid 4242): 2 connection(s), last heartbeat" in out
 
+    def test_one_attempt_is_singular(self) -> None:
+        log(RESULT_SUCCESS, ago(minutes=5))
+        assert "last hour: 1 attempt, 0 deferred or failed (0.0%)" in status()
+
     def test_json_for_monitoring(self) -> None:
         queue(due_at=ago(seconds=42))
         report = json.loads(status("--json"))

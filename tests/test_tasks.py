@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mailer import send_mail
-from mailer.models import Message, Status, TaskWakeup
+from mailer.models import DeliveryRun, Message, Status, TaskWakeup
 
 from . import processes
 from .assertions import MailAssertions
@@ -96,6 +96,12 @@ class TestEnqueueOnCommit(MailAssertions):
         assert len(tasks()) == 2
         assert drain() == {"sent": 1, "deferred": 0, "failed": 0}
         self.assert_each_delivered_once([first, second])
+
+    def test_a_drain_leaves_its_run_for_the_dashboard_under_the_name_task(self) -> None:
+        Message.objects.enqueue([plain()])
+        drain()
+        (run,) = DeliveryRun.objects.all()
+        assert (run.kind, run.sent, run.deferred, run.failed) == ("task", 1, 0, 0)
 
     def test_a_drain_waiting_too_long_is_taken_for_lost_and_enqueued_again(self) -> None:
         from mailer.tasks import STALE_AFTER
@@ -226,3 +232,16 @@ class TestDatabaseWorker(MailAssertions):
         (task,) = tasks()
         assert task.status == "SUCCESSFUL", task.traceback
         assert task.return_value == {"sent": 20, "deferred": 0, "failed": 0}
+
+
+class TestDrainConnections(MailAssertions):
+    @pytest.fixture(autouse=True)
+    def _server(self, smtp: Any) -> None:
+        self.server = smtp
+
+    def test_a_drain_with_enough_mail_delivers_over_several_connections(self) -> None:
+        messages = batch(80)
+        Message.objects.enqueue(messages)
+        assert drain() == {"sent": 80, "deferred": 0, "failed": 0}
+        self.assert_each_delivered_once(messages)
+        assert self.server.connections == 2

@@ -387,6 +387,7 @@ class TestUpgradeFromDjangoMailer:
             "0011_idempotency_keys",
             "0012_esp_provider_ids",
             "0013_feedback_suppression_quotas",
+            "0014_adminfit_log_subject_and_runs",
         ]
 
     def test_every_waiting_message_is_delivered_exactly_once(self, upgrade: Upgrade) -> None:

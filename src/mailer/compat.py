@@ -7,11 +7,13 @@ a version is a search for that marker.
 from __future__ import annotations
 
 import email.policy
+import re
 from typing import Any
 
 import django
 from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
+from django.core.mail.backends.smtp import EmailBackend as _SMTPBackend
 from django.utils.encoding import force_str
 
 # DJANGO_COMPAT(<6.0): Django 6.0 moved EmailMessage to Python's modern email API.
@@ -137,7 +139,26 @@ def envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: 
     return found
 
 
+# An ASCII addr-spec, dot-atom on both sides: what both parsers below give back unchanged.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+
+
+def plain_address(address: str) -> bool:
+    """Is ``address`` a bare ASCII ``local@domain`` of dot-atoms (the common case)?"""
+    return _PLAIN_ADDRESS.fullmatch(address) is not None
+
+
 def _envelope_address(backend: Any, address: str, encoding: str | None, *, utf8: bool) -> str:
+    if type(address) is str and plain_address(address) and _own_prep_address(backend):
+        return address  # nothing to take out, nothing to encode: no parser needed
+    return parsed_envelope_address(backend, address, utf8=utf8)
+
+
+def parsed_envelope_address(backend: Any, address: str, *, utf8: bool) -> str:
+    """The envelope form of ``address`` as the backend's (or Django's) parser reads it."""
     if MODERN_EMAIL and hasattr(backend, "prep_address"):
         return str(backend.prep_address(address, force_ascii=not utf8))
     # DJANGO_COMPAT(<6.0): Django 5.2 has no prep_address; use the same parser.
@@ -159,6 +180,17 @@ def _envelope_address(backend: Any, address: str, encoding: str | None, *, utf8:
     if domain and not domain.isascii() and not utf8:
         domain = punycode(domain)
     return f"{mailbox.local_part}@{domain}" if domain else mailbox.local_part
+
+
+_DJANGO_PREP_ADDRESS = getattr(_SMTPBackend, "prep_address", None)
+
+
+def _own_prep_address(backend: Any) -> bool:
+    """Does ``backend`` turn addresses into envelope addresses as Django's SMTP backend does?"""
+    if not MODERN_EMAIL:
+        return True  # DJANGO_COMPAT(<6.0): no prep_address: the parser here is used
+    method = getattr(type(backend), "prep_address", None)
+    return method is None or method is _DJANGO_PREP_ADDRESS
 
 
 def default_charset(message: EmailMessage) -> str:

@@ -360,6 +360,13 @@ class MailerSettings:
         _int(1),
         "Delivery connections runmailer uses in parallel.",
     )
+    SEND_CONCURRENCY: Setting[int] = Setting(
+        "MAILER_SEND_CONCURRENCY",
+        2,
+        _int(1),
+        "Delivery connections a send_mail run (send_all(), the Tasks drain) shares the due "
+        "mail over, when there is enough of it; one with MAILER_EMAIL_THROTTLE.",
+    )
     RATE_LIMIT: Setting[float | None] = Setting(
         "MAILER_RATE_LIMIT",
         None,

@@ -30,7 +30,13 @@ from mailer.queue.states import (
     RESULT_SUCCESS,
     Status,
 )
-from mailer.queue.workers import TaskWakeup, Worker, WorkerQuerySet
+from mailer.queue.workers import (
+    DeliveryRun,
+    DeliveryRunQuerySet,
+    TaskWakeup,
+    Worker,
+    WorkerQuerySet,
+)
 
 __all__ = [
     "PRIORITIES",
@@ -43,6 +49,8 @@ __all__ = [
     "RESULT_DONT_SEND",
     "RESULT_FAILURE",
     "RESULT_SUCCESS",
+    "DeliveryRun",
+    "DeliveryRunQuerySet",
     "DontSendEntry",
     "DontSendEntryQuerySet",
     "DontSendReason",

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,15 +90,19 @@ class Demo:
 
     def queue_html_mail(self, subject: str, html: str) -> None:
         """Queue an HTML mail in the demo's database, as its site would."""
-        env = {**os.environ, "MAILER_DEMO_VAR": str(self.var)}
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        env.update(DEMO_SUBJECT=subject, DEMO_HTML=html)
         code = (
             "import os, mailer; mailer.send_html_mail(os.environ['DEMO_SUBJECT'], 'See the HTML.', "
             "os.environ['DEMO_HTML'], None, ['customer@example.com'])"
+        )
+        self.shell(code, DEMO_SUBJECT=subject, DEMO_HTML=html)
+
+    def shell(self, code: str, **variables: str) -> None:
+        """Run Python ``code`` in the demo project (``manage.py shell -c``), with ``variables``
+        in its environment."""
+        env = {**os.environ, "MAILER_DEMO_VAR": str(self.var), **variables}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])]
         )
         command = [sys.executable, str(ROOT / "demo" / "manage.py"), "shell", "-c", code]
         subprocess.run(command, env=env, check=True, timeout=120, capture_output=True)
@@ -106,7 +111,13 @@ class Demo:
 @pytest.fixture(scope="session")
 def demo(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """``demo/run.py admin`` on a fresh SQLite database, with no worker delivering."""
-    var = tmp_path_factory.mktemp("demo")
+    with demo_server(tmp_path_factory.mktemp("demo")) as server:
+        yield server
+
+
+@contextmanager
+def demo_server(var: Path) -> Iterator[Demo]:
+    """The demo's admin served from ``var`` until the block ends."""
     port = free_port()
     log = var / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -19,6 +19,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from mailer.admin import display, listing, search, validity
 from mailer.admin.actions import SEND_PERMISSION, can_view_body, send_action
+from mailer.admin.filters import delivery_aliases
 from mailer.admin.lookups import FilterLookupsOnly
 from mailer.message.validation import MAX_IDEMPOTENCY_KEY_LENGTH
 from mailer.queue import operations
@@ -96,6 +97,14 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.SummaryChangeList
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The columns; "mailer" only where mail goes more than one way (else it says the
+        same on every row, and the page is narrow enough)."""
+        columns = super().get_list_display(request)
+        if len(delivery_aliases()) > 1:
+            return columns
+        return [name for name in columns if name != "mailer"]
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
@@ -165,16 +174,13 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
         if not summary:
             return str(_("(stored data is not valid)")) if obj._admin_has_data else "—"
         subject = str(summary["subject"]) or str(_("(no subject)"))
-        return format_html("{}{}", subject, self.warnings([obj._admin_data_problem]))
+        return format_html(
+            "{}{}", display.clipped(subject), self.warnings([obj._admin_data_problem])
+        )
 
     @admin.display(description=_("recipients"))
     def to_column(self, obj: Any) -> str:
-        recipients = display.recipients_of(self.summary(obj))
-        if not recipients:
-            return "—"
-        shown = ", ".join(recipients[:2])
-        more = len(recipients) - 2
-        return f"{shown} (+{more})" if more > 0 else shown
+        return display.addresses_cell(display.recipients_of(self.summary(obj)))
 
     def render_change_form(
         self,
@@ -250,6 +256,13 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
         model = queryset.model
         rows = list(model.objects.filter(pk__in=queryset.values("pk")).order_by("pk"))
         self._report(request, operations.send_copy(rows))
+
+
+def reply_text(code: int | None, reply: str) -> str:
+    """A server's reply as one line: "550 5.1.1 User unknown", or "—" when there is none."""
+    if code is None:
+        return reply or "—"
+    return f"{code} {reply}".rstrip()
 
 
 def json_value(obj: Any, field: str) -> Any:

@@ -5,9 +5,9 @@ Every query here stays fast on a queue and a log of millions of rows:
 * the two counts over the queue read nothing but an index of ``Message``
   (``status, due_at`` and ``priority, due_at, id``);
 * the log is read only for the last 24 hours, through ``when_attempted``;
-* the worker list is a handful of rows.
+* the worker list and the list of delivery runs are a handful of rows each.
 
-Five queries in all, whatever the size of the tables.
+Six queries in all, whatever the size of the tables.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mailer.priorities import PRIORITIES, PRIORITY_DEFERRED
 from mailer.queue.log import MessageLog
 from mailer.queue.message import Message
 from mailer.queue.states import RESULT_FAILURE, RESULT_SUCCESS, count_where
-from mailer.queue.workers import Worker
+from mailer.queue.workers import DeliveryRun, Worker
 
 HOURS = 24
 TOP_FAILURES = 10
@@ -84,6 +84,24 @@ class WorkerStatus:
     failed: int
 
 
+@dataclass(frozen=True)
+class RunStatus:
+    """The last run of one kind on one host (``send_mail`` from cron, ``send_all()``, a task)."""
+
+    kind: str
+    hostname: str
+    started_at: datetime.datetime
+    finished_at: datetime.datetime
+    delivered_at: datetime.datetime | None  # the last run that had mail to deliver
+    sent: int
+    deferred: int
+    failed: int
+
+    @property
+    def seconds(self) -> float:
+        return max((self.finished_at - self.started_at).total_seconds(), 0.0)
+
+
 @dataclass
 class Dashboard:
     now: datetime.datetime
@@ -92,6 +110,7 @@ class Dashboard:
     hours: list[Hour]
     failures: list[FailureReply]
     workers: list[WorkerStatus]
+    runs: list[RunStatus] = field(default_factory=list)
     oldest_due: datetime.datetime | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +155,7 @@ def gather(now: datetime.datetime | None = None, using: str = "default") -> Dash
         hours=hourly(now, using),
         failures=common_failures(now, using),
         workers=workers(now, using),
+        runs=runs(now, using),
     )
 
 
@@ -279,6 +299,28 @@ def workers(now: datetime.datetime, using: str = "default") -> list[WorkerStatus
             w.failed,
         )
         for w in rows
+    ]
+
+
+def runs(now: datetime.datetime, using: str = "default") -> list[RunStatus]:
+    """Runs that delivered once and exited in the last day, latest first (one row per host)."""
+    rows = (
+        DeliveryRun.objects.using(using)
+        .filter(finished_at__gte=now - WORKER_MEMORY)
+        .order_by("-finished_at")[:MAX_WORKERS]
+    )
+    return [
+        RunStatus(
+            r.kind,
+            r.hostname,
+            r.started_at,
+            r.finished_at,
+            r.delivered_at,
+            r.sent,
+            r.deferred,
+            r.failed,
+        )
+        for r in rows
     ]
 
 

@@ -7,29 +7,35 @@ display instead of raising.
 
 from __future__ import annotations
 
+import datetime
 import email.message
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.mail import EmailMessage
+from django.utils import formats, timezone
 from django.utils.encoding import force_str
+from django.utils.html import conditional_escape, format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.timesince import timesince, timeuntil
+from django.utils.translation import gettext
 
 from mailer.admin import preview, validity
 from mailer.exceptions import MailerWarning, UndecodableMessage
 from mailer.message import codec
-from mailer.message.summary import summarize
+from mailer.message.summary import leading_keys, summarize
 from mailer.message.validation import address_key
 
 # The list pages read only this much of each row's data: the summary's keys come
 # before the attachments, which are what makes stored mail big.
 SUMMARY_PREFIX = 32_768
 MAX_BODY = 200_000
-
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_decoder = json.JSONDecoder()
+# What a list cell shows of a subject or a reply, and of one address; the rest is in its title.
+LIST_TEXT = 80
+LIST_ADDRESS = 40
+LIST_RECIPIENTS = 2
 
 
 def prefix_document(text: str | None) -> dict[str, Any]:
@@ -42,27 +48,7 @@ def prefix_document(text: str | None) -> dict[str, Any]:
         pass
     else:
         return whole if isinstance(whole, dict) else {}
-    doc: dict[str, Any] = {}
-    index = _WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]
-    if text[index : index + 1] != "{":
-        return {}
-    index += 1
-    try:
-        while True:
-            index = _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
-            key, index = _decoder.raw_decode(text, index)
-            index = _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
-            if not isinstance(key, str) or text[index : index + 1] != ":":
-                return doc
-            index = _WHITESPACE.match(text, index + 1).end()  # type: ignore[union-attr]
-            value, index = _decoder.raw_decode(text, index)
-            doc[key] = value
-            index = _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
-            if text[index : index + 1] != ",":
-                return doc
-            index += 1
-    except (ValueError, RecursionError):
-        return doc  # the text ends inside this key or value
+    return leading_keys(text)  # cut short: as far as it goes
 
 
 def summary(text: str | None) -> dict[str, Any]:
@@ -90,6 +76,7 @@ class Attachment:
 
 
 INVALID = "Stored data is not valid: the message cannot be decoded."
+NOT_KEPT = "The message data was not kept."
 
 
 @dataclass
@@ -121,7 +108,7 @@ class EmailView:
 def email_view(data: str | None) -> EmailView:
     """Decode stored data for the detail page; a view with an error if it cannot be."""
     if not data:
-        return EmailView(error="The message data was not kept.")
+        return EmailView(error=NOT_KEPT)
     try:
         return _taken_apart(data)
     # Any shape of data may be stored (attrs that break the message once set, values
@@ -268,3 +255,80 @@ def _row(address: str, kind: str, result: list[Any] | None) -> RecipientRow:
     reply = _text(result[2]) if len(result) > 2 else ""
     provider_id = _text(result[3]) if len(result) > 3 and result[3] else ""
     return RecipientRow(address, kind, verdict, code, reply, provider_id)
+
+
+# -- List cells that fit the page ---------------------------------------------------------
+
+
+def clipped(text: str, limit: int = LIST_TEXT) -> SafeString:
+    """``text`` for a list cell: whole if short, else its start and "…", whole in the title."""
+    if len(text) <= limit:
+        return conditional_escape(text)
+    return format_html('<span title="{}">{}…</span>', text, text[: limit - 1].rstrip())
+
+
+def addresses_cell(addresses: list[str], shown: int = LIST_RECIPIENTS) -> SafeString:
+    """The first recipients, breakable at "@" and dots, and how many more; all in the title."""
+    if not addresses:
+        return conditional_escape("—")
+    cells = format_html_join(", ", "{}", ((_breakable(a),) for a in addresses[:shown]))
+    more = len(addresses) - shown
+    if more > 0:
+        cells = format_html('{} <span class="mailer-more">(+{})</span>', cells, more)
+    whole = ", ".join(addresses)
+    if more > 0 or any(len(a) > LIST_ADDRESS for a in addresses[:shown]):
+        return format_html('<span title="{}">{}</span>', whole, cells)
+    return cells
+
+
+def _breakable(address: str) -> SafeString:
+    """An address (shortened to ``LIST_ADDRESS``) that may wrap before its "@" and after dots."""
+    if len(address) > LIST_ADDRESS:
+        address = address[: LIST_ADDRESS - 1] + "…"
+    local, at, domain = address.rpartition("@")
+    parts = [local, domain] if at else [address]
+    # Each part is escaped, then joined with markup only.
+    dotted = [SafeString(".<wbr>".join(conditional_escape(p).split("."))) for p in parts]
+    return SafeString("<wbr>@".join(dotted))
+
+
+def moment(value: datetime.datetime | None, now: datetime.datetime | None = None) -> SafeString:
+    """A time for a list cell: how long ago or how soon ("5 minutes ago", "in 23 hours"),
+    the exact local time in the title. Shorter than a date, and what a queue is read for."""
+    if value is None:
+        return conditional_escape("—")
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        local.isoformat(timespec="seconds"),
+        formats.date_format(local, "DATETIME_FORMAT"),
+        relative(value, now, depth=1).replace("\xa0", " "),  # "19 / minutes" may wrap
+    )
+
+
+MINUTE = datetime.timedelta(minutes=1)
+
+
+def duration(since: datetime.datetime, now: datetime.datetime | None = None, depth: int = 2) -> str:
+    """The time from ``since`` to ``now`` in words: "3 hours, 2 minutes", "less than a minute".
+
+    Django's ``timesince`` says "0 minutes" for anything under a minute.
+    """
+    now = now or timezone.now()
+    if abs(now - since) < MINUTE:
+        return gettext("less than a minute")
+    return (
+        timesince(since, now, depth=depth) if since <= now else timeuntil(since, now, depth=depth)
+    )
+
+
+def relative(when: datetime.datetime, now: datetime.datetime | None = None, depth: int = 2) -> str:
+    """``when`` from ``now``: "5 minutes ago", "less than a minute ago", "in 2 hours"."""
+    now = now or timezone.now()
+    if abs(now - when) < MINUTE:
+        return (
+            gettext("less than a minute ago") if when <= now else gettext("in less than a minute")
+        )
+    if when <= now:
+        return gettext("%(duration)s ago") % {"duration": duration(when, now, depth)}
+    return gettext("in %(duration)s") % {"duration": duration(when, now, depth)}

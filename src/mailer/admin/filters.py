@@ -58,6 +58,15 @@ class StateFilter(admin.SimpleListFilter):
 DEFAULT_MAILER = "-"
 
 
+def delivery_aliases() -> list[str]:
+    """The aliases of MAILERS that deliver (those that queue are not where mail goes)."""
+    return [
+        alias
+        for alias, config in mailers_setting().items()
+        if not is_queueing_backend(config.get("BACKEND"))
+    ]
+
+
 class MailerFilter(admin.SimpleListFilter):
     """The delivery aliases in MAILERS (a DISTINCT over the table would read all of it)."""
 
@@ -65,11 +74,7 @@ class MailerFilter(admin.SimpleListFilter):
     parameter_name = "mailer"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        aliases = [
-            alias
-            for alias, config in mailers_setting().items()
-            if not is_queueing_backend(config.get("BACKEND"))
-        ]
+        aliases = delivery_aliases()
         if not aliases:
             return []
         return [(DEFAULT_MAILER, _("(default delivery backend)")), *((a, a) for a in aliases)]

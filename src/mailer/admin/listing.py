@@ -79,6 +79,25 @@ class SummaryChangeList(ChangeList):
         summarised: QuerySet[Any] = queryset.defer("message_data").annotate(data_head=head)
         return summarised
 
+    def get_results(self, request: HttpRequest) -> None:
+        """Django's results, and a "Show all" link only where it would show more rows.
+
+        Without a full count (``show_full_result_count = False``, which keeps a
+        list of millions cheap) Django offers "Show all" on every page, even an
+        unfiltered one, where it links to the same rows. Here an unfiltered
+        list counts as whole, and a filtered one is compared with the whole
+        table's (capped) count.
+        """
+        super().get_results(request)
+        if self.full_result_count is not None:
+            return
+        if not (self.get_filters_params() or self.query):
+            self.full_result_count = self.result_count
+            return
+        whole = CappedPaginator(self.root_queryset, self.list_per_page)
+        if whole.count == self.result_count and not whole.capped:
+            self.full_result_count = self.result_count
+
 
 class BoundedDates:
     """``datetimes()`` for the date hierarchy, without Django's costly way of listing dates.

@@ -15,6 +15,7 @@ from mailer.admin import display, listing, search, validity
 from mailer.admin.base import (
     StoredMailAdmin,
     json_value,
+    reply_text,
 )
 from mailer.admin.filters import MailerFilter, RefusedFilter
 from mailer.queue.log import MessageLog
@@ -25,6 +26,11 @@ from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS
 # -- The log ----------------------------------------------------------------------------
 
 
+NOT_KEPT_NOTE = _(
+    "The log keeps the message itself (bodies, attachments) only for sent and failed mail, "
+    "and only when MAILER_EMAIL_LOG_MESSAGE_DATA is on; deferred attempts never keep it. "
+    "This row keeps the subject, the Message-ID, the recipients and the replies."
+)
 RESULT_CLASSES = {RESULT_SUCCESS: "sent", RESULT_DONT_SEND: "skipped", RESULT_FAILURE: "failed"}
 
 
@@ -32,7 +38,7 @@ RESULT_CLASSES = {RESULT_SUCCESS: "sent", RESULT_DONT_SEND: "skipped", RESULT_FA
 class MessageLogAdmin(StoredMailAdmin):
     list_display = (
         "id",
-        "when_attempted",
+        "attempted_column",
         "result_column",
         "subject_column",
         "to_column",
@@ -41,7 +47,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "queue_column",
         "mailer",
     )
-    list_display_links = ("id", "when_attempted")
+    list_display_links = ("id", "attempted_column")
     list_filter = ("result", RefusedFilter, "priority", MailerFilter)
     link_lookups = ("queue_id",)  # the queue entry column links to its attempts
     date_hierarchy = "when_attempted"
@@ -57,7 +63,7 @@ class MessageLogAdmin(StoredMailAdmin):
         "priority",
         "mailer",
         "when_added",
-        "reply_column",
+        "reply_whole",
         "exception",
         "log_message",
         "worker",
@@ -78,6 +84,7 @@ class MessageLogAdmin(StoredMailAdmin):
             super().search_condition(term)
             | Q(message_id__icontains=term)
             | Q(recipients__icontains=term)
+            | Q(subject_line__icontains=term)
             # The provider's message id, as its webhooks and its dashboard show it.
             | Q(pk__in=ProviderMessageId.objects.filter(provider_id=term).values("log_id"))
         )
@@ -85,13 +92,18 @@ class MessageLogAdmin(StoredMailAdmin):
             condition |= Q(queue_id=int(term))
         return condition
 
+    @admin.display(description=_("subject"))
+    def subject_column(self, obj: MessageLog) -> str:
+        if obj.subject_line and not self.summary(obj):  # the message itself was not kept
+            return display.clipped(obj.subject_line)
+        return super().subject_column(obj)
+
     @admin.display(description=_("recipients"))
     def to_column(self, obj: MessageLog) -> str:
         rows = display.log_recipient_rows(json_value(obj, "recipients"))
         if not rows:
             return super().to_column(obj)
-        shown = ", ".join(row.address for row in rows[:2])
-        return f"{shown} (+{len(rows) - 2})" if len(rows) > 2 else shown
+        return display.addresses_cell([row.address for row in rows])
 
     @admin.display(description=_("result"), ordering="result")
     def result_column(self, obj: MessageLog) -> str:
@@ -104,9 +116,15 @@ class MessageLogAdmin(StoredMailAdmin):
 
     @admin.display(description=_("reply"))
     def reply_column(self, obj: MessageLog) -> str:
-        reply = obj.smtp_reply or obj.log_message or ""
-        reply = reply if len(reply) <= 120 else reply[:119] + "…"
-        return f"{obj.smtp_code} {reply}" if obj.smtp_code is not None else (reply or "—")
+        return display.clipped(reply_text(obj.smtp_code, obj.smtp_reply or obj.log_message or ""))
+
+    @admin.display(description=_("reply"))
+    def reply_whole(self, obj: MessageLog) -> str:
+        return reply_text(obj.smtp_code, obj.smtp_reply or obj.log_message or "")
+
+    @admin.display(description=_("attempted at"), ordering="when_attempted")
+    def attempted_column(self, obj: MessageLog) -> str:
+        return display.moment(obj.when_attempted)
 
     @admin.display(description=_("queue entry"))
     def queue_column(self, obj: MessageLog) -> str:
@@ -118,8 +136,17 @@ class MessageLogAdmin(StoredMailAdmin):
     def mail_context(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
         queued = obj.queue_id is not None and Message.objects.filter(pk=obj.queue_id).exists()
         rows = display.log_recipient_rows(json_value(obj, "recipients"))
+        context = super().mail_context(request, obj)
+        view: display.EmailView = context["email"]
+        if view.error == display.NOT_KEPT:
+            # What is normal (deferred attempts never keep the message) is not an error:
+            # the row's own columns say what it was.
+            view.error = ""
+            kept = (("Subject", obj.subject_line), ("Message-ID", obj.message_id or ""))
+            view.headers = [(name, value) for name, value in kept if value]
+            context["data_note"] = NOT_KEPT_NOTE
         return {
-            **super().mail_context(request, obj),
+            **context,
             "recipients": rows,
             "provider_ids": any(row.provider_id for row in rows),
             "attempts": self.attempts(obj.queue_id),

@@ -18,6 +18,7 @@ from mailer.admin.actions import send_action
 from mailer.admin.base import (
     StoredMailAdmin,
     json_value,
+    reply_text,
 )
 from mailer.admin.filters import MailerFilter, StateFilter
 from mailer.queue import operations
@@ -35,8 +36,8 @@ class MessageAdmin(StoredMailAdmin):
         "state_column",
         "priority",
         "mailer",
-        "when_added",
-        "due_at",
+        "queued_column",
+        "due_column",
         "retry_count",
         "last_reply_column",
     )
@@ -54,7 +55,7 @@ class MessageAdmin(StoredMailAdmin):
         "due_at",
         "expires_at",
         "retry_count",
-        "last_reply_column",
+        "last_reply_whole",
         "claimed_by",
         "lease_expires_at",
     )
@@ -81,10 +82,19 @@ class MessageAdmin(StoredMailAdmin):
 
     @admin.display(description=_("last reply"))
     def last_reply_column(self, obj: Message) -> str:
-        if obj.last_code is None and not obj.last_reply:
-            return "—"
-        reply = obj.last_reply if len(obj.last_reply) <= 120 else obj.last_reply[:119] + "…"
-        return f"{obj.last_code} {reply}" if obj.last_code is not None else reply
+        return display.clipped(reply_text(obj.last_code, obj.last_reply))
+
+    @admin.display(description=_("last reply"))
+    def last_reply_whole(self, obj: Message) -> str:
+        return reply_text(obj.last_code, obj.last_reply)
+
+    @admin.display(description=_("queued at"), ordering="when_added")
+    def queued_column(self, obj: Message) -> str:
+        return display.moment(obj.when_added)
+
+    @admin.display(description=_("next attempt"), ordering="due_at")
+    def due_column(self, obj: Message) -> str:
+        return display.moment(obj.due_at)
 
     def get_urls(self) -> list[URLPattern]:
         return [

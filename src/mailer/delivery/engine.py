@@ -19,31 +19,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
-from django.core.mail import EmailMessage
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from mailer.conf import DEFAULT_ERROR_HANDLER, settings
-from mailer.delivery.classify import classify, exception_name
+from mailer.delivery.classify import classify
 from mailer.delivery.handlers import (
     as_exception,
     handle_backend_exception,
     handle_delivery_exception,
     handler_raised,
     handler_said,
+    undecodable,
 )
 from mailer.delivery.holds import Holds, Limiter, QuotaReached
 from mailer.delivery.outage import Backoff, Outage
-from mailer.delivery.recipients import pending_recipients
+from mailer.delivery.pool import Pool
+from mailer.delivery.recipients import blocked_recipients, pending_recipients
 from mailer.delivery.recorder import Gate, Recorder
+from mailer.delivery.tally import SendCounts, Tally
 from mailer.delivery.transport import ConnectionDown, Transport
 from mailer.exceptions import DatabaseUnreachable, UndecodableMessage
-from mailer.message import codec
-from mailer.message.summary import document_summary
+from mailer.message.letter import Letter
 from mailer.queue import retry
 from mailer.queue.aliases import alias_problem
 from mailer.queue.dontsend import DontSendEntry
@@ -59,19 +61,6 @@ INITIAL_CLAIM = 4  # what a worker's slot claims before its delivery speed is kn
 FIRST_BATCH = 50  # what a run claims before it knows how big the messages are
 BATCH_BYTES = 8_000_000  # stored mail a batch may hold
 CLAIM_SECONDS = 0.5  # work a batch may hold: short leases, and slots finish together
-
-
-class SendCounts(NamedTuple):
-    """What a run did: messages sent, deferred (to be retried) and failed."""
-
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-
-    def __add__(self, other: object) -> SendCounts:
-        if not isinstance(other, SendCounts):
-            return NotImplemented
-        return SendCounts(*(a + b for a, b in zip(self, other, strict=True)))
 
 
 class Engine:
@@ -91,12 +80,18 @@ class Engine:
         gate: Gate | None = None,
         outage: Outage | None = None,
         give_up_after: float | None = None,
+        pool: Pool | None = None,
+        tally: Tally | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         """``owner`` is the claim owner (see ``mailer.runner.leases``); ``before_send`` the rate
         limiter (``mailer.delivery.holds``); ``share`` how many engines of one worker drain the
-        queue together, ``gate`` what they share to keep unrecorded mail small, and ``outage``
-        where they say the database is away. With ``give_up_after``, a run that cannot reach the
-        database for that many seconds raises ``DatabaseUnreachable``; without, it waits (until
+        queue together, ``gate`` what they share to keep unrecorded mail small, ``outage``
+        where they say the database is away, ``pool`` where they share out claimed batches
+        at the end of the queue, ``tally`` what they did together (the run's limits;
+        ``on_result`` is told) and ``recorder`` what writes their results (without, each
+        engine has its own). With ``give_up_after``, a run that cannot reach the database
+        for that many seconds raises ``DatabaseUnreachable``; without, it waits (until
         ``stop``).
 
         An Engine may ``run()`` many times; its delivery connections stay open
@@ -129,6 +124,11 @@ class Engine:
         self.gate = gate or Gate()
         self.outage = outage or Outage(logger)
         self.give_up_after = give_up_after
+        self.pool = pool or Pool()
+        self._shared_recorder = recorder
+        self._own_tally = tally is None
+        self.tally = tally or Tally()
+        self._max_size = settings.MAX_MESSAGE_SIZE
         self.holds = Holds(owner, self.queue, self.outage, logger)
 
     # -- the run ---------------------------------------------------------------------
@@ -140,34 +140,39 @@ class Engine:
         next run; call ``close()`` when done.
         """
         self.counts = SendCounts()
+        if self._own_tally:
+            self.tally = Tally()
         self.connection_down = False
-        self._limit_said = False
         self._handed = set()
+        self._max_size = settings.MAX_MESSAGE_SIZE  # read once a run, not once a message
         if self._recorder is not None and self._recorder.abandoned:
             self._recorder.close()
             self._recorder = None
-        claimed: list[Message] = []
         try:
             self._check_dont_send = DontSendEntry.objects.using(self.using).active().exists()
             while not self.stop.is_set() and not self._limit_reached():
                 self._release_unfinished([])  # what could not be given back before
-                claimed = self._claim()
-                if not claimed:
+                held = self.pool.take(self.owner, self._claim)
+                if not held:
+                    if self._unreleased:  # given back only now, those are due again
+                        self._release_unfinished([])
+                        if not self._unreleased:
+                            continue
                     break
-                self._deliver_batch(claimed)
-                claimed = []
+                self._deliver_batch(held)
         except ConnectionDown as down:
             self.connection_down = True
             logger.error("%s, stopping this run: %s", down.why, down)
         finally:
             # After giving up, the database is not asked again: the claims come back
             # when their lease ends, or at once when a run starts again on this host.
-            if self._recorder is not None and not self._recorder.abandoned:
+            recorder = self._recorder_in_use()
+            if recorder is not None and not recorder.abandoned:
                 try:
-                    self._recorder.flush(self._give_up_after())
+                    recorder.flush(self._give_up_after(), self.owner)
                 finally:
-                    if not self._recorder.abandoned:
-                        self._release_unfinished(claimed)
+                    if not recorder.abandoned:
+                        self._release_unfinished(self.pool.drop_all(self.owner))
         return self.counts
 
     def close(self) -> None:
@@ -213,7 +218,8 @@ class Engine:
                 now = time.monotonic()
                 failing_since = failing_since or started
                 if limit is not None and now - failing_since >= limit:
-                    lost = self._recorder.abandon(str(error)) if self._recorder else []
+                    recorder = self._recorder_in_use()
+                    lost = recorder.abandon(str(error)) if recorder else []
                     raise DatabaseUnreachable(str(error).strip(), lost) from error
                 close_old_connections()
                 if self.stop.wait(backoff.next()):
@@ -223,15 +229,16 @@ class Engine:
             return claimed
 
     def _release_strays(self) -> None:
-        keep = {m.pk for m in self._unreleased}
-        if self._recorder is not None:
-            keep |= self._recorder.holding()
+        keep = {m.pk for m in self._unreleased} | self.pool.lent(self.owner)
+        recorder = self._recorder_in_use()
+        if recorder is not None:
+            keep |= recorder.holding()
         self.queue.model.objects.using(self.using).release_strays(self.owner, keep)
 
     def _admit(self) -> bool:
         """May the next message go? Waits while results wait to be recorded (see
         ``mailer.delivery.recorder``); False if the claims in hand should be given back."""
-        return self.recorder.admit(self._seconds_per_message, self._give_up_after())
+        return self.recorder.admit(self._seconds_per_message, self._give_up_after(), self.owner)
 
     def _claim_size(self) -> int:
         """About half a second of work (so leases stay short and parallel slots share
@@ -250,48 +257,58 @@ class Engine:
         else:
             size = max(1, min(size, int(CLAIM_SECONDS / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
-            size = min(size, max(self.max_batch - self.counts.sent, 1))
+            size = min(size, max(self.max_batch - self.tally.counts.sent, 1))
         return size
 
-    def _limit_reached(self) -> bool:
-        """Has this run reached MAILER_EMAIL_MAX_BATCH or _MAX_DEFERRED? Logged once a run."""
-        if self.max_batch is not None and self.counts.sent >= self.max_batch:
-            say, name, limit = logger.info, "MAX_BATCH", self.max_batch
-        elif (
-            self.max_deferred is not None
-            and self.counts.deferred + self.counts.failed >= self.max_deferred
-        ):
-            say, name, limit = logger.warning, "MAX_DEFERRED", self.max_deferred
-        else:
-            return False
-        if not self._limit_said:  # django-mailer's words, which monitoring may grep for
+    def _limit_reached(self, *, start: bool = False) -> bool:
+        """Has the run (its connections together) reached MAILER_EMAIL_MAX_BATCH or
+        MAILER_EMAIL_MAX_DEFERRED, counting messages being sent? With ``start``, if
+        not, one more message is being sent (``Tally.limit``). Logged once a run."""
+        reached = self.tally.limit(self.max_batch, self.max_deferred, start=start)
+        if reached:  # django-mailer's words, which monitoring may grep for
+            say, name, limit = (
+                (logger.info, "MAX_BATCH", self.max_batch)
+                if reached == "max_batch"
+                else (logger.warning, "MAX_DEFERRED", self.max_deferred)
+            )
             say(f"MAILER_EMAIL_{name} (%s) reached, stopping for this round", limit)
-        self._limit_said = True
-        return True
+        return reached is not None
 
-    def _deliver_batch(self, batch: list[Message]) -> None:
+    def _deliver_batch(self, held: deque[Message]) -> None:
+        """Deliver the batch in hand, in order, while it lasts (a sibling that ran out
+        may take some of its end: see ``mailer.delivery.pool``)."""
+        batch = list(held)
         size = sum(m.stored_size for m in batch) / len(batch)  # set by claim(): read or not
         previous = self._bytes_per_message
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size
-        blocked = self._blocked_recipients(batch)
-        held: set[int] = set()  # held back with an earlier message of their alias
-        for index, message in enumerate(batch):
-            if message.pk in held or self.holds.held(message.mailer):
-                self._unreleased += self.holds.hold(batch[index:], message.mailer, held)
+        blocked = blocked_recipients(batch, self.using) if self._check_dont_send else set()
+        kept: set[int] = set()  # held back with an earlier message of their alias
+        while (message := self.pool.next(held)) is not None:
+            if message.pk in kept:
                 continue
-            if self.stop.is_set() or self._limit_reached() or not self._admit():
-                self._release_unfinished([m for m in batch[index:] if m.pk not in held])
+            if self.holds.held(message.mailer):
+                alias = [message, *self.pool.remove(held, message.mailer)]
+                self._unreleased += self.holds.hold(alias, message.mailer, kept)
+                continue
+            if self.stop.is_set() or self._limit_reached(start=True):
+                self._release_unfinished([message, *self.pool.drop(held)])
+                return
+            if not self._admit():
+                self.tally.cancel()  # started above, not sent after all
+                self._release_unfinished([message, *self.pool.drop(held)])
                 return
             started = time.monotonic()
             try:
                 outcome = self._attempt(message, blocked)
             except ConnectionDown as down:
                 self._add(message, down.outcome)
-                self._release_unfinished(batch[index + 1 :])
+                self._release_unfinished(self.pool.drop(held))
                 raise
             except QuotaReached as used_up:
-                self.recorder.withdraw()  # admitted, but no server saw it
-                self._unreleased += self.holds.hold(batch[index:], message.mailer, held, used_up)
+                self.recorder.withdraw(self.owner)  # admitted, but no server saw it
+                self.tally.cancel()
+                alias = [message, *self.pool.remove(held, message.mailer)]
+                self._unreleased += self.holds.hold(alias, message.mailer, kept, used_up)
                 continue
             self._add(message, outcome)
             self._measure(time.monotonic() - started)
@@ -306,12 +323,20 @@ class Engine:
         """Give back claims not attempted; those that cannot be given back now are
         tried again before the next claim (their lease is renewed while this worker
         lives; after it exits, the next run on this host takes them back)."""
+        recorder = self._recorder_in_use()
+        if recorder is not None and recorder.abandoned:
+            return  # gave up on the database (maybe a sibling did): it is not asked again
         left = [m for m in self._unreleased + messages if m.pk not in self._handed]
         self._unreleased = []
         if not left:
             return
+        owners: dict[str, list[int]] = {}  # a message shared by a sibling is still its claim
+        for message in left:
+            owners.setdefault(message.claimed_by or self.owner, []).append(message.pk)
         try:
-            self.queue.model.objects.using(self.using).release(self.owner, [m.pk for m in left])
+            for owner, ids in owners.items():
+                self.queue.model.objects.using(self.using).release(owner, ids)
+            self.pool.done(left)
         except DatabaseError as error:
             self._unreleased = left
             self.outage.failed("giving back claims", error)
@@ -322,33 +347,39 @@ class Engine:
 
     def _add(self, message: Message, outcome: Outcome) -> None:
         verdict = outcome.verdict
-        sent, deferred, failed = self.counts
         if verdict in (Verdict.SENT, Verdict.SKIPPED):
-            sent += verdict is Verdict.SENT
+            one = SendCounts(sent=int(verdict is Verdict.SENT))
         elif verdict is Verdict.TRANSIENT and not retry.exhausted(
             message.retry_count + 1, message.when_added, timezone.now()
         ):
-            deferred += 1
+            one = SendCounts(deferred=1)
         else:
-            failed += 1
-        self.counts = SendCounts(sent, deferred, failed)
+            one = SendCounts(failed=1)
+        self.counts += one
         level = logging.INFO if verdict is Verdict.SENT else logging.WARNING
-        logger.log(
-            level,
-            "%s message %s (%s) to %s: %s",
-            verdict.value,
-            message.pk,
-            outcome.message_id or "",
-            ", ".join(outcome.attempted),
-            outcome.reply,
-        )
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "%s message %s (%s) to %s: %s",
+                verdict.value,
+                message.pk,
+                outcome.message_id or "",
+                ", ".join(outcome.attempted),
+                outcome.reply,
+            )
         self._handed.add(message.pk)
-        self.recorder.add(message, outcome)  # last: from here on the recorder's thread owns it
-        if self.on_result is not None:
-            self.on_result(self.counts)
+        self.recorder.add(message, outcome, self.owner)  # from here on the recorder owns it
+        self.pool.done([message])
+        self.tally.add(one, self.on_result)
+
+    def _recorder_in_use(self) -> Recorder | None:
+        return self._shared_recorder or self._recorder
 
     @property
     def recorder(self) -> Recorder:
+        """The recorder to hand results to: the shared one, or the engine's own."""
+        if self._shared_recorder is not None:
+            return self._shared_recorder
         if self._recorder is None:
             self._recorder = Recorder(
                 self.queue.model,
@@ -364,23 +395,6 @@ class Engine:
 
     # -- one message -----------------------------------------------------------------
 
-    def _blocked_recipients(self, batch: list[Message]) -> set[str]:
-        """Recipients of ``batch`` on the don't-send list: one query, none if the list is empty.
-
-        Reads only the addresses of each row's summary; a row too large to have been read,
-        or whose data is not a message, adds none (and is failed when its turn comes).
-        """
-        if not self._check_dont_send:
-            return set()
-        addresses: list[str] = []
-        for message in batch:
-            if message.message_data is None:
-                continue
-            summary = document_summary(message.message_data)
-            for field in ("to", "cc", "bcc"):
-                addresses.extend(summary.get(field, ()))
-        return DontSendEntry.objects.using(self.using).blocked(addresses)
-
     def _attempt(self, message: Message, blocked: set[str]) -> Outcome:
         now = timezone.now()
         if message.expires_at is not None and message.expires_at <= now:
@@ -388,13 +402,9 @@ class Engine:
             reply = Reply(None, f"expired at {when} before it could be sent")
             return Outcome(Verdict.PERMANENT, reply, "", [], message.stored_message_id)
         try:
-            email, msgid, recipients, skipped = self._prepare(message, blocked)
+            letter, msgid, recipients, skipped = self._prepare(message, blocked)
         except Exception as error:  # whatever the row holds, it fails alone: the run goes on
-            if not isinstance(error, UndecodableMessage):
-                error = UndecodableMessage(f"{exception_name(error)}: {error}")
-            outcome = classify(error)
-            outcome.verdict = Verdict.PERMANENT
-            return outcome
+            return undecodable(error)
         if not recipients:
             verdict = Verdict.SKIPPED if skipped else Verdict.SENT
             reply = Reply(
@@ -404,23 +414,23 @@ class Engine:
                 else "nothing left to send",
             )
             return Outcome(verdict, reply, "", skipped, msgid)
-        outcome = self._send(message, email, recipients)
+        outcome = self._send(message, letter, recipients)
         outcome.message_id = msgid
         outcome.recipients.extend(skipped)
         return outcome
 
     def _prepare(
         self, message: Message, blocked: set[str]
-    ) -> tuple[EmailMessage, str | None, list[str], list[RecipientResult]]:
-        """Everything read from the row before sending: the message, its Message-ID, the
+    ) -> tuple[Letter, str | None, list[str], list[RecipientResult]]:
+        """Everything read from the row before sending: the letter, its Message-ID, the
         recipients still to send to and those the don't-send list skips. Raises on a row
         that is too large or malformed in any way."""
-        limit = settings.MAX_MESSAGE_SIZE
+        limit = self._max_size
         if message.message_data is None:  # claim() did not read it: over the limit
             raise too_large(message.stored_size, limit)
         check_loaded_size(message.message_data, limit)
-        email = codec.decode(message.message_data)
-        msgid = codec.message_id(email)
+        letter = Letter.load(message.message_data)
+        msgid = letter.message_id
         if msgid is not None and unstorable(msgid):
             raise UndecodableMessage("the Message-ID holds NUL or a lone surrogate")
         if message.mailer not in self._alias_problems:
@@ -428,10 +438,10 @@ class Engine:
         problem = self._alias_problems[message.mailer]
         if problem:
             raise UndecodableMessage(problem)
-        recipients, skipped = pending_recipients(email, message.recipient_results, blocked)
-        return email, msgid, recipients, skipped
+        recipients, skipped = pending_recipients(letter, message.recipient_results, blocked)
+        return letter, msgid, recipients, skipped
 
-    def _send(self, message: Message, email: EmailMessage, recipients: list[str]) -> Outcome:
+    def _send(self, message: Message, letter: Letter, recipients: list[str]) -> Outcome:
         transport = self.transports.get(message.mailer)
         if transport is None:
             transport = self.transports[message.mailer] = Transport(message.mailer)
@@ -443,16 +453,21 @@ class Engine:
             if outcome.verdict is Verdict.PERMANENT:
                 outcome.verdict = Verdict.TRANSIENT  # the connection, not the message, is at fault
             raise ConnectionDown.after(error, outcome) from error
+        if not transport.smtp:
+            try:
+                letter.email  # noqa: B018 -- the backend is given Django's EmailMessage
+            except Exception as error:  # whatever the row holds, it fails alone
+                return undecodable(error)
         if self.before_send is not None and (until := self.before_send(message.mailer)):
             raise QuotaReached(until)
         try:
-            outcome = transport.send(email, recipients)
+            outcome = transport.send(letter, recipients)
         except ConnectionDown:
             raise  # the backend is misconfigured: every message would fail alike
         except Exception as error:
             return self._ask_handler(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
-            refusal = as_exception(outcome, email.from_email)
+            refusal = as_exception(outcome, letter.from_email)
             return self._ask_handler(transport, message, refusal, recipients, outcome)
         return outcome
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import smtplib
 from typing import TYPE_CHECKING, Any
 
-from mailer.delivery.classify import breaks_connection, classify
+from mailer.delivery.classify import breaks_connection, classify, exception_name
+from mailer.exceptions import UndecodableMessage
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
 
 if TYPE_CHECKING:
@@ -89,3 +90,13 @@ def handler_said(
     elif found.verdict is not Verdict.TRANSIENT:
         found.verdict = Verdict.TRANSIENT  # the handler chose to retry
     return found
+
+
+def undecodable(error: Exception) -> Outcome:
+    """The outcome of a row that cannot be read or rebuilt: failed for good, no handler
+    asked (whatever a row holds, it fails alone)."""
+    if not isinstance(error, UndecodableMessage):
+        error = UndecodableMessage(f"{exception_name(error)}: {error}")
+    outcome = classify(error)
+    outcome.verdict = Verdict.PERMANENT
+    return outcome

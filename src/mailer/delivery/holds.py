@@ -64,10 +64,12 @@ class Holds:
         if not found:
             return []
         held.update(m.pk for m in found)
+        owners: dict[str, list[int]] = {}  # one shared by a sibling is still its claim
+        for message in found:
+            owners.setdefault(message.claimed_by or self.owner, []).append(message.pk)
         try:
-            self.queue.model.objects.using(self.queue.db).postpone(
-                self.owner, [m.pk for m in found], until
-            )
+            for owner, ids in owners.items():
+                self.queue.model.objects.using(self.queue.db).postpone(owner, ids, until)
         except DatabaseError as error:
             self.outage.failed("holding mail back", error)
             if not connections[self.queue.db].in_atomic_block:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.core.mail import EmailMessage
+from typing import TYPE_CHECKING, Any
 
 from mailer.exceptions import UndecodableMessage
+from mailer.message.letter import Letter
+from mailer.message.summary import document_summary
 from mailer.message.validation import address_key
+from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.outcome import RecipientResult, Reply, Verdict
 from mailer.queue.rows import results_problem
 
+if TYPE_CHECKING:
+    from mailer.queue.message import Message
+
 
 def pending_recipients(
-    email: EmailMessage, done: Any, blocked: set[str]
+    letter: Letter, done: Any, blocked: set[str]
 ) -> tuple[list[str], list[RecipientResult]]:
     """Recipients still to send to (each once), and those skipped by the don't-send list.
 
@@ -25,7 +29,7 @@ def pending_recipients(
     seen: set[str] = {address_key(a) for a in done}
     pending: list[str] = []
     skipped: list[RecipientResult] = []
-    for address in email.recipients():
+    for address in letter.recipients():
         key = address_key(address)
         if key in seen:
             continue
@@ -37,3 +41,19 @@ def pending_recipients(
         else:
             pending.append(address)
     return pending, skipped
+
+
+def blocked_recipients(batch: list[Message], using: str) -> set[str]:
+    """Recipients of ``batch`` on the don't-send list: one query.
+
+    Reads only the addresses of each row's summary; a row too large to have been read,
+    or whose data is not a message, adds none (and is failed when its turn comes).
+    """
+    addresses: list[str] = []
+    for message in batch:
+        if message.message_data is None:
+            continue
+        summary = document_summary(message.message_data)
+        for field in ("to", "cc", "bcc"):
+            addresses.extend(summary.get(field, ()))
+    return DontSendEntry.objects.using(using).blocked(addresses)

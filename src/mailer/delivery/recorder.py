@@ -56,6 +56,7 @@ GROUP_SECONDS = 0.02  # how long a result waits for others to share its write, a
 STALLED_AFTER = 2.0  # a write taking this long: the database does not answer
 
 Result = tuple[Message, Outcome]
+_Item = tuple[Message, Outcome, str]  # a result and the connection that sent it
 
 
 class Gate:
@@ -104,7 +105,13 @@ def group_size(seconds_per_message: float | None, limit: int = EXPOSED_LIMIT) ->
 
 
 class Recorder:
-    """Writes one delivery connection's results as they come (see the module's docs)."""
+    """Writes the results of delivery connections as they come (see the module's docs).
+
+    One per worker (or ``send_mail`` run), shared by its connections, so that each
+    write covers what all of them were answered since the last one; an engine
+    without one has its own. ``owner`` names it, and the results handed over
+    without a connection's name.
+    """
 
     def __init__(
         self,
@@ -124,10 +131,11 @@ class Recorder:
         self.outage = outage or Outage(logger)
         self.stop = stop or threading.Event()
         self._part = f"recording results of {owner}"
-        self._pending: list[Result] = []
+        self._pending: list[_Item] = []
+        self._owners: set[str] = {owner}  # connections whose results it wrote
         self._first_pending = 0.0  # when the oldest pending result was handed over
         self._group = 1  # results worth a write at the connection's speed
-        self._writing: list[Result] = []
+        self._writing: list[_Item] = []
         self._write_started: float | None = None
         self._flushing = False
         self._closing = False
@@ -136,8 +144,6 @@ class Recorder:
         self._abandoned = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
-            with self.gate.cond:
-                self.gate.exposed.setdefault(owner, 0)
             self._thread = threading.Thread(
                 target=self._run, name=f"mailer-record-{owner}", daemon=True
             )
@@ -151,26 +157,33 @@ class Recorder:
 
     def holding(self) -> set[int]:
         """The messages whose results are handed over and not yet written: still
-        claimed by this connection, and not to be given back."""
+        claimed by the connections that sent them, and not to be given back."""
         with self.gate.cond:
-            return {message.pk for message, _ in self._writing + self._pending}
+            return {message.pk for message, _, _ in self._writing + self._pending}
 
-    def add(self, message: Message, outcome: Outcome) -> None:
-        """Hand over one result; it is written as soon as the recorder can."""
+    def add(self, message: Message, outcome: Outcome, owner: str | None = None) -> None:
+        """Hand over one result of connection ``owner``; it is written as soon as the
+        recorder can."""
+        item = (message, outcome, owner or self.owner)
         if self._thread is None:
-            self._pending.append((message, outcome))
+            self._pending.append(item)
             if len(self._pending) >= settings.CLAIM_BATCH_SIZE:
                 self._write_here()
             return
         with self.gate.cond:
             if not self._pending:
                 self._first_pending = time.monotonic()
-            self._pending.append((message, outcome))
+            self._pending.append(item)
             if len(self._pending) >= self._group:
                 self.gate.cond.notify_all()
 
-    def admit(self, seconds_per_message: float | None, give_up_after: float | None = None) -> bool:
-        """Wait until this connection, sending a message in ``seconds_per_message``,
+    def admit(
+        self,
+        seconds_per_message: float | None,
+        give_up_after: float | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        """Wait until connection ``owner``, sending a message in ``seconds_per_message``,
         may hand a server another one.
 
         False when ``stop`` was set, or when recording failed while waiting:
@@ -180,18 +193,21 @@ class Recorder:
         if self._thread is None:
             return not self.stop.is_set()
         gate = self.gate
+        owner = owner or self.owner
         ahead = allowance(seconds_per_message, gate.limit)
         blocked = False
         with gate.cond:
+            self._owners.add(owner)
+            gate.exposed.setdefault(owner, 0)
             self._group = group_size(seconds_per_message, gate.limit)
             while True:
                 self._raise_crash()
                 if self.stop.is_set():
                     return False
-                if gate.may_send(self.owner, ahead) and not self._stalled():
+                if gate.may_send(owner, ahead) and not self._stalled():
                     if blocked:
                         return False
-                    gate.exposed[self.owner] += 1
+                    gate.exposed[owner] += 1
                     return True
                 blocked = blocked or bool(gate.failing) or self._stalled()
                 self._give_up_if_due(give_up_after)
@@ -200,17 +216,18 @@ class Recorder:
                     gate.cond.notify_all()
                 gate.cond.wait(0.1)
 
-    def withdraw(self) -> None:
-        """The message last admitted was not handed to a server after all (its alias's
-        quota was used up): it has no result to wait for."""
+    def withdraw(self, owner: str | None = None) -> None:
+        """The message connection ``owner`` was admitted last was not handed to a server
+        after all (its alias's quota was used up): it has no result to wait for."""
         if self._thread is None:
             return
         with self.gate.cond:
-            self.gate.exposed[self.owner] -= 1
+            self.gate.exposed[owner or self.owner] -= 1
             self.gate.cond.notify_all()
 
-    def flush(self, give_up_after: float | None = None) -> None:
-        """Return once everything handed over is written (or raise ``DatabaseUnreachable``)."""
+    def flush(self, give_up_after: float | None = None, owner: str | None = None) -> None:
+        """Return once everything handed over is written (or raise ``DatabaseUnreachable``);
+        then connection ``owner`` has nothing exposed."""
         if self._thread is None:
             self._write_here()
             return
@@ -224,24 +241,28 @@ class Recorder:
                     self.gate.cond.wait(0.1)
                 # Everything is written: nothing of this connection's is exposed (also if
                 # a message was admitted and never attempted, its run having failed).
-                self.gate.exposed[self.owner] = 0
+                self.gate.exposed[owner or self.owner] = 0
                 self.gate.cond.notify_all()
                 self._raise_crash()
             finally:
                 self._flushing = False
 
     def abandon(self, error: str) -> list[tuple[int, str]]:
-        """Stop trying; log and return ``(id, Message-ID)`` of every result not written."""
+        """Stop trying; log and return ``(id, Message-ID)`` of every result not written
+        (once: a second call returns nothing)."""
         with self.gate.cond:
+            if self._abandoned.is_set():
+                return []  # said and returned by the first to give up (a sibling connection)
             unwritten = self._writing + self._pending
             self._pending = []
             self._abandoned.set()
-            self.gate.exposed[self.owner] = 0
+            for owner in self._owners:
+                self.gate.exposed[owner] = 0
             self.gate.failing.discard(self.owner)
             self.gate.cond.notify_all()
         lost = [
             (message.pk, outcome.message_id or message.stored_message_id or "")
-            for message, outcome in unwritten
+            for message, outcome, _ in unwritten
         ]
         if lost:
             logger.error(
@@ -262,7 +283,8 @@ class Recorder:
         # A write stuck on an unreachable database is not waited for (a daemon thread).
         self._thread.join(timeout=0.5 if self.abandoned else 30)
         with self.gate.cond:
-            self.gate.exposed.pop(self.owner, None)
+            for owner in self._owners:
+                self.gate.exposed.pop(owner, None)
             self.gate.failing.discard(self.owner)
             self.gate.cond.notify_all()
 
@@ -316,19 +338,20 @@ class Recorder:
                     self._writing = []
                     self._write_started = None
                     if written and not self.abandoned:
-                        gate.exposed[self.owner] -= len(batch)
+                        for _, _, owner in batch:
+                            gate.exposed[owner] -= 1
                     gate.wanted = False
                     gate.cond.notify_all()
         finally:
             connections.close_all()
 
-    def _write(self, batch: list[Result]) -> bool:
+    def _write(self, batch: list[_Item]) -> bool:
         """Write ``batch``, retrying while the database fails; False if abandoned."""
         backoff = Backoff()
         while not self.abandoned:
             began = time.monotonic()
             try:
-                self.model.objects.using(self.using).record(batch, worker=self.owner)
+                _record(self.model, self.using, batch)
             except DatabaseError as error:
                 self._error = " ".join(str(error).split()) or type(error).__name__
                 with self.gate.cond:
@@ -354,7 +377,16 @@ class Recorder:
     def _write_here(self) -> None:
         results, self._pending = self._pending, []
         if results:
-            self.model.objects.using(self.using).record(results, worker=self.owner)
+            _record(self.model, self.using, results)
+
+
+def _record(model: type[Message], using: str, items: list[_Item]) -> None:
+    """Write results, each logged with the connection that sent it."""
+    owners = {owner for _, _, owner in items}
+    worker: str | dict[int, str] = (
+        owners.pop() if len(owners) == 1 else {message.pk: owner for message, _, owner in items}
+    )
+    model.objects.using(using).record([(m, o) for m, o, _ in items], worker=worker)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ import re
 import smtplib
 import time
 from collections.abc import Iterator
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -30,6 +30,7 @@ from mailer.delivery import backends, esp
 from mailer.delivery.classify import breaks_connection, classify, exception_name, verdict_for_code
 from mailer.exceptions import MailerError, UndecodableMessage
 from mailer.message import codec
+from mailer.message.letter import Letter
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
 from mailer.scrub import scrubbed_logger
 
@@ -63,6 +64,7 @@ class Transport:
         self.alias = alias
         self.backend: BaseEmailBackend | None = None
         self.opened = 0  # connections opened, for statistics and tests
+        self.pipelining = settings.SMTP_PIPELINING  # read again as each connection opens
         self.last_used = 0.0
 
     # -- connection ---------------------------------------------------------------
@@ -79,6 +81,7 @@ class Transport:
                 self.close()
                 return self.connect()
             if self.backend.connection is None:
+                self.pipelining = settings.SMTP_PIPELINING
                 self.backend.open()
                 self.opened += 1
                 if self.backend.connection is None:  # fail_silently swallowed an error
@@ -89,6 +92,11 @@ class Transport:
             self._open_called = True
             self.opened += 1
         return self.backend
+
+    @property
+    def smtp(self) -> bool:
+        """Is the open backend Django's SMTP backend (whose conversation is held here)?"""
+        return isinstance(self.backend, SMTPBackend)
 
     def _usable(self, connection: smtplib.SMTP) -> bool:
         """Is an open SMTP connection still good? Closed ones are not; idle ones are asked."""
@@ -127,8 +135,12 @@ class Transport:
 
     # -- sending --------------------------------------------------------------------
 
-    def send(self, message: EmailMessage, recipients: list[str]) -> Outcome:
-        """Deliver ``message`` to ``recipients``; return the outcome, or raise.
+    def send(self, letter: Letter, recipients: list[str]) -> Outcome:
+        """Deliver ``letter`` to ``recipients``; return the outcome, or raise.
+
+        An SMTP server is sent the letter's bytes, rendered from the stored
+        document where the renderer can; any other backend is given the
+        ``EmailMessage`` Django rebuilds.
 
         Raises what the backend raised for anything that is not a reply to a
         command (connection failures, timeouts, bad data); after a broken
@@ -137,8 +149,8 @@ class Transport:
         try:
             backend = self.connect()
             if isinstance(backend, SMTPBackend):
-                return self._send_smtp(backend, message, recipients)
-            return self._send_other(backend, message, recipients)
+                return self._send_smtp(backend, letter, recipients)
+            return self._send_other(backend, letter.email, recipients)
         except BaseException as error:
             if breaks_connection(error) or esp.misconfigured(error):
                 self.close()
@@ -163,13 +175,11 @@ class Transport:
             outcome.sent_data = _as_sent(message)
         return outcome
 
-    def _send_smtp(
-        self, backend: SMTPBackend, message: EmailMessage, recipients: list[str]
-    ) -> Outcome:
+    def _send_smtp(self, backend: SMTPBackend, letter: Letter, recipients: list[str]) -> Outcome:
         connection = backend.connection
         assert connection is not None
         with _rendering():
-            utf8 = any(_needs_smtputf8(a) for a in _all_addresses(message, recipients))
+            utf8 = any(_needs_smtputf8(a) for a in letter.addresses(recipients))
         if utf8:
             connection.ehlo_or_helo_if_needed()
             if not connection.has_extn("smtputf8"):
@@ -181,14 +191,14 @@ class Transport:
                     Verdict.PERMANENT, reply, "", _all(recipients, Verdict.PERMANENT, reply)
                 )
         with _rendering():
-            encoding = compat.default_charset(message)
-            sender = compat.envelope_address(backend, message.from_email, encoding, utf8=utf8)
+            encoding = letter.encoding
+            sender = compat.envelope_address(backend, letter.from_email, encoding, utf8=utf8)
             envelope = [
                 (address, compat.envelope_address(backend, address, encoding, utf8=utf8))
                 for address in recipients
             ]
-            data = compat.render(message, utf8=utf8)
-        return _converse(connection, sender, envelope, data, utf8)
+            data = letter.render(utf8=utf8)
+        return _converse(connection, sender, envelope, data, utf8, self.pipelining)
 
 
 @contextlib.contextmanager
@@ -211,6 +221,7 @@ def _converse(
     envelope: list[tuple[str, str]],
     data: bytes,
     utf8: bool,
+    pipelining: bool,
 ) -> Outcome:
     """MAIL FROM, one RCPT TO per recipient, DATA: every reply kept."""
     connection.ehlo_or_helo_if_needed()
@@ -221,7 +232,7 @@ def _converse(
         if utf8:
             options += ["SMTPUTF8", "BODY=8BITMIME"]
     dialogue: _Dialogue
-    if settings.SMTP_PIPELINING and connection.has_extn("pipelining"):
+    if pipelining and connection.has_extn("pipelining"):
         dialogue = _Pipelined(connection, sender, options, [e for _, e in envelope])
     else:
         dialogue = _OneByOne(connection, sender, options)
@@ -326,10 +337,15 @@ class _OneByOne(_Dialogue):
         self.options = options
 
     def mail(self) -> tuple[int, bytes]:
-        return self.connection.mail(self.sender, self.options)
+        # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
+        self.connection.command_encoding = "utf-8" if "SMTPUTF8" in self.options else "ascii"
+        extra = "".join(f" {option}" for option in self.options)
+        self.connection.putcmd("mail", f"FROM:{_quoted(self.sender)}{extra}")
+        return self.connection.getreply()
 
     def rcpt(self, address: str) -> tuple[int, bytes]:
-        return self.connection.rcpt(address)
+        self.connection.putcmd("rcpt", f"TO:{_quoted(address)}")
+        return self.connection.getreply()
 
     def data(self) -> tuple[int, bytes]:
         return self.connection.docmd("data")
@@ -349,8 +365,8 @@ class _Pipelined(_Dialogue):
         # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
         connection.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
         extra = "".join(f" {option}" for option in options)
-        commands = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{extra}"]
-        commands += [f"RCPT TO:{smtplib.quoteaddr(address)}" for address in recipients]
+        commands = [f"MAIL FROM:{_quoted(sender)}{extra}"]
+        commands += [f"RCPT TO:{_quoted(address)}" for address in recipients]
         commands.append("DATA")
         connection.send("".join(f"{command}\r\n" for command in commands))
         self.unread = len(commands)
@@ -384,6 +400,11 @@ class _Pipelined(_Dialogue):
         super().abandon(code)
 
 
+def _quoted(address: str) -> str:
+    """``<address>`` as smtplib's quoteaddr() makes it, without its parser for a plain one."""
+    return f"<{address}>" if compat.plain_address(address) else smtplib.quoteaddr(address)
+
+
 def _dot_stuffed(data: bytes) -> bytes:
     """The content as DATA carries it: CRLF line ends, leading dots doubled, ended by a dot."""
     data = _LINE_ENDS.sub(b"\r\n", data)
@@ -395,18 +416,6 @@ def _dot_stuffed(data: bytes) -> bytes:
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
-
-
-_ADDRESS_HEADERS = {"from", "to", "cc", "reply-to", "sender"}
-
-
-def _all_addresses(message: EmailMessage, recipients: list[str]) -> list[str]:
-    """Every address of the envelope and of the headers (which SMTPUTF8 must carry too)."""
-    found = [message.from_email, *recipients, *message.to, *message.cc, *message.reply_to]
-    for name, value in message.extra_headers.items():
-        if str(name).lower() in _ADDRESS_HEADERS:
-            found += [address for _, address in getaddresses([str(value)]) if address]
-    return [str(address) for address in found]
 
 
 def _needs_smtputf8(address: str) -> bool:
@@ -483,4 +492,4 @@ def _restrict(message: EmailMessage, recipients: list[str]) -> None:
     message.bcc = [a for a in message.bcc if a.lower() in keep]
 
 
-__all__ = ["Transport", "classify"]
+__all__ = ["Letter", "Transport", "classify"]

@@ -371,12 +371,17 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def from_document(doc: Any) -> EmailMessage:
-    """Rebuild the ``EmailMessage`` a document describes."""
+def check_document(doc: Any) -> None:
+    """Raise UndecodableMessage unless ``doc`` is a document of our format with its fields."""
     version = doc.get("v") if isinstance(doc, dict) else None
     if type(version) is not int or version != FORMAT_VERSION:
         raise UndecodableMessage(f"Unknown stored message format version {version!r}.")
     _check_shape(doc)
+
+
+def from_document(doc: Any) -> EmailMessage:
+    """Rebuild the ``EmailMessage`` a document describes."""
+    check_document(doc)
     cls = resolve_class(doc.get("class", EMAIL_MESSAGE))
     message = _instantiate(cls)
     message.subject = doc["subject"]

@@ -123,9 +123,16 @@ def unstructured(name: str, value: str) -> bytes:
         if tail:
             pieces[-1] = (pieces[-1][0], pieces[-1][1] + tail)
         try:
-            return fold(name, pieces)
+            folded = fold(name, pieces)
         except Unsupported:
             pass  # a word longer than a line: encoded words split it
+        else:
+            if name == "Subject" and max(map(len, folded.split(CRLF))) > FOLD_AT:
+                # A word too long for a folded line stays whole here (a URL in
+                # List-Unsubscribe must); in a Subject, text for people, Django's
+                # folder encodes it so every line keeps within 78 octets.
+                raise Unsupported("a Subject with a word longer than a folded line")
+            return folded
     words = encoded_words(value, first=_first_room(name))
     return fold(name, [(" ", word) for word in words])
 

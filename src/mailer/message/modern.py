@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import binascii
 import datetime
+import re
 from email import quoprimime
 from email.charset import ALIASES
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
@@ -56,6 +57,8 @@ _MAX_LENGTH = 78  # email.policy.SMTP.max_line_length: longer text lines are enc
 _ADDRESS_HEADERS = frozenset({"sender", "resent-from", "resent-to", "resent-cc", "resent-sender"})
 _SINGLE_ADDRESS = frozenset({"sender", "resent-sender"})
 _DATE_HEADERS = frozenset({"date", "resent-date", "orig-date"})
+# What str.splitlines() breaks at: Python's modern email API refuses header values with these.
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _CTE = {
     cte: field_line("Content-Transfer-Encoding", cte)
     for cte in ("7bit", "8bit", "quoted-printable", "base64")
@@ -201,6 +204,8 @@ def _attached(part: Part, attachment: File) -> Part:
         part.headers += [MIME_VERSION, b"Content-Disposition: attachment\r\n"]
     elif not attachment.filename:
         raise Unsupported("an empty file name")
+    elif _LINE_BREAK.search(attachment.filename):
+        raise Unsupported("a file name with a line break")
     else:
         part.headers += [disposition("attachment", attachment.filename), MIME_VERSION]
     return part
@@ -208,6 +213,10 @@ def _attached(part: Part, attachment: File) -> Part:
 
 def _top_headers(doc: Document) -> list[bytes | None]:
     """Subject, From, To, Cc, Reply-To, Date, Message-ID, then the extra headers."""
+    texts = [doc.subject, doc.from_email, *doc.to, *doc.cc, *doc.reply_to]
+    texts += [value for _, value in doc.headers if isinstance(value, str)]
+    if any(_LINE_BREAK.search(text) for text in texts):
+        raise Unsupported("a header value with a line break, which Django refuses")
     headers: list[bytes | None] = [unstructured("Subject", doc.subject)]
     sender = doc.header("From")
     headers.append(
@@ -232,7 +241,10 @@ def _top_headers(doc: Document) -> list[bytes | None]:
 
 def _str(value: HeaderValue) -> str:
     if isinstance(value, bytes):
-        return _decode(value, "utf-8")
+        value = _decode(value, "utf-8")
+        if _LINE_BREAK.search(value):
+            raise Unsupported("a header value with a line break, which Django refuses")
+        return value
     if not isinstance(value, str):
         raise Unsupported("a header value that is not text")
     return value

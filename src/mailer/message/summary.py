@@ -7,6 +7,7 @@ values are strings, so the admin and ``__str__`` can show them without checks.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from mailer.message.codec import FORMAT_VERSION
@@ -21,6 +22,52 @@ def document_summary(data: str | None) -> dict[str, Any]:
         return summarize(json.loads(data))
     except (ValueError, RecursionError):  # not JSON, or nested too deep to read or show
         return {}
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_decoder = json.JSONDecoder()
+SUBJECT_KEPT = 1000  # characters of a subject a log row keeps beside the message
+
+
+def leading_keys(text: str, until: str | None = None) -> dict[str, Any]:
+    """The top-level keys of a JSON object, in order, as far as the text goes.
+
+    Stops after the key ``until`` (the rest is not read), or where the text is
+    cut short or stops being JSON: the keys before that are returned.
+    """
+    doc: dict[str, Any] = {}
+    index = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if text[index : index + 1] != "{":
+        return doc
+    index += 1
+    try:
+        while True:
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            key, index = _decoder.raw_decode(text, index)
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            if not isinstance(key, str) or text[index : index + 1] != ":":
+                return doc
+            index = _SPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+            value, index = _decoder.raw_decode(text, index)
+            doc[key] = value
+            if key == until:
+                return doc
+            index = _SPACE.match(text, index).end()  # type: ignore[union-attr]
+            if text[index : index + 1] != ",":
+                return doc
+            index += 1
+    except (ValueError, RecursionError):
+        return doc  # the text ends inside this key or value
+
+
+def stored_subject(data: str | None) -> str:
+    """The subject of stored data, read without decoding the rest ("" if it is not ours).
+
+    The log keeps it beside the message, which a log row may not keep.
+    """
+    if not data:
+        return ""
+    return str(summarize(leading_keys(data, "subject")).get("subject", ""))[:SUBJECT_KEPT]
 
 
 def summarize(doc: Any) -> dict[str, Any]:

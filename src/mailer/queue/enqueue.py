@@ -17,6 +17,7 @@ from mailer import signals
 from mailer.conf import settings
 from mailer.exceptions import InvalidHeader, InvalidSchedule, MessageTooLarge, TablesMissing
 from mailer.message import codec
+from mailer.message.summary import SUBJECT_KEPT, summarize
 from mailer.message.validation import (
     CONTROL_HEADERS,
     IDEMPOTENCY_KEY_HEADER,
@@ -426,4 +427,5 @@ def _dont_send_log(
         result=RESULT_DONT_SEND,
         log_message="every recipient is on the don't-send list",
         recipients=[[a, "skipped", None, "on the don't-send list"] for a in recipients],
+        subject_line=summarize(doc).get("subject", "")[:SUBJECT_KEPT],
     )

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from mailer.conf import settings
 from mailer.message import codec
-from mailer.message.summary import document_summary
+from mailer.message.summary import document_summary, stored_subject
 from mailer.priorities import (
     PRIORITIES,
 )
@@ -119,6 +119,12 @@ class MessageLog(models.Model):
     mailer = models.CharField(_("mailer"), max_length=100, blank=True, default="")
     worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True, default="")
+    subject_line = models.TextField(
+        _("subject"),
+        blank=True,
+        default="",
+        help_text=_("The message's subject, where the row does not keep the message itself."),
+    )
 
     objects = MessageLogQuerySet.as_manager()
 
@@ -134,7 +140,8 @@ class MessageLog(models.Model):
         subject = self.subject
         when = f"{self.when_attempted:%Y-%m-%d %H:%M}"
         if subject is not None:
-            return f'On {when}, "{subject}" to {", ".join(self.to_addresses or [])}'
+            to = self.to_addresses  # None when the message was not kept
+            return f'On {when}, "{subject}" to {", ".join(to)}' if to else f'On {when}, "{subject}"'
         return f'On {when}, "{self.message_id}"'
 
     @classmethod
@@ -154,11 +161,15 @@ class MessageLog(models.Model):
 
         Keeps the whole message as ``MAILER_EMAIL_LOG_MESSAGE_DATA`` says (unless
         ``keep_data`` says otherwise): ``message_data`` if given (the message as
-        the delivery backend left it), else the queued one. ``attempt`` defaults
-        to the attempts made.
+        the delivery backend left it), else the queued one; a row that does not
+        keep the message keeps its subject (one that keeps it has it there:
+        reading it costs a delivery nothing). ``attempt`` defaults to the
+        attempts made.
         """
         if keep_data is None:
             keep_data = settings.EMAIL_LOG_MESSAGE_DATA
+        if not keep_data and "subject_line" not in fields:
+            fields["subject_line"] = stored_subject(message.message_data)
         return cls(
             message_data=(message_data or message.message_data) if keep_data else None,
             message_id=message_id or message.stored_message_id,
@@ -189,6 +200,9 @@ class MessageLog(models.Model):
 
     @property
     def subject(self) -> str | None:
+        """The message's subject; None if the row keeps neither it nor the message."""
+        if self.subject_line:
+            return self.subject_line
         summary = document_summary(self.message_data)
         return str(summary["subject"]) if summary else None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -263,14 +263,17 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     # Results.
 
-    def record(self, results: Sequence[tuple[Message, Outcome]], *, worker: str = "") -> None:
+    def record(
+        self, results: Sequence[tuple[Message, Outcome]], *, worker: str | Mapping[int, str] = ""
+    ) -> None:
         """Write the outcome of a batch of attempts in one short transaction.
 
         Sent (and don't-send) messages are deleted and logged; transient
         failures are deferred to their next attempt, or failed when retries or
         age are exhausted; permanent failures are failed. One DELETE, one
         UPDATE and one INSERT for the whole batch; on PostgreSQL, when nothing
-        is deferred or failed, a single statement deleting and logging.
+        is deferred or failed, a single statement deleting and logging. ``worker``
+        names the delivery connection logged with each result (or maps ids to it).
         """
         record_results(self, results, worker=worker)
 

@@ -19,7 +19,7 @@ import contextlib
 import datetime
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models, transaction
@@ -171,7 +171,10 @@ __all__ = ["delete_ids", "insert_logs"]
 
 
 def record_results(
-    queryset: MessageQuerySet, results: Sequence[tuple[Message, Outcome]], *, worker: str = ""
+    queryset: MessageQuerySet,
+    results: Sequence[tuple[Message, Outcome]],
+    *,
+    worker: str | Mapping[int, str] = "",
 ) -> None:
     """``MessageQuerySet.record``: a batch of outcomes as one short transaction."""
     if not results:
@@ -215,7 +218,7 @@ def record_results(
                 exception=outcome.exception,
                 smtp_code=outcome.reply.code,
                 smtp_reply=outcome.reply.text,
-                worker=worker,
+                worker=worker if isinstance(worker, str) else worker.get(message.pk, ""),
             )
             logs.append(log)
             if outcome.provider_ids:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 import random
 
+from django.utils.translation import ngettext
+
 from mailer.conf import settings
 
 
@@ -33,7 +35,10 @@ def exhausted(failed_attempts: int, when_added: datetime.datetime, now: datetime
     """Why a message with ``failed_attempts`` failures must not be retried, or ''."""
     max_retries = settings.EMAIL_MAX_RETRIES
     if max_retries is not None and failed_attempts > max_retries:
-        return f"gave up after {failed_attempts} attempts (MAILER_EMAIL_MAX_RETRIES={max_retries})"
+        attempts = ngettext("%(count)d attempt", "%(count)d attempts", failed_attempts) % {
+            "count": failed_attempts
+        }
+        return f"gave up after {attempts} (MAILER_EMAIL_MAX_RETRIES={max_retries})"
     max_age = settings.MAX_MESSAGE_AGE
     if max_age is not None and (now - when_added).total_seconds() > max_age:
         return f"gave up: queued longer than MAILER_MAX_MESSAGE_AGE ({max_age:g} s)"

@@ -1,11 +1,13 @@
-"""Running workers as they last reported themselves, and pending Tasks wake-ups."""
+"""Running workers as they last reported themselves, the last delivery runs of each kind and
+host, and pending Tasks wake-ups."""
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from typing import Any
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -52,6 +54,77 @@ class Worker(models.Model):
     class Meta:
         verbose_name = _("worker")
         verbose_name_plural = _("workers")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeliveryRunQuerySet(models.QuerySet["DeliveryRun"]):
+    def record(
+        self,
+        kind: str,
+        hostname: str,
+        pid: int,
+        *,
+        started_at: datetime.datetime,
+        counts: Sequence[int],
+        finished_at: datetime.datetime | None = None,
+    ) -> None:
+        """Record that a run of ``kind`` on ``hostname`` finished, and what it delivered.
+
+        One row per kind and host, whatever the number of runs (cron may start
+        one a minute): the last run's times, and the counts of the last run
+        that had anything to deliver.
+        """
+        values: dict[str, Any] = {
+            "pid": pid,
+            "started_at": started_at,
+            "finished_at": finished_at or timezone.now(),
+        }
+        if any(counts):
+            sent, deferred, failed = counts
+            values.update(
+                delivered_at=values["finished_at"], sent=sent, deferred=deferred, failed=failed
+            )
+        name = f"{kind}@{hostname}"
+        if self.filter(name=name).update(**values):
+            return
+        try:
+            with transaction.atomic(using=self.db):
+                self.create(name=name, kind=kind, hostname=hostname, **values)
+        except IntegrityError:  # another run on this host created it meanwhile
+            self.filter(name=name).update(**values)
+
+
+class DeliveryRun(models.Model):
+    """Runs that deliver once and exit (``send_mail``, ``send_all()``, the Tasks drain).
+
+    ``runmailer`` workers report themselves in ``Worker`` while they run; a run
+    from cron is over before anyone looks, so it leaves this row behind: one
+    per kind of run and host.
+    """
+
+    name = models.CharField(_("name"), max_length=250, unique=True)
+    kind = models.CharField(_("kind"), max_length=40)
+    hostname = models.CharField(_("host"), max_length=200)
+    pid = models.PositiveIntegerField(_("pid"))
+    started_at = models.DateTimeField(_("last run started at"))
+    finished_at = models.DateTimeField(_("last run finished at"))
+    delivered_at = models.DateTimeField(
+        _("last delivery at"),
+        null=True,
+        blank=True,
+        help_text=_("When the last run that had mail to deliver finished; the counts are its."),
+    )
+    sent = models.PositiveBigIntegerField(_("sent"), default=0)
+    deferred = models.PositiveBigIntegerField(_("deferred"), default=0)
+    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+
+    objects = DeliveryRunQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("delivery run")
+        verbose_name_plural = _("delivery runs")
 
     def __str__(self) -> str:
         return self.name

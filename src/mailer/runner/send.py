@@ -8,14 +8,20 @@ its engines running, with the same :func:`reclaim` and :func:`rate_limiter`.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import threading
 from collections.abc import Callable
+
+from django.db import DatabaseError
+from django.utils import timezone
 
 from mailer.conf import mailers_configured, settings
 from mailer.delivery.engine import Engine, SendCounts
 from mailer.delivery.outage import Outage
 from mailer.queue.aliases import check_legacy_backend
 from mailer.queue.message import Message, MessageQuerySet
+from mailer.queue.workers import DeliveryRun
+from mailer.runner import sharing
 from mailer.runner.leases import LeaseKeeper, current, reclaim_dead
 from mailer.runner.lock import LockHeld, send_lock
 from mailer.runner.ratelimit import RateLimiter
@@ -30,6 +36,8 @@ def send_all(
     on_result: Callable[[SendCounts], None] | None = None,
     max_batch: int | None = None,
     lock: bool = True,
+    concurrency: int | None = None,
+    report_as: str | None = "send_all",
 ) -> SendCounts:
     """Deliver all due mail once, the way ``manage.py send_mail`` does; return the counts.
 
@@ -42,9 +50,21 @@ def send_all(
     says how many accepted messages could not be recorded). Before anything
     else, a delivery backend that would queue the mail again raises
     ``DeliveryBackendLoop`` (an ``ImproperlyConfigured``), as django-mailer's did.
+
+    The due mail is shared over ``concurrency`` delivery connections (default
+    ``MAILER_SEND_CONCURRENCY``) when there is enough of it (``mailer.runner.sharing``).
+    A run that finishes is recorded as a ``DeliveryRun`` of kind ``report_as``
+    for the dashboard (None: not recorded).
     """
     try:
-        counts = deliver(queryset, on_result=on_result, max_batch=max_batch, lock=lock)
+        counts = deliver(
+            queryset,
+            on_result=on_result,
+            max_batch=max_batch,
+            lock=lock,
+            concurrency=concurrency,
+            report_as=report_as,
+        )
     except LockHeld as held:
         logger.info("%s; not sending", held)
         return SendCounts()
@@ -61,6 +81,8 @@ def deliver(
     max_batch: int | None = None,
     lock: bool = True,
     prepare: Callable[[MessageQuerySet], Callable[[SendCounts], None] | None] | None = None,
+    concurrency: int | None = None,
+    report_as: str | None = "send_all",
 ) -> SendCounts | None:
     """One delivery run: what ``send_all`` does, saying why it did nothing.
 
@@ -75,6 +97,10 @@ def deliver(
     EMAIL_BACKEND and MAILER_EMAIL_BACKEND), even with nothing queued. (With
     MAILERS, each row's alias is checked when it is delivered, and mailer.E001
     reports a loop at start-up.)
+
+    A run that finishes leaves a ``DeliveryRun`` of kind ``report_as``
+    (``send_mail``, ``send_all``, ``task``; None: none) for the dashboard:
+    unlike a worker, it is over before anyone looks.
     """
     if not mailers_configured():
         check_legacy_backend()
@@ -90,22 +116,51 @@ def deliver(
         limiter = rate_limiter(stop, queue.db)
         reclaim(queue.db)
         with LeaseKeeper(identity.id, using=queue.db, outage=outage):
-            engine = Engine(
-                identity.slot(0),
-                queryset=queue,
-                stop=stop,
-                before_send=limiter.acquire if limiter else None,
-                on_result=on_result,
-                max_batch=max_batch,
-                outage=outage,
-                give_up_after=settings.RECORD_TIMEOUT,
-            )
+            started = timezone.now()
             try:
-                return engine.run()
+                count = sharing.connections_for(queue, concurrency)
+                if count > 1:
+                    counts = sharing.drain(
+                        queue,
+                        identity,
+                        count,
+                        stop=stop,
+                        limiter=limiter,
+                        outage=outage,
+                        on_result=on_result,
+                        max_batch=max_batch,
+                    )
+                else:
+                    engine = Engine(
+                        identity.slot(0),
+                        queryset=queue,
+                        stop=stop,
+                        before_send=limiter.acquire if limiter else None,
+                        on_result=on_result,
+                        max_batch=max_batch,
+                        outage=outage,
+                        give_up_after=settings.RECORD_TIMEOUT,
+                    )
+                    try:
+                        counts = engine.run()
+                    finally:
+                        engine.close()
             finally:
-                engine.close()
                 if limiter is not None:
                     limiter.close()
+        if report_as:
+            report_run(queue.db, report_as, identity.host, identity.pid, started, counts)
+        return counts
+
+
+def report_run(
+    using: str, kind: str, host: str, pid: int, started: datetime.datetime, counts: SendCounts
+) -> None:
+    """Leave the run's record for the dashboard; a run that delivered is not failed for it."""
+    try:
+        DeliveryRun.objects.using(using).record(kind, host, pid, started_at=started, counts=counts)
+    except DatabaseError as error:
+        logger.warning("could not record this %s run: %s", kind, error)
 
 
 def paused() -> bool:

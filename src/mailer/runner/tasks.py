@@ -82,7 +82,7 @@ def drain(task: Task[..., dict[str, int]], using: str, planned: str | None) -> d
     served = max(now, datetime.datetime.fromisoformat(planned)) if planned else now
     TaskWakeup.objects.using(using).filter(Q(kind=NOW) | Q(run_at__lte=served)).delete()
     try:
-        counts = send_all(Message.objects.using(using).all())
+        counts = send_all(Message.objects.using(using).all(), report_as="task")
     except DatabaseUnreachable:
         # Like send_mail, the drain gave up on the database (after logging what it could
         # not record): no follow-up can be planned there either. Mail queued later, or

@@ -29,7 +29,8 @@ from django.utils import timezone
 from mailer.conf import settings
 from mailer.delivery.engine import INITIAL_CLAIM, Engine, SendCounts
 from mailer.delivery.outage import Backoff, Outage
-from mailer.delivery.recorder import Gate
+from mailer.delivery.pool import Pool
+from mailer.delivery.recorder import Gate, Recorder
 from mailer.queue.message import Message
 from mailer.queue.workers import Worker as WorkerRow
 from mailer.runner import leases, send
@@ -90,6 +91,9 @@ class MailWorker:
         # and one voice saying the database went away and came back.
         self.gate = Gate()
         self.outage = Outage(logger)
+        # Where a slot that finds the queue empty takes over half of what another holds.
+        self.pool = Pool()
+        self.recorder: Recorder | None = None  # the slots' one writer, while it runs
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -113,6 +117,15 @@ class MailWorker:
             threading.Thread(target=self._slot, args=(n,), name=f"mailer-slot-{n}", daemon=True)
             for n in range(self.concurrency)
         ]
+        # One writer of the slots' results: each write covers what all were answered.
+        self.recorder = Recorder(
+            Message,
+            self.using,
+            self.identity.id,
+            gate=self.gate,
+            outage=self.outage,
+            stop=self.stop,
+        )
         with leases.LeaseKeeper(self.identity.id, using=self.using, outage=self.outage):
             for slot in slots:
                 slot.start()
@@ -124,6 +137,8 @@ class MailWorker:
                 self.request_stop()
                 for slot in slots:
                     slot.join()
+                self.recorder.close()
+                self.recorder = None
         for thread in background:
             thread.join(timeout=5)
         self._unregister()
@@ -168,6 +183,8 @@ class MailWorker:
                             first_claim=INITIAL_CLAIM,
                             gate=self.gate,
                             outage=self.outage,
+                            pool=self.pool,
+                            recorder=self.recorder,
                         )
                     counts = engine.run()
                     failures = 0

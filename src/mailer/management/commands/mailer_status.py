@@ -12,6 +12,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import CommandError
+from django.utils.translation import ngettext
 
 from mailer.conf import settings
 from mailer.management.base import MailerCommand
@@ -163,8 +164,12 @@ def lock_line(lock: tuple[str, LockHolder | None] | None) -> str:
 def _attempts(window: Attempts) -> str:
     rate = window.failure_rate
     share = f" ({rate:.1%})" if rate is not None else ""
-    line = f"{window.total} attempts, {window.failed} deferred or failed{share}"
-    return f"{line}, {window.refused} recipients refused"
+    attempts = ngettext("%(count)d attempt", "%(count)d attempts", window.total)
+    refused = ngettext(
+        "%(count)d recipient refused", "%(count)d recipients refused", window.refused
+    )
+    line = f"{attempts % {'count': window.total}}, {window.failed} deferred or failed{share}"
+    return f"{line}, {refused % {'count': window.refused}}"
 
 
 def _duration(seconds: float) -> str:

@@ -33,7 +33,7 @@ class Command(MailerCommand):
         started = time.monotonic()
         self._bar: ProgressBar | None = None
         try:
-            counts = deliver(max_batch=options["max"], prepare=self._prepare)
+            counts = deliver(max_batch=options["max"], prepare=self._prepare, report_as="send_mail")
         except LockHeld as held:
             self.say(f"{held}; nothing to do.")
             return

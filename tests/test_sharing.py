@@ -1,0 +1,188 @@
+"""A send_mail run shares the due mail over several delivery connections
+(MAILER_SEND_CONCURRENCY, 2 by default) when there is enough of it, each kept open
+for its whole share; the run's limits, claims and results are those of one connection."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from mailer.delivery.pool import Pool
+from mailer.engine import SendCounts, send_all
+from mailer.models import Message, MessageLog, Status
+from mailer.runner.sharing import MIN_SHARE
+
+from .assertions import MailAssertions
+from .samples import batch
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def queue(count: int) -> list[Any]:
+    messages = batch(count)
+    Message.objects.enqueue(messages)
+    return messages
+
+
+class TestSeveralConnections(MailAssertions):
+    @pytest.fixture(autouse=True)
+    def _server(self, smtp: Any) -> None:
+        self.server = smtp
+
+    def peers(self) -> dict[Any, int]:
+        """Messages delivered per client connection."""
+        found: dict[Any, int] = {}
+        for received in self.server.received:
+            found[received.peer] = found.get(received.peer, 0) + 1
+        return found
+
+    def test_enough_mail_goes_over_two_connections_each_kept_for_its_share(self) -> None:
+        messages = queue(4 * MIN_SHARE * 2)
+        assert send_all() == SendCounts(sent=len(messages))
+        self.assert_each_delivered_once(messages)
+        self.assert_queue_empty()
+        assert self.server.connections == 2
+        assert len(self.peers()) == 2, "a connection was opened more than once"
+        assert all(count > 1 for count in self.peers().values())
+
+    def test_a_connection_that_finds_the_queue_empty_takes_over_half_of_anothers(
+        self,
+    ) -> None:
+        # 25 messages and two connections: whichever claims first takes all 25 (a first
+        # claim is half of 50); the other finds nothing to claim and shares its batch.
+        self.server.faults.data_delay = 0.005
+        messages = queue(25)
+        assert send_all() == SendCounts(sent=25)
+        self.assert_each_delivered_once(messages)
+        assert len(self.peers()) == 2
+        assert min(self.peers().values()) >= 10, self.peers()
+
+    def test_every_message_is_logged_once_as_sent(self) -> None:
+        messages = queue(60)
+        send_all()
+        assert MessageLog.objects.filter(result="1").count() == len(messages)
+        assert MessageLog.objects.count() == len(messages)
+
+    def test_little_mail_goes_over_one_connection(self) -> None:
+        messages = queue(2 * MIN_SHARE - 1)
+        assert send_all() == SendCounts(sent=len(messages))
+        assert self.server.connections == 1
+
+    def test_the_setting_chooses_how_many(self, settings: Any) -> None:
+        settings.MAILER_SEND_CONCURRENCY = 4
+        messages = queue(80)
+        assert send_all() == SendCounts(sent=len(messages))
+        self.assert_each_delivered_once(messages)
+        assert self.server.connections == 4
+        assert len(self.peers()) == 4, "a connection was opened more than once"
+
+    def test_no_more_connections_than_the_mail_fills(self, settings: Any) -> None:
+        settings.MAILER_SEND_CONCURRENCY = 8
+        queue(3 * MIN_SHARE + 5)
+        send_all()
+        assert self.server.connections == 3
+
+    def test_send_all_may_ask_for_one(self) -> None:
+        queue(80)
+        send_all(concurrency=1)
+        assert self.server.connections == 1
+
+    def test_a_throttled_run_keeps_one_connection(self, settings: Any) -> None:
+        settings.MAILER_EMAIL_THROTTLE = 0.001
+        messages = queue(60)
+        assert send_all() == SendCounts(sent=len(messages))
+        assert self.server.connections == 1
+
+    def test_inside_a_transaction_one_connection_delivers(self) -> None:
+        messages = queue(60)
+        with transaction.atomic():
+            assert send_all() == SendCounts(sent=len(messages))
+        assert self.server.connections == 1
+        self.assert_each_delivered_once(messages)
+
+    def test_max_batch_counts_for_the_whole_run(self, settings: Any) -> None:
+        settings.MAILER_EMAIL_MAX_BATCH = 25
+        queue(80)
+        assert send_all() == SendCounts(sent=25)
+        assert len(self.server.received) == 25
+        assert Message.objects.filter(status=Status.QUEUED).count() == 55
+        assert not Message.objects.filter(status=Status.CLAIMED).exists()
+
+    def test_max_deferred_counts_for_the_whole_run(self, settings: Any) -> None:
+        settings.MAILER_EMAIL_MAX_DEFERRED = 7
+        self.server.faults.transient_first = 1000
+        queue(80)
+        assert send_all() == SendCounts(deferred=7)
+        assert Message.objects.filter(status=Status.DEFERRED).count() == 7
+        assert not Message.objects.filter(status=Status.CLAIMED).exists()
+
+    def test_the_progress_callback_sees_the_runs_counts_one_at_a_time(self) -> None:
+        seen: list[int] = []
+        messages = queue(80)
+        send_all(on_result=lambda counts: seen.append(counts.sent))
+        assert seen == list(range(1, len(messages) + 1))
+
+
+def claims(owner: str, *ids: int) -> list[Any]:
+    """Claimed messages as the pool sees them: an id and who claimed it."""
+    return [SimpleNamespace(pk=pk, claimed_by=owner) for pk in ids]
+
+
+def ids(messages: Any) -> list[int]:
+    return [message.pk for message in messages]
+
+
+class TestPool:
+    """Connections that run out take half of what the one with the most still holds."""
+
+    def test_a_connection_that_claims_nothing_takes_half_of_the_most_held(self) -> None:
+        pool = Pool()
+        busy = pool.take("a", lambda: claims("a", *range(10)))
+        assert pool.next(busy).pk == 0
+        shared = pool.take("b", list)
+        assert ids(shared) == [6, 7, 8, 9]
+        assert ids(busy) == [1, 2, 3, 4, 5]
+
+    def test_what_a_sibling_took_stays_its_claimers_until_done(self) -> None:
+        pool = Pool()
+        pool.take("a", lambda: claims("a", *range(4)))
+        shared = list(pool.take("b", list))
+        assert pool.lent("a") == {2, 3}
+        pool.done(shared[:1])
+        assert pool.lent("a") == {3}
+        assert pool.lent("b") == set()
+
+    def test_one_message_left_is_not_shared(self) -> None:
+        pool = Pool()
+        pool.take("a", lambda: claims("a", 1))
+        assert not pool.take("b", list)
+
+    def test_a_connection_waits_for_a_siblings_claim_on_its_way(self) -> None:
+        pool = Pool()
+        claiming, release = threading.Event(), threading.Event()
+
+        def slow_claim() -> list[Any]:
+            claiming.set()
+            release.wait(5)
+            return claims("a", *range(8))
+
+        got: list[Any] = []
+        sibling = threading.Thread(target=pool.take, args=("a", slow_claim))
+        sibling.start()
+        claiming.wait(5)  # a's claim is on its way: b, finding nothing, waits for it
+        waiter = threading.Thread(target=lambda: got.extend(pool.take("b", list)))
+        waiter.start()
+        release.set()
+        sibling.join()
+        waiter.join()
+        assert ids(got) == [4, 5, 6, 7]
+
+    def test_what_is_left_is_given_back_by_its_owner(self) -> None:
+        pool = Pool()
+        pool.take("a", lambda: claims("a", 1, 2, 3))
+        assert ids(pool.drop_all("a")) == [1, 2, 3]
+        assert pool.drop_all("a") == []
