@@ -28,6 +28,11 @@ LOCKING_SQL = re.compile(
 MESSAGE_TABLE_WRITE = re.compile(r"\b(UPDATE|DELETE FROM|INSERT INTO)\b[^;]*mailer_message", re.I)
 WRITES = {"update", "bulk_update", "save", "delete", "bulk_create", "select_for_update"}
 MESSAGE_ROWS = re.compile(r"\bMessage(Log)?\b|\bmessages?\b|\brows?\b|\bqueue\b|\bqueryset\b")
+# Modules that may ask which database they are on, outside mailer/queue/sql/, and why.
+VENDOR_CHECKS_ALLOWED = {
+    "mailer.checks.settings": "mailer.W001 warns that SQLite lets one writer in at a "
+    "time: a property of the database the user chose, said in its own words, not SQL",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,10 @@ class Module:
     @property
     def package(self) -> str:
         return self.name if self.path.name == "__init__.py" else self.name.rpartition(".")[0]
+
+    @property
+    def in_sql(self) -> bool:
+        return self.name == "mailer.queue.sql" or self.name.startswith("mailer.queue.sql.")
 
     @property
     def in_queue(self) -> bool:
@@ -166,6 +175,47 @@ def test_only_the_queue_writes_a_messages_state() -> None:
             if node.func.attr in WRITES and MESSAGE_ROWS.search(receiver):
                 writes.append(f"{module.name}:{node.lineno}: {ast.unparse(node.func)}")
     assert not writes, f"message state written outside the queue: {writes}"
+
+
+def vendor_checks(module: Module) -> list[str]:
+    """Where ``module`` compares a database's vendor (``connection.vendor == ...``,
+    ``vendor in (...)``)."""
+    found = []
+    for node in ast.walk(module.tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        if any(
+            (isinstance(o, ast.Attribute) and o.attr == "vendor")
+            or (isinstance(o, ast.Name) and o.id == "vendor")
+            for o in operands
+        ):
+            found.append(f"{module.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_only_the_sql_modules_ask_which_database_they_are_on() -> None:
+    """Each database's statements are in its module of mailer/queue/sql/; everyone else
+    calls ``mailer.queue.sql.of(using)``'s functions instead of branching on the vendor."""
+    checks = [
+        check
+        for module in MODULES
+        if not module.in_sql and module.name not in VENDOR_CHECKS_ALLOWED
+        for check in vendor_checks(module)
+    ]
+    assert not checks, f"vendor branches outside mailer/queue/sql/: {checks}"
+
+
+def test_the_vendor_check_finds_vendor_branches() -> None:
+    source = (
+        "if connection.vendor == 'postgresql': pass\n"
+        "if 'mysql' != connections[db].vendor: pass\n"
+        "postgres = vendor in ('postgresql',)\n"
+        "name = connection.vendor\n"
+    )
+    module = Module("mailer.example", PACKAGE / "example.py", ast.parse(source), [])
+    assert [check.split(":")[1] for check in vendor_checks(module)] == ["1", "2", "3"]
+    assert all(vendor_checks(m) for m in MODULES if m.name in VENDOR_CHECKS_ALLOWED)
 
 
 def test_no_import_circle() -> None:

@@ -51,11 +51,12 @@ def stored_data_pattern(term: str) -> str:
     hit = f'"{_CHARS}{literal}{_CHARS}"'
     in_list = rf"\[(?:{_STRING},)*{hit}"
     headers = rf'\{{(?:{_STRING}:{_SCALAR},)*"message-id":{hit}'
-    after_reply_to = f'{_LIST},"headers":{headers}'
-    after_bcc = f'(?:{in_list}|{_LIST},"reply_to":(?:{in_list}|{after_reply_to}))'
-    after_cc = f'(?:{in_list}|{_LIST},"bcc":{after_bcc})'
-    after_to = f'(?:{in_list}|{_LIST},"cc":{after_cc})'
-    after_from = f'(?:{hit}|{_STRING},"to":{after_to})'
+    # From the last address list back to the first: each holds the hit, or is
+    # passed over to the next key.
+    rest = f'"headers":{headers}'
+    for key in ("reply_to", "bcc", "cc", "to"):
+        rest = f'"{key}":(?:{in_list}|{_LIST},{rest})'
+    after_from = f"(?:{hit}|{_STRING},{rest})"
     after_subject = f'(?:{hit}|{_STRING},"body":{_BODY},"from_email":{after_from})'
     return rf'^\{{"v":1,"class":{_STRING},"subject":{after_subject}'
 

@@ -54,6 +54,11 @@ class MailerCommand(BaseCommand):
                 raise
             raise CommandError(str(missing)) from error
 
+    @staticmethod
+    def add_number_option(parser: ArgumentParser, flag: str, help: str) -> None:
+        """An optional whole number (None when not given: the setting decides)."""
+        parser.add_argument(flag, type=int, default=None, help=help)
+
     def say(self, line: str) -> None:
         if self.verbosity >= 1:
             self.stdout.write(line)

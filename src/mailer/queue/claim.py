@@ -6,24 +6,17 @@ The statements are each database's own (``mailer.queue.sql``).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.db import connections
 from django.utils import timezone
 
 from mailer.conf import settings
+from mailer.queue import sql
 from mailer.queue.rows import bounded, take_bounded
-from mailer.queue.sql import mysql, postgres, sqlite
 from mailer.queue.states import Status
 
 if TYPE_CHECKING:
     from mailer.queue.message import Message, MessageQuerySet
-
-CLAIMS: dict[str, Callable[[MessageQuerySet, MessageQuerySet, int, dict[str, Any]], list[int]]] = {
-    "postgresql": postgres.claim_ids,
-    "sqlite": sqlite.claim_ids,
-}
 
 
 def claim_rows(
@@ -42,9 +35,7 @@ def claim_rows(
         "lease_expires_at": now + datetime.timedelta(seconds=lease),
     }
     due = queryset.due(now).in_send_order()
-    vendor = connections[queryset.db].vendor
-    claim_ids = CLAIMS.get(vendor, mysql.claim_ids)  # any database with SELECT ... FOR UPDATE
-    ids = claim_ids(queryset, due, limit, claim)
+    ids = sql.of(queryset.db).claim_ids(queryset, due, limit, claim)
     if not ids:
         return []
     mine = queryset.model.objects.using(queryset.db)

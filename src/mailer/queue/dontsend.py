@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailer.message.validation import address_key
+from mailer.queue import sql
 
 
 class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
@@ -41,8 +42,9 @@ class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
     def blocked(self, addresses: Iterable[str]) -> set[str]:
         """The lowercased addresses among ``addresses`` that are on the list: one query.
 
-        Written out, with one array parameter on PostgreSQL: the ORM's ``__in``
-        prepares each of thousands of addresses on its own.
+        Written out, with the database's own way to ask for many values at once
+        (``mailer.queue.sql``: one array parameter on PostgreSQL, where the ORM's
+        ``__in`` prepares each of thousands of addresses on its own).
         """
         wanted = list({address_key(a) for a in addresses if a})
         if not wanted or _empty_until.get(self.db, 0.0) > time.monotonic():
@@ -51,19 +53,15 @@ class DontSendEntryQuerySet(models.QuerySet["DontSendEntry"]):
         quote = connection.ops.quote_name
         table = quote(self.model._meta.db_table)
         column, lifted = f"LOWER({quote('to_address')})", quote("lifted_at")
-        params: list[Any]
-        if connection.vendor == "postgresql":
-            condition, params = f"{column} = ANY(%s)", [wanted]
-        else:
-            condition, params = f"{column} IN ({', '.join(['%s'] * len(wanted))})", wanted
+        condition, params = sql.of(self.db).any_of(column, wanted)
         # A NULL row says the list is empty: remembered for a second, saving the
         # query for the messages queued meanwhile (the usual case: one per request).
-        sql = (
+        statement = (
             f"SELECT {column} FROM {table} WHERE {condition} AND {lifted} IS NULL "
             f"UNION ALL SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {lifted} IS NULL)"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(statement, params)
             found = {row[0] for row in cursor.fetchall()}
         if None in found:
             _empty_until[self.db] = time.monotonic() + DONT_SEND_EMPTY_SECONDS
@@ -129,9 +127,6 @@ class DontSendEntry(models.Model):
 
     def __str__(self) -> str:
         return self.to_address
-
-
-# -- Workers ---------------------------------------------------------------------
 
 
 models.signals.post_save.connect(_forget_empty, sender=DontSendEntry)

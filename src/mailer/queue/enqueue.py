@@ -32,12 +32,10 @@ from mailer.priorities import (
     PRIORITY_MEDIUM,
     parse_priority,
 )
-from mailer.queue import idempotency
+from mailer.queue import idempotency, sql
 from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.log import MessageLog
 from mailer.queue.rows import bytes_over
-from mailer.queue.sql import mysql, sqlite
-from mailer.queue.sql.postgres import notify_channel
 from mailer.queue.states import RESULT_DONT_SEND, Status
 
 if TYPE_CHECKING:
@@ -132,7 +130,7 @@ def _store(
     queryset: MessageQuerySet, rows: list[Message], skipped: list[MessageLog], packet: int | None
 ) -> None:
     if rows:
-        channel = notify_channel(queryset.db)
+        channel = sql.of(queryset.db).CHANNEL if settings.NOTIFY else ""
         if packet is not None:
             # One INSERT must fit in a packet: batch by size, all in one transaction.
             with transaction.atomic(using=queryset.db):
@@ -202,7 +200,7 @@ def insert_rows(
     assert pk is not None
     fields = [f for f in meta.concrete_fields if f is not pk]
     sample = rows[0]
-    postgres = connection.vendor == "postgresql"
+    dialect = sql.of(using)
     varying: list[models.Field[Any, Any]] = []
     shared: list[models.Field[Any, Any]] = []
     columns: list[tuple[str, models.Field[Any, Any] | None]] = []  # SQL, or None: bound per row
@@ -210,11 +208,12 @@ def insert_rows(
         value = getattr(sample, field.attname)
         same = all(getattr(row, field.attname) == value for row in rows)
         constant = _constant_sql(field, value) if same else None
+        once = dialect.shared_value_sql(field, connection) if same else None
         if constant is not None:
             columns.append((constant, None))
-        elif same and postgres:
+        elif once is not None:
             shared.append(field)
-            columns.append((f"CAST(%s AS {field.db_type(connection)})", None))
+            columns.append((once, None))
         else:
             varying.append(field)
             columns.append(("", field))
@@ -231,34 +230,9 @@ def insert_rows(
         if connection.features.can_return_rows_from_bulk_insert
         else ""
     )
-    if notify and postgres:
-        # Identical notifications in one transaction reach listeners once.
-        tail += f", pg_notify('{notify}', '')"
-    if postgres:
-        # INSERT ... SELECT <shared once> FROM (VALUES <varying per row>) AS v(c0, c1...)
-        select = []
-        for sql, per_row in columns:
-            if per_row is None:
-                select.append(sql)
-            else:
-                kind = per_row.db_type(connection)
-                select.append(f"CAST(v.c{varying.index(per_row)} AS {kind})")
-        aliases = ", ".join(f"c{n}" for n in range(len(varying)))
-        row_sql = "(" + ", ".join(["%s"] * len(varying)) + ")"
-        head = f"INSERT INTO {quote(meta.db_table)} ({names}) SELECT {', '.join(select)} FROM "
-        if varying:
-            head += "(VALUES "
-            end = f") AS v({aliases}){tail}"
-        else:  # every row alike: that many copies of the one row
-            row_sql, end = "", tail
-        once = [prepare[f.attname](getattr(sample, f.attname)) for f in shared]
-    else:
-        row_sql = (
-            "(" + ", ".join(sql if per_row is None else "%s" for sql, per_row in columns) + ")"
-        )
-        head = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES "
-        end = tail
-        once = []
+    head = f"INSERT INTO {quote(meta.db_table)} ({names}) "
+    statement = dialect.insert_sql(connection, head, columns, len(varying), tail, notify)
+    once_params = [prepare[f.attname](getattr(sample, f.attname)) for f in shared]
     # One statement is atomic by itself; several go in a transaction.
     batches = len(rows) > per_batch
     atomic = (
@@ -268,12 +242,7 @@ def insert_rows(
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
             params = [prepare[f.attname](getattr(row, f.attname)) for row in batch for f in varying]
-            values = (
-                ", ".join([row_sql] * len(batch))
-                if row_sql
-                else f"generate_series(1, {len(batch)})"
-            )
-            cursor.execute(head + values + end, [*once, *params])
+            cursor.execute(statement(len(batch)), [*once_params, *params])
             ids = [r[0] for r in cursor.fetchall()] if tail else [None] * len(batch)
             for row, row_id in zip(batch, ids, strict=True):
                 row.pk = row_id
@@ -304,12 +273,7 @@ def _preparer(field: models.Field[Any, Any], connection: Any) -> Any:
 
 def max_query_params(connection: Any) -> int | None:
     """How many parameters one statement may have on ``connection`` (None: no limit)."""
-    if connection.vendor == "sqlite":
-        found = sqlite.max_variables(connection)
-        if found is not None:
-            return found
-    limit = connection.features.max_query_params
-    return int(limit) if limit else None
+    return sql.of(connection.alias).max_params(connection)
 
 
 def _constant_sql(field: models.Field[Any, Any], value: Any) -> str | None:
@@ -426,9 +390,8 @@ _STATEMENT_OVERHEAD = 64 * 1024
 
 
 def _max_packet(using: str) -> int | None:
-    """MySQL/MariaDB's max_allowed_packet; None for other databases."""
-    connection = connections[using]
-    return mysql.max_allowed_packet(connection) if connection.vendor == "mysql" else None
+    """The most bytes one statement may have (MySQL/MariaDB's max_allowed_packet), or None."""
+    return sql.of(using).max_packet(connections[using])
 
 
 def _statement_size(data: str) -> int:

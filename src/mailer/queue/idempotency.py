@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailer.conf import settings
+from mailer.queue import sql
 from mailer.queue.batching import delete_in_batches
 
 logger = logging.getLogger("mailer.queue")
@@ -101,11 +102,10 @@ def claim(digests: Collection[str], using: str, now: datetime.datetime) -> set[s
         return set()
     cutoff = now - datetime.timedelta(seconds=settings.IDEMPOTENCY_WINDOW)
     keys = IdempotencyKey.objects.using(using)
-    if connections[using].vendor == "mysql":
-        # InnoDB's INSERT IGNORE leaves a shared lock on a key it finds taken: deleting
-        # that row next would need an exclusive lock, and two callers doing so would
-        # deadlock. So expired keys are looked for first, with a read that locks nothing,
-        # and deleted before the INSERT: the DELETE is the first to lock their rows.
+    if sql.of(using).IGNORED_KEYS_LOCKED:
+        # Deleting a key the INSERT found taken would deadlock (MySQL's INSERT IGNORE):
+        # expired keys are looked for first, with a read that locks nothing, and
+        # deleted before the INSERT: the DELETE is the first to lock their rows.
         expired = keys.filter(digest__in=wanted, used_at__lt=cutoff)
         if expired.exists():
             expired._raw_delete(using)
@@ -134,10 +134,7 @@ def _insert(digests: list[str], using: str, now: datetime.datetime) -> set[str]:
     meta = IdempotencyKey._meta
     column = {field.name: quote(str(field.column)) for field in meta.concrete_fields}
     when = meta.get_field("used_at").get_db_prep_save(now, connection)
-    if connection.vendor == "mysql":
-        head, tail = "INSERT IGNORE INTO", ""
-    else:
-        head, tail = "INSERT INTO", " ON CONFLICT DO NOTHING"
+    head, tail = sql.of(using).insert_ignoring()
     head += f" {quote(meta.db_table)} ({column['digest']}, {column['used_at']}) VALUES "
     inserted: set[str] = set()
     with connection.cursor() as cursor:

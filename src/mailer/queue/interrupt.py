@@ -3,7 +3,8 @@
 ``send_mail`` gives up on a database that stops answering within
 ``MAILER_RECORD_TIMEOUT``, also when the statement it waits for hangs (on a
 lock held elsewhere, say). ``deadline`` bounds the statements this thread
-runs in a block: on PostgreSQL, MySQL and MariaDB a timer interrupts the one
+runs in a block, each database its own way (``mailer.queue.sql``): on
+PostgreSQL, MySQL and MariaDB a timer interrupts the one
 running when the time is up (a cancel request, or ``KILL QUERY`` over a second
 connection); on SQLite, whose wait for another process's lock nothing
 interrupts, the busy timeout is shortened for the block. Either way the
@@ -22,6 +23,8 @@ from typing import Any
 
 from django.db import connections
 
+from mailer.queue import sql
+
 logger = logging.getLogger("mailer.engine")
 
 
@@ -32,42 +35,25 @@ def deadline(using: str, seconds: float | None) -> Iterator[None]:
         yield
         return
     wrapper = connections[using]
-    if wrapper.vendor == "sqlite":
-        # Waiting for another process's write lock is SQLite's busy timeout, which no
-        # interrupt ends: shorten it for the block instead.
-        with wrapper.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout")
-            (before,) = cursor.fetchone()
-            cursor.execute(f"PRAGMA busy_timeout = {max(int(seconds * 1000), 1)}")
+    dialect = sql.of(using)
+    with dialect.waiting_at_most(wrapper, seconds) as bounded:
+        if bounded:
+            yield
+            return
+        timer = threading.Timer(max(seconds, 0.0), _interrupt, args=(dialect, wrapper))
+        timer.daemon = True
+        timer.start()
         try:
             yield
         finally:
-            with wrapper.cursor() as cursor:
-                cursor.execute(f"PRAGMA busy_timeout = {int(before)}")
-        return
-    timer = threading.Timer(max(seconds, 0.0), _interrupt, args=(wrapper,))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+            timer.cancel()
 
 
-def _interrupt(wrapper: Any) -> None:
-    raw = wrapper.connection
-    if raw is None:
+def _interrupt(dialect: sql.Dialect, wrapper: Any) -> None:
+    if wrapper.connection is None:
         return
     try:
-        if wrapper.vendor == "postgresql":
-            raw.cancel()
-        elif wrapper.vendor == "mysql":
-            other = connections.create_connection(wrapper.alias)
-            try:
-                with other.cursor() as cursor:
-                    cursor.execute("KILL QUERY %s", [raw.thread_id()])
-            finally:
-                other.close()
+        dialect.interrupt(wrapper)
     except Exception as error:  # the database may be beyond reach: nothing more to do
         logger.debug("could not interrupt a statement on %s: %s", wrapper.alias, error)
 

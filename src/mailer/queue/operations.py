@@ -12,7 +12,7 @@ import datetime
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +112,33 @@ def _chunks(queryset: models.QuerySet[Any], *fields: str) -> Iterator[list[tuple
         last = page[-1][0]
 
 
+def _eligible(
+    queryset: models.QuerySet[Message],
+    report: Report,
+    fields: Sequence[str],
+    reason_to_skip: Callable[..., str | None],
+) -> Iterator[list[int]]:
+    """The ids of ``queryset``'s rows, a page at a time, that ``reason_to_skip`` (given
+    the row's ``fields``) leaves to the operation; the others are counted in ``report``
+    under the reason it gives."""
+    for page in _chunks(queryset, *fields):
+        eligible = []
+        for pk, *values in page:
+            reason = reason_to_skip(*values)
+            if reason is None:
+                eligible.append(pk)
+            else:
+                report.skipped[reason] += 1
+        if eligible:
+            yield eligible
+
+
+def _count(report: Report, eligible: Sequence[int], done: int) -> None:
+    """``done`` of the ``eligible`` rows changed; a worker took or sent the others meanwhile."""
+    report.done += done
+    report.skipped[CHANGED] += len(eligible) - done
+
+
 def _take(ids: Sequence[int], statuses: Sequence[str], now: datetime.datetime) -> list[Message]:
     """Claim the rows among ``ids`` still in ``statuses`` for this transaction; return them.
 
@@ -137,26 +164,23 @@ def retry_now(queryset: models.QuerySet[Message]) -> Report:
     waiting = Q(status=Status.DEFERRED) | Q(status=Status.QUEUED) & (
         Q(due_at__gt=now) | Q(due_at__isnull=True)
     )
-    for page in _chunks(queryset, "status", "due_at"):
-        eligible = []
-        for pk, status, due_at in page:
-            if status == Status.CLAIMED:
-                report.skipped[SENDING] += 1
-            elif status == Status.FAILED:
-                report.skipped[FAILED] += 1
-            elif status == Status.QUEUED and due_at is not None and due_at <= now:
-                report.skipped[ALREADY_DUE] += 1
-            else:
-                eligible.append(pk)
-        if not eligible:
-            continue
+
+    def reason_to_skip(status: str, due_at: datetime.datetime | None) -> str | None:
+        if status == Status.CLAIMED:
+            return SENDING
+        if status == Status.FAILED:
+            return FAILED
+        if status == Status.QUEUED and due_at is not None and due_at <= now:
+            return ALREADY_DUE
+        return None
+
+    for eligible in _eligible(queryset, report, ("status", "due_at"), reason_to_skip):
         changed = (
             Message.objects.filter(pk__in=eligible)
             .filter(waiting)
             .update(status=Status.QUEUED, due_at=now)
         )
-        report.done += changed
-        report.skipped[CHANGED] += len(eligible) - changed
+        _count(report, eligible, changed)
     return _tidy(report)
 
 
@@ -170,17 +194,15 @@ def requeue_failed(queryset: models.QuerySet[Message]) -> Report:
     """
     report = Report(REQUEUED)
     now = timezone.now()
-    for page in _chunks(queryset, "status", "expires_at"):
-        eligible = []
-        for pk, status, expires_at in page:
-            if status != Status.FAILED:
-                report.skipped[SENDING if status == Status.CLAIMED else NOT_FAILED] += 1
-            elif expires_at is not None and expires_at <= now:
-                report.skipped[EXPIRED] += 1
-            else:
-                eligible.append(pk)
-        if not eligible:
-            continue
+
+    def reason_to_skip(status: str, expires_at: datetime.datetime | None) -> str | None:
+        if status != Status.FAILED:
+            return SENDING if status == Status.CLAIMED else NOT_FAILED
+        if expires_at is not None and expires_at <= now:
+            return EXPIRED
+        return None
+
+    for eligible in _eligible(queryset, report, ("status", "expires_at"), reason_to_skip):
         with transaction.atomic():
             taken = _take(eligible, [Status.FAILED], now)
             for message in taken:
@@ -197,8 +219,7 @@ def requeue_failed(queryset: models.QuerySet[Message]) -> Report:
                 taken,
                 ["status", "due_at", "claimed_by", "lease_expires_at", "recipient_results"],
             )
-        report.done += len(taken)
-        report.skipped[CHANGED] += len(eligible) - len(taken)
+        _count(report, eligible, len(taken))
     return _tidy(report)
 
 
@@ -218,23 +239,18 @@ def cancel(queryset: models.QuerySet[Message], *, by: str) -> Report:
     now = timezone.now()
     reason = f"cancelled in the admin by {by}" if by else "cancelled in the admin"
     keep_data = settings.EMAIL_LOG_MESSAGE_DATA
-    for page in _chunks(queryset, "status"):
-        eligible = []
-        for pk, status in page:
-            if status == Status.CLAIMED:
-                report.skipped[SENDING] += 1
-            else:
-                eligible.append(pk)
-        if not eligible:
-            continue
+
+    def reason_to_skip(status: str) -> str | None:
+        return SENDING if status == Status.CLAIMED else None
+
+    for eligible in _eligible(queryset, report, ("status",), reason_to_skip):
         with transaction.atomic():
             taken = _take(eligible, [Status.QUEUED, Status.DEFERRED, Status.FAILED], now)
             MessageLog.objects.bulk_create(
                 [_cancel_log(message, now, reason, keep_data) for message in taken]
             )
             Message.objects.filter(pk__in=[m.pk for m in taken]).delete()
-        report.done += len(taken)
-        report.skipped[CHANGED] += len(eligible) - len(taken)
+        _count(report, eligible, len(taken))
     return _tidy(report)
 
 

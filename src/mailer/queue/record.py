@@ -27,12 +27,11 @@ from django.utils import timezone
 
 from mailer import signals
 from mailer.conf import settings
-from mailer.queue import retry
+from mailer.queue import retry, sql
 from mailer.queue.enqueue import max_query_params
 from mailer.queue.log import MessageLog
 from mailer.queue.outcome import Outcome, Verdict
 from mailer.queue.provider_ids import ProviderMessageId
-from mailer.queue.sql.mysql import retrying_deadlocks
 from mailer.queue.states import RESULT_DONT_SEND, RESULT_FAILURE, RESULT_SUCCESS, Status
 
 if TYPE_CHECKING:
@@ -44,9 +43,9 @@ def delete_ids(model: type[models.Model], ids: Sequence[int], using: str) -> Non
     if not ids:
         return
     connection = connections[using]
-    sql = _statement(connection, "delete", model, len(ids))
+    statement = _statement(connection, "delete", model, len(ids))
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(ids))
+        cursor.execute(statement, list(ids))
 
 
 def insert_logs(
@@ -58,19 +57,24 @@ def insert_logs(
 ) -> None:
     """INSERT ``rows`` (new rows of one model) and set their ids.
 
-    ``delete`` (PostgreSQL only): rows of another model to delete in the same
-    statement. Elsewhere: one statement, or several in a transaction when
-    the rows need more than ``max_params`` parameters.
+    ``delete``: rows of another model to delete in the same statement, where the
+    database has one for that (``insert_from_json`` of ``mailer.queue.sql``:
+    PostgreSQL's, the rows as one JSON document). Elsewhere: one statement, or
+    several in a transaction when the rows need more than ``max_params`` parameters.
     """
     if not rows:
         return
     connection = connections[using]
-    if connection.vendor == "postgresql":
-        _insert_from_json(connection, rows, delete)
-        return
-    assert delete is None, "deleting in the same statement needs PostgreSQL"
     model = type(rows[0])
     fields = _fields(model)
+    insert_from_json = sql.of(using).insert_from_json
+    if insert_from_json is not None:
+        values = [{f.column: _json_value(f, getattr(r, f.attname)) for f in fields} for r in rows]
+        document = json.dumps(values, separators=(",", ":"))
+        ids = insert_from_json(connection, fields, document, delete)
+        _saved(rows, ids, using)
+        return
+    assert delete is None, "deleting in the same statement needs PostgreSQL"
     returning = bool(connection.features.can_return_rows_from_bulk_insert)
     per_statement = len(rows) if max_params is None else max(1, max_params // len(fields))
     preparers = [(f.attname, _preparer(f, connection)) for f in fields]
@@ -78,31 +82,14 @@ def insert_logs(
     with transaction.atomic(using=using) if several else contextlib.nullcontext():
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
-            sql = _statement(connection, "insert", model, len(chunk), returning)
+            statement = _statement(connection, "insert", model, len(chunk), returning)
             params: list[Any] = []
             for row in chunk:
                 params.extend([prep(getattr(row, name)) for name, prep in preparers])
             with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(statement, params)
                 ids = [r[0] for r in cursor.fetchall()] if returning else [None] * len(chunk)
             _saved(chunk, ids, using)
-
-
-def _insert_from_json(
-    connection: Any,
-    rows: Sequence[models.Model],
-    delete: tuple[type[models.Model], Sequence[int]] | None,
-) -> None:
-    model = type(rows[0])
-    fields = _fields(model)
-    document = [{f.column: _json_value(f, getattr(row, f.attname)) for f in fields} for row in rows]
-    sql = _statement(connection, "insert-json", model, 0, True, delete[0] if delete else None)
-    params: list[Any] = [list(delete[1])] if delete else []
-    params.append(json.dumps(document, separators=(",", ":")))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        ids = [r[0] for r in cursor.fetchall()]
-    _saved(rows, ids, connection.alias)
 
 
 def _json_value(field: models.Field[Any, Any], value: Any) -> Any:
@@ -155,13 +142,12 @@ def _statement(
     model: type[models.Model],
     count: int,
     returning: bool = False,
-    gone: type[models.Model] | None = None,
 ) -> str:
     """The SQL of one kind of statement for ``count`` rows, built once."""
-    key = (connection.alias, kind, model, count, returning, gone)
-    sql = _STATEMENTS.get(key)
-    if sql is not None:
-        return sql
+    key = (connection.alias, kind, model, count, returning)
+    found = _STATEMENTS.get(key)
+    if found is not None:
+        return found
     quote = connection.ops.quote_name
     meta = model._meta
     assert meta.pk is not None
@@ -169,27 +155,16 @@ def _statement(
     fields = _fields(model)
     names = ", ".join(quote(str(f.column)) for f in fields)
     if kind == "delete":
-        sql = f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * count)})"
-    elif kind == "insert":
+        statement = f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * count)})"
+    else:  # insert
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * count)}"
-    else:  # insert-json: PostgreSQL, the rows as one JSON array of objects
-        columns = ", ".join(f"{quote(str(f.column))} {f.db_type(connection)}" for f in fields)
-        rows = f"jsonb_to_recordset(%s::jsonb) AS r({columns})"
-        sql = f"INSERT INTO {table} ({names}) SELECT {names} FROM {rows}"
-        if gone is not None:
-            gone_meta = gone._meta
-            assert gone_meta.pk is not None
-            sql = (
-                f"WITH gone AS (DELETE FROM {quote(gone_meta.db_table)} "
-                f"WHERE {quote(str(gone_meta.pk.column))} = ANY(%s)) {sql}"
-            )
+        statement = f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * count)}"
     if returning:
-        sql += f" RETURNING {pk}"
+        statement += f" RETURNING {pk}"
     if len(_STATEMENTS) > 512:  # many distinct sizes: start again
         _STATEMENTS.clear()
-    _STATEMENTS[key] = sql
-    return sql
+    _STATEMENTS[key] = statement
+    return statement
 
 
 __all__ = ["delete_ids", "insert_logs"]
@@ -251,13 +226,15 @@ def record_results(
         sent = final == "done" and outcome.verdict is Verdict.SENT
         signalled.append(("sent" if sent else final, message, outcome, log))
     db = queryset.db
-    if logs and not changed and not provider_ids and connections[db].vendor == "postgresql":
+    one_statement = sql.of(db).insert_from_json is not None
+    if logs and not changed and not provider_ids and one_statement:
         # One statement, atomic by itself: results come a few at a time, and a
         # round trip (and a transaction's) is most of what writing them costs.
         insert_logs(logs, db, delete=(queryset.model, done) if done else None)
         signals.recorded_on_commit(queryset.model, signalled, db)
         return
-    retrying_deadlocks(db, lambda: _write(queryset, done, changed, logs, signalled, provider_ids))
+    write = functools.partial(_write, queryset, done, changed, logs, signalled, provider_ids)
+    sql.of(db).retrying_deadlocks(db, write)
 
 
 def _write(

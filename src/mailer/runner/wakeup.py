@@ -15,13 +15,15 @@ from typing import Any
 
 from django.db import connections
 
+from mailer.queue import sql
 from mailer.queue.sql.postgres import CHANNEL
 
 logger = logging.getLogger("mailer.worker")
 
 
 def can_listen(using: str) -> bool:
-    return connections[using].vendor == "postgresql"
+    """Does queueing mail on ``using`` NOTIFY a channel (PostgreSQL), so workers can LISTEN?"""
+    return bool(sql.of(using).CHANNEL)
 
 
 class Listener(threading.Thread):

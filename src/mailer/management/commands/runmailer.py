@@ -23,11 +23,10 @@ class Command(MailerCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument(
+        self.add_number_option(
+            parser,
             "--concurrency",
-            type=int,
-            default=None,
-            help="Delivery connections used in parallel (default: MAILER_CONCURRENCY).",
+            "Delivery connections used in parallel (default: MAILER_CONCURRENCY).",
         )
         parser.add_argument(
             "--database", default="default", help="Database alias holding the queue."

@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 from django.db import connections
 
 from mailer.management.commands.runmailer import Command as RunMailer
+from mailer.runner.wakeup import can_listen
 
 
 class Command(RunMailer):
@@ -15,7 +16,8 @@ class Command(RunMailer):
     listen = True
 
     def handle(self, *args: Any, **options: Any) -> None:
-        vendor = connections[options["database"]].vendor
-        if vendor != "postgresql":
-            raise CommandError(f"runmailer_pg needs PostgreSQL; this database is {vendor}.")
+        using = options["database"]
+        if not can_listen(using):
+            name = connections[using].display_name
+            raise CommandError(f"runmailer_pg needs PostgreSQL; this database is {name}.")
         super().handle(*args, **options)

@@ -25,11 +25,8 @@ class Command(MailerCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
-        parser.add_argument(
-            "--max",
-            type=int,
-            default=None,
-            help="Send at most this many messages (default: MAILER_EMAIL_MAX_BATCH).",
+        self.add_number_option(
+            parser, "--max", "Send at most this many messages (default: MAILER_EMAIL_MAX_BATCH)."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -1,5 +1,7 @@
 """MariaDB's and MySQL's own SQL for the queue: the claim, and the packet limit.
 
+The rest is ``mailer.queue.sql.standard``'s.
+
 The claim picks rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` and marks them
 in the same short transaction; so does any other database with
 ``SELECT ... FOR UPDATE``. InnoDB may still pick such a short transaction as the
@@ -12,7 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import OperationalError, connections, transaction
+from django.db import OperationalError, connections
+
+from mailer.queue.sql import standard
+
+# The functions this database shares with every other (mailer.queue.sql.Dialect).
+from mailer.queue.sql.standard import CHANNEL as CHANNEL
+from mailer.queue.sql.standard import any_of as any_of
+from mailer.queue.sql.standard import insert_from_json as insert_from_json
+from mailer.queue.sql.standard import insert_sql as insert_sql
+from mailer.queue.sql.standard import max_params as max_params
+from mailer.queue.sql.standard import shared_value_sql as shared_value_sql
+from mailer.queue.sql.standard import waiting_at_most as waiting_at_most
 
 if TYPE_CHECKING:
     from mailer.queue.message import MessageQuerySet
@@ -21,22 +34,17 @@ T = TypeVar("T")
 DEADLOCK = 1213  # ER_LOCK_DEADLOCK: the server rolled the transaction back
 DEADLOCK_ATTEMPTS = 3
 
+# InnoDB's INSERT IGNORE leaves a shared lock on a key it finds taken: deleting
+# that row next would need an exclusive lock, and two callers doing so would
+# deadlock. So expired keys are deleted before the INSERT (mailer.queue.idempotency).
+IGNORED_KEYS_LOCKED = True
+
 
 def claim_ids(
     queryset: MessageQuerySet, due: MessageQuerySet, limit: int, claim: dict[str, Any]
 ) -> list[int]:
     """Mark up to ``limit`` rows of ``due`` with ``claim``; the ids, skipping locked rows."""
-    features = connections[queryset.db].features
-
-    def claim_once() -> list[int]:
-        with transaction.atomic(using=queryset.db):
-            picked = due.select_for_update(skip_locked=features.has_select_for_update_skip_locked)
-            ids = list(picked.values_list("pk", flat=True)[:limit])
-            if ids:
-                queryset.model.objects.using(queryset.db).filter(pk__in=ids).update(**claim)
-        return ids
-
-    return retrying_deadlocks(queryset.db, claim_once)
+    return retrying_deadlocks(queryset.db, lambda: standard.claim_ids(queryset, due, limit, claim))
 
 
 def retrying_deadlocks(using: str, transaction_: Callable[[], T]) -> T:
@@ -53,8 +61,7 @@ def retrying_deadlocks(using: str, transaction_: Callable[[], T]) -> T:
             return transaction_()
         except OperationalError as error:
             retry = (
-                connection.vendor == "mysql"
-                and not connection.in_atomic_block
+                not connection.in_atomic_block
                 and attempt < DEADLOCK_ATTEMPTS
                 and bool(error.args)
                 and error.args[0] == DEADLOCK
@@ -64,7 +71,24 @@ def retrying_deadlocks(using: str, transaction_: Callable[[], T]) -> T:
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def max_allowed_packet(connection: Any) -> int:
+def insert_ignoring() -> tuple[str, str]:
+    """The SQL before ``table (columns) VALUES ...`` and after, for an INSERT that
+    skips the rows whose unique key is taken."""
+    return "INSERT IGNORE INTO", ""
+
+
+def interrupt(wrapper: Any) -> None:
+    """Interrupt the statement ``wrapper`` is running: ``KILL QUERY`` over a second
+    connection."""
+    other = connections.create_connection(wrapper.alias)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("KILL QUERY %s", [wrapper.connection.thread_id()])
+    finally:
+        other.close()
+
+
+def max_packet(connection: Any) -> int:
     """The server's max_allowed_packet, asked once per connection.
 
     A statement longer than that makes the server drop the connection ("server
