@@ -366,7 +366,7 @@ class TestLeftToDjango:
         assert render(doc) is None
 
     # DJANGO_COMPAT(<6.0): Django 5.2's legacy classes take these characters as they are.
-    @pytest.mark.skipif(not compat.MODERN_EMAIL, reason="Python's modern email API only")
+    @pytest.mark.modern_email
     @pytest.mark.parametrize("line_break", ["\x0b", "\x85", "\u2028"])
     def test_a_header_value_python_splits_is_left_to_django_6(self, line_break: str) -> None:
         doc = stored(pinned(plain()))
