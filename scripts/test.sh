@@ -54,16 +54,25 @@ answers() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 failed=()
 summary=()
-for env in $djangos; do
+# One stream of cells per Django version, the streams side by side (each cell has its own
+# test database, SQLite file, lock directory and ports, so they do not meet): most of a cell's
+# time is spent waiting on servers and processes, and CI must stay under 20 minutes.
+# MAILER_TEST_SERIAL=1 runs the cells one after another instead.
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+run_cells() {  # run_cells ENV [pytest args...]: every database's cell for one Django version
+    local env=$1 db port start status
+    shift
+    : > "$results/$env"
     for db in $dbs; do
         port=$(port_for "$db")
         if [ -n "$port" ] && ! answers "$port"; then
             if [ "${CI:-}" = "true" ]; then
                 echo "FAIL: $db does not answer on 127.0.0.1:$port" >&2
-                failed+=("$env/$db (server down)")
+                echo "FAIL $env/$db (server down)" >> "$results/$env"
             else
                 echo "SKIP: $db does not answer on 127.0.0.1:$port; its tests are not run" >&2
-                summary+=("$env/$db: skipped, server down")
+                echo "OK $env/$db: skipped, server down" >> "$results/$env"
             fi
             continue
         fi
@@ -73,14 +82,36 @@ for env in $djangos; do
         fi
         echo "=== $env / $db ==="
         start=$(date +%s)
-        if MAILER_TEST_DB=$db ".venvs/$env/bin/python" "${warnings[@]}" -m pytest -q -p no:cacheprovider \
-                --ignore=tests/browser "$@"; then
-            summary+=("$env/$db: passed in $(( $(date +%s) - start ))s")
+        status=0
+        MAILER_TEST_DB=$db ".venvs/$env/bin/python" "${warnings[@]}" -m pytest -q -p no:cacheprovider \
+            --ignore=tests/browser "$@" || status=$?
+        if [ "$status" = 0 ]; then
+            echo "OK $env/$db: passed in $(( $(date +%s) - start ))s" >> "$results/$env"
         else
-            failed+=("$env/$db")
-            summary+=("$env/$db: FAILED")
+            echo "FAIL $env/$db" >> "$results/$env"
         fi
     done
+}
+if [ -n "${MAILER_TEST_SERIAL:-}" ]; then
+    for env in $djangos; do run_cells "$env" "$@"; done
+else
+    pids=()
+    for env in $djangos; do
+        run_cells "$env" "$@" > "$results/$env.log" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || true; done
+    for env in $djangos; do cat "$results/$env.log"; done
+fi
+for env in $djangos; do
+    while read -r verdict line; do
+        if [ "$verdict" = OK ]; then
+            summary+=("$line")
+        else
+            failed+=("$line")
+            summary+=("$line: FAILED")
+        fi
+    done < "$results/$env"
 done
 
 # django-mailer 2.3.2's own tests of its commands, backend and engine, run against mailer
