@@ -29,6 +29,7 @@ from mailer.models import (
     Status,
 )
 from mailer.queue import claim
+from mailer.queue.message import MessageQuerySet
 
 from .assertions import MailAssertions, find
 from .samples import batch, html, plain, token_of, with_attachments
@@ -287,6 +288,27 @@ class TestFailures(MailAssertions):
         assert send_all() == SendCounts(sent=5)
         self.assert_each_delivered_once(messages)
         self.assert_queue_empty()
+
+    def test_a_result_write_whose_answer_was_lost_is_not_logged_twice(
+        self, monkeypatch: Any
+    ) -> None:
+        # The connection cut after the write's COMMIT: the recorder was told it failed.
+        write = MessageQuerySet.record
+        cuts = iter([True])
+
+        def committed_then_cut(self: MessageQuerySet, *args: Any, **kwargs: Any) -> Any:
+            done = write(self, *args, **kwargs)
+            if next(cuts, False):
+                raise OperationalError(2013, "Lost connection to server during query")
+            return done
+
+        monkeypatch.setattr(MessageQuerySet, "record", committed_then_cut)
+        messages = batch(5)
+        queue(*messages)
+        send_all()
+        self.assert_each_delivered_once(messages)
+        self.assert_queue_empty()
+        assert MessageLog.objects.count() == len(messages)
 
 
 class TestRecipients(MailAssertions):

@@ -348,11 +348,19 @@ class Recorder:
     def _write(self, batch: list[_Item]) -> bool:
         """Write ``batch``, retrying while the database fails; False if abandoned."""
         backoff = Backoff()
+        retrying = False
         while not self.abandoned:
             began = time.monotonic()
             try:
-                _record(self.model, self.using, batch)
+                if retrying:  # the failed write may have committed: never log a result twice
+                    left = self.model.objects.using(self.using).still_claimed(
+                        message.pk for message, _, _ in batch
+                    )
+                    batch = [item for item in batch if item[0].pk in left]
+                if batch:
+                    _record(self.model, self.using, batch)
             except DatabaseError as error:
+                retrying = True
                 self._error = " ".join(str(error).split()) or type(error).__name__
                 with self.gate.cond:
                     self.gate.failing.add(self.owner)

@@ -232,6 +232,11 @@ class MessageQuerySet(models.QuerySet["Message"]):
             claims = claims.filter(pk__in=list(ids))
         return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
 
+    def still_claimed(self, ids: Iterable[int]) -> set[int]:
+        """Which of ``ids`` are claimed still: their results are not recorded yet. Asked
+        before a failed write is tried again, since its COMMIT may have gone through."""
+        return set(self.claimed().filter(pk__in=list(ids)).values_list("pk", flat=True))
+
     def release_strays(self, owner: str, keep: Iterable[int]) -> int:
         """Give back what ``owner`` holds apart from ``keep``: claims it does not know
         it has, from a claim whose COMMIT reached the database while the answer was lost
