@@ -72,14 +72,19 @@ def insert_values(
     *,
     delete: tuple[type[models.Model], Sequence[int]] | None = None,
     max_params: int | None = None,
+    ids: bool = True,
 ) -> list[Any]:
     """INSERT new rows of ``model``, each given as its values (one per column but the id,
-    in the table's order); return their ids (None where the database gives none).
+    in the table's order); return their ids (None where the database gives none, or
+    ``ids`` is false).
 
     ``delete``: rows of another model to delete in the same statement, where the
     database has one for that (``insert_from_json`` of ``mailer.queue.sql``:
     PostgreSQL's, the rows as one JSON document). Elsewhere: one statement, or
-    several in a transaction when the rows need more than ``max_params`` parameters.
+    several in a transaction when the rows need more than ``max_params`` parameters;
+    without ``ids``, one ``executemany`` of a one-row statement, whose text the
+    driver prepares once (SQLite runs it row by row, MySQL's driver makes one
+    multi-row INSERT of it), rather than a statement whose text grows with the rows.
     """
     if not rows:
         return []
@@ -100,25 +105,33 @@ def insert_values(
         )
         return list(insert_from_json(connection, fields, document, delete))
     assert delete is None, "deleting in the same statement needs PostgreSQL"
+    preparers = [_preparer(f, connection) for f in fields]
+
+    def bound(row: Sequence[Any]) -> list[Any]:
+        return [
+            value if as_is and type(value) in _AS_IS else prep(value)
+            for value, (prep, as_is) in zip(row, preparers, strict=True)
+        ]
+
+    if not ids:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                _statement(connection, "insert", model, 1), [bound(row) for row in rows]
+            )
+        return [None] * len(rows)
     returning = bool(connection.features.can_return_rows_from_bulk_insert)
     per_statement = len(rows) if max_params is None else max(1, max_params // len(fields))
-    preparers = [_preparer(f, connection) for f in fields]
     several = len(rows) > per_statement
-    ids: list[Any] = []
+    found: list[Any] = []
     with transaction.atomic(using=using) if several else contextlib.nullcontext():
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             statement = _statement(connection, "insert", model, len(chunk), returning)
-            params: list[Any] = []
-            for row in chunk:
-                params += [
-                    value if as_is and type(value) in _AS_IS else prep(value)
-                    for value, (prep, as_is) in zip(row, preparers, strict=True)
-                ]
+            params = [value for row in chunk for value in bound(row)]
             with connection.cursor() as cursor:
                 cursor.execute(statement, params)
-                ids += [r[0] for r in cursor.fetchall()] if returning else [None] * len(chunk)
-    return ids
+                found += [r[0] for r in cursor.fetchall()] if returning else [None] * len(chunk)
+    return found
 
 
 # Values a text or integer column binds as they are, and JSON carries as they are.
@@ -304,8 +317,21 @@ def _write(
                     "lease_expires_at",
                 ],
             )
-        ids = insert_values(MessageLog, logs, db, max_params=max_query_params(connections[db]))
+        ids = insert_values(
+            MessageLog,
+            logs,
+            db,
+            max_params=max_query_params(connections[db]),
+            ids=_rows_wanted(queryset.model, signalled),
+        )
         _signal(queryset.model, signalled, logs, ids, db)
+
+
+def _rows_wanted(model: type[Message], signalled: list[_Signalled]) -> bool:
+    """Are log rows (with their ids) wanted: for the providers' message ids, or signals?"""
+    return any(
+        log is not None and outcome.provider_ids for _, _, outcome, log in signalled
+    ) or signals.result_listeners(model)
 
 
 def _signal(
@@ -317,13 +343,13 @@ def _signal(
 ) -> None:
     """The providers' message ids, and the result signals on commit, with the log rows
     they need made from their values (none when nothing needs them)."""
+    if not _rows_wanted(model, signalled):
+        return
     provider_ids = [
         (log, outcome.provider_ids)
         for _, _, outcome, log in signalled
         if log is not None and outcome.provider_ids
     ]
-    if not provider_ids and not signals.result_listeners(model):
-        return
     rows = [MessageLog.from_values(values) for values in logs]
     _saved(rows, ids, using)
     _insert_provider_ids([(rows[log], found) for log, found in provider_ids], using)
