@@ -407,8 +407,11 @@ def _quoted(address: str) -> str:
 
 def _dot_stuffed(data: bytes) -> bytes:
     """The content as DATA carries it: CRLF line ends, leading dots doubled, ended by a dot."""
-    data = _LINE_ENDS.sub(b"\r\n", data)
-    data = _LEADING_DOT.sub(b"..", data)
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # (rendered: CRLF already)
+        data = _LINE_ENDS.sub(b"\r\n", data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"
