@@ -36,17 +36,18 @@ class _Missing:
 MISSING = _Missing()
 
 
-def _in_range(name: str, value: Any, minimum: float, kind: str) -> Any:
-    """``value`` if it is a number (an integer when ``kind`` says so) >= ``minimum``."""
-    number = isinstance(value, int) or ("integer" not in kind and isinstance(value, float))
+def _in_range(name: str, value: Any, minimum: float, *, integer: bool, optional: bool) -> Any:
+    """``value`` if it is an integer (or, unless ``integer``, a float) >= ``minimum``."""
+    number = isinstance(value, int) or (not integer and isinstance(value, float))
     if isinstance(value, bool) or not number or value < minimum:
+        kind = ("None or " if optional else "") + ("an integer" if integer else "a number")
         raise MailerConfigurationError(f"{name} must be {kind} >= {minimum}, not {value!r}.")
     return value
 
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
-        return cast(int, _in_range(name, value, minimum, "an integer"))
+        return cast(int, _in_range(name, value, minimum, integer=True, optional=False))
 
     return check
 
@@ -55,14 +56,14 @@ def _optional_int(minimum: int) -> Callable[[str, Any], int | None]:
     def check(name: str, value: Any) -> int | None:
         if value is None:
             return None
-        return cast(int, _in_range(name, value, minimum, "None or an integer"))
+        return cast(int, _in_range(name, value, minimum, integer=True, optional=True))
 
     return check
 
 
 def _number(minimum: float) -> Callable[[str, Any], float]:
     def check(name: str, value: Any) -> float:
-        return float(_in_range(name, value, minimum, "a number"))
+        return float(_in_range(name, value, minimum, integer=False, optional=False))
 
     return check
 
@@ -71,7 +72,7 @@ def _optional_number(minimum: float) -> Callable[[str, Any], float | None]:
     def check(name: str, value: Any) -> float | None:
         if value is None:
             return None
-        return float(_in_range(name, value, minimum, "None or a number"))
+        return float(_in_range(name, value, minimum, integer=False, optional=True))
 
     return check
 
