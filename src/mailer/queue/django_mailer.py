@@ -41,13 +41,7 @@ def make_message(
     ``MAILER_DEFAULT_PRIORITY``. Bad input raises as queueing does.
     """
     email = EmailMessage(
-        subject=subject,
-        body=body,
-        from_email=from_email,
-        to=to,
-        bcc=bcc,
-        attachments=attachments,
-        headers=headers,
+        subject, body, from_email, to, bcc=bcc, attachments=attachments, headers=headers
     )
     recipients = validate(email)
     blocked = DontSendEntry.objects.blocked(recipients)
