@@ -77,15 +77,25 @@ def insert_ignoring() -> tuple[str, str]:
     return "INSERT IGNORE INTO", ""
 
 
-def interrupt(wrapper: Any) -> None:
-    """Interrupt the statement ``wrapper`` is running: ``KILL QUERY`` over a second
-    connection."""
-    other = connections.create_connection(wrapper.alias)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("KILL QUERY %s", [wrapper.connection.thread_id()])
-    finally:
-        other.close()
+def interrupter(wrapper: Any) -> Callable[[], None]:
+    """What interrupts the statement ``wrapper`` runs, from another thread: ``KILL
+    QUERY`` over a second connection.
+
+    The server's id of ``wrapper``'s connection is read here, in the thread that owns
+    it: mysqlclient refuses to be asked while another thread's statement runs on it.
+    """
+    wrapper.ensure_connection()
+    thread_id = wrapper.connection.thread_id()
+
+    def interrupt() -> None:
+        other = connections.create_connection(wrapper.alias)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("KILL QUERY %s", [thread_id])
+        finally:
+            other.close()
+
+    return interrupt
 
 
 def max_packet(connection: Any) -> int:
