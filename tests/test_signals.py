@@ -13,15 +13,9 @@ from django.utils import timezone
 
 from mailer import signals
 from mailer.engine import SendCounts, send_all
-from mailer.models import (
-    RESULT_FAILURE,
-    RESULT_SUCCESS,
-    DontSendEntry,
-    Message,
-    MessageLog,
-    Status,
-)
+from mailer.models import RESULT_FAILURE, RESULT_SUCCESS, DontSendEntry, Message, Status
 from mailer.outcome import Outcome, Reply, Verdict
+from mailer.queue.log import MessageLog
 
 from .assertions import MailAssertions
 from .samples import plain, token_of
