@@ -17,7 +17,6 @@ import re
 import smtplib
 import time
 from email.utils import parseaddr
-from types import TracebackType
 from typing import Any
 
 from django.core.mail import EmailMessage
@@ -178,7 +177,7 @@ class Transport:
     def _send_smtp(self, backend: SMTPBackend, letter: Letter, recipients: list[str]) -> Outcome:
         connection = backend.connection
         assert connection is not None
-        with _rendering:
+        with _Rendering():
             utf8 = any(_needs_smtputf8(a) for a in letter.addresses(recipients))
         if utf8:
             connection.ehlo_or_helo_if_needed()
@@ -190,7 +189,7 @@ class Transport:
                 return Outcome(
                     Verdict.PERMANENT, reply, "", _all(recipients, Verdict.PERMANENT, reply)
                 )
-        with _rendering:
+        with _Rendering():
             encoding = letter.encoding
             sender = compat.envelope_address(backend, letter.from_email, encoding, utf8=utf8)
             envelope = [
@@ -204,21 +203,16 @@ class Transport:
 class _Rendering:
     """Turning a stored message into an envelope and bytes: no server is involved, so
     whatever fails here is the message's data (UndecodableMessage, failed for good).
-    (A class: a generator's context manager costs a few µs a message.)"""
+    A class, not contextlib's generator, which cost a few µs a message."""
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, trace: object) -> None:
         if isinstance(error, Exception) and not isinstance(error, UndecodableMessage):
             raise UndecodableMessage(
                 f"the message cannot be rendered: {exception_name(error)}: {error}"
             ) from error
-
-
-_rendering = _Rendering()
 
 
 def _converse(
