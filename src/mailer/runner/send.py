@@ -30,6 +30,7 @@ from mailer.delivery.recorder import Gate, Recorder
 from mailer.delivery.tally import Tally
 from mailer.exceptions import DatabaseUnreachable
 from mailer.queue.aliases import check_legacy_backend
+from mailer.queue.enqueue import tables_required
 from mailer.queue.message import Message, MessageQuerySet
 from mailer.queue.workers import DeliveryRun
 from mailer.runner import sharing
@@ -304,6 +305,9 @@ def deliver(
     MAILERS, each row's alias is checked when it is delivered, and mailer.E001
     reports a loop at start-up.)
 
+    Without the mailer tables (``migrate`` not run) it raises ``TablesMissing``, which
+    says so, rather than the database's "no such table".
+
     A run that finishes leaves a ``DeliveryRun`` of kind ``report_as``
     (``send_mail``, ``send_all``, ``task``; None: none) for the dashboard:
     unlike a worker, it is over before anyone looks.
@@ -321,7 +325,7 @@ def deliver(
         max_batch=max_batch,
         give_up_after=settings.RECORD_TIMEOUT,
     )
-    with delivery.running():
+    with tables_required(), delivery.running():
         started = timezone.now()
         delivery.connections = sharing.connections_for(queue, concurrency)
         counts = delivery.run()
