@@ -15,12 +15,24 @@ from mailer import signals
 from mailer.engine import SendCounts, send_all
 from mailer.models import RESULT_FAILURE, RESULT_SUCCESS, DontSendEntry, Message, Status
 from mailer.outcome import Outcome, Reply, Verdict
+from mailer.queue.log import MessageLog
 
 from .assertions import MailAssertions
 from .samples import plain, token_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# Log fields that do not depend on which message it was.
+SAME_FOR_EVERY_MESSAGE = (
+    "priority",
+    "result",
+    "attempt",
+    "refused",
+    "exception",
+    "smtp_code",
+    "mailer",
+    "idempotency_key",
+)
 NAMES = ("message_queued", "batch_queued", "message_sent", "message_deferred", "message_failed")
 
 
@@ -189,6 +201,43 @@ class TestDelivered(MailAssertions):
         assert failed["log"].smtp_code == 554
         for call in (sent, deferred, failed):
             assert call["sender"] is Message and call["using"] == "default"
+
+    def test_the_log_rows_are_the_same_with_receivers_or_without(
+        self, received: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        # Without receivers, recording writes the rows from their values (no instances,
+        # no ids asked back); with them, it makes the rows it signals. Both write the same.
+        def attempts() -> list[dict[str, Any]]:
+            good, busy = plain(), plain()
+            Message.objects.enqueue([good, busy])
+            self.server.faults.transient_first = 1
+            self.server.faults.transient_match = token_of(busy).encode()
+            assert send_all() == SendCounts(sent=1, deferred=1)
+            rows = MessageLog.objects.order_by("pk")
+            found = [
+                {
+                    "kept": row.message_data is not None,
+                    "subject": row.subject_line.split(" tok-")[0],
+                    "text": row.log_message.split(" until ")[0],
+                    "recipients": [[r[0].split("@")[1], *r[1:3]] for r in row.recipients],
+                    "worker": bool(row.worker) and row.worker.count(":") == 2,
+                    "message_id": bool(row.message_id),
+                    **{name: getattr(row, name) for name in SAME_FOR_EVERY_MESSAGE},
+                }
+                for row in rows
+            ]
+            rows.delete()
+            Message.objects.all().delete()
+            return found
+
+        with_receivers = attempts()
+        assert [call["log"].pk for call in received["message_sent"]] != [None]
+        for name in NAMES:
+            getattr(signals, name).disconnect(dispatch_uid=f"test:{name}")
+        assert not signals.result_listeners(Message)
+        without = attempts()
+        assert without == with_receivers
+        assert [row["result"] for row in without] == [RESULT_SUCCESS, RESULT_FAILURE]
 
     def test_receivers_run_after_the_result_is_committed(
         self, received: dict[str, list[dict[str, Any]]]

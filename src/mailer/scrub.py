@@ -73,12 +73,13 @@ _HINTS = (
     "pin",
     "otp",
 )
+_HINT = re.compile("|".join(re.escape(hint) for hint in _HINTS))  # one search, not fifteen
 
 
 def scrub(text: str) -> str:
     """``text`` with URL credentials, query values and named secrets replaced by ``***``."""
     lowered = text.lower()
-    if not any(hint in lowered for hint in _HINTS):
+    if not _HINT.search(lowered):
         return text
     text = _URL.sub(_scrub_url, text)
     text = _AUTHORIZATION.sub(lambda m: m.group(1) + MASK, text)

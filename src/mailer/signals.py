@@ -125,6 +125,11 @@ def recorded_on_commit(
     transaction.on_commit(send, using=using, robust=True)
 
 
+def result_listeners(sender: type[Message]) -> bool:
+    """Does any receiver listen for results (so that recording makes the log rows it is sent)?"""
+    return any(signal.has_listeners(sender) for signal in _RESULT_SIGNALS.values())
+
+
 def _send(signal: Signal, sender: type[Message], **named: Any) -> None:
     for receiver, response in signal.send_robust(sender, **named):
         if isinstance(response, Exception):

@@ -17,7 +17,9 @@ class SendCounts(NamedTuple):
     def __add__(self, other: object) -> SendCounts:
         if not isinstance(other, SendCounts):
             return NotImplemented
-        return SendCounts(*(a + b for a, b in zip(self, other, strict=True)))
+        return SendCounts(
+            self.sent + other.sent, self.deferred + other.deferred, self.failed + other.failed
+        )
 
 
 class Tally:

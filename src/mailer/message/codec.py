@@ -349,26 +349,38 @@ def _shape_problem(doc: dict[str, Any]) -> str | None:
     for key in ("subject", "from_email"):
         if not isinstance(doc.get(key), str):
             return f"{key} is not text"
-    if not isinstance(doc.get("body"), str | dict):
+    if not isinstance(doc.get("body"), (str, dict)):
         return "body is not text"
     for key in _ADDRESS_FIELDS:
         value = doc.get(key)
-        if not (isinstance(value, list) and all(isinstance(a, str) for a in value)):
+        if not isinstance(value, list):
             return f"{key} is not a list of addresses"
-        if any(unstorable(a) for a in value):
+        if not value:
+            continue
+        if not all(isinstance(a, str) for a in value):
+            return f"{key} is not a list of addresses"
+        if unstorable("".join(value)):  # (joining makes no NUL or surrogate)
             return f"{key} holds an address with NUL or a lone surrogate"
     if not isinstance(doc.get("headers"), dict):
         return "headers is not an object"
-    for key, kind in (("alternatives", list), ("attachments", list), ("attrs", dict)):
+    for key, kind in _CONTAINERS:
         if key in doc and not isinstance(doc[key], kind):
             return f"{key} is not a {kind.__name__}"
     for item in doc.get("alternatives", ()):
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], str)):
             return "an alternative is not [content, mimetype]"
-    for key in ("class", "content_subtype", "encoding", *_SUBTYPE_DEFAULTS):
+    for key in _TEXT_FIELDS:
         if key in doc and not isinstance(doc[key], str):
             return f"{key} is not text"
     return None
+
+
+_CONTAINERS: tuple[tuple[str, type], ...] = (
+    ("alternatives", list),
+    ("attachments", list),
+    ("attrs", dict),
+)
+_TEXT_FIELDS = ("class", "content_subtype", "encoding", *_SUBTYPE_DEFAULTS)
 
 
 def check_document(doc: Any) -> None:

@@ -131,7 +131,7 @@ def _check_class(path: str, doc: Mapping[str, Any], has_alternatives: bool) -> N
     if has_alternatives and not issubclass(cls, EmailMultiAlternatives):
         cls = EmailMultiAlternatives  # what storage rebuilds it as
     base = EmailMultiAlternatives if issubclass(cls, EmailMultiAlternatives) else EmailMessage
-    if any(
+    if cls is not base and any(
         getattr(cls, name, None) is not getattr(base, name, None) for name in _RENDERING_METHODS
     ):
         raise Unsupported(f"{path} renders its own MIME")

@@ -100,7 +100,9 @@ def _encode_text(text: str, encoding: str) -> tuple[str, str, bytes]:
     if encoding == "utf-8":
         # Django's own choice for UTF-8: no base64; quoted-printable for long lines.
         data = text.encode("utf-8")
-        if any(len(line.encode("utf-8")) > _LONG_LINE for line in text.splitlines()):
+        if len(data) > _LONG_LINE and any(
+            len(line.encode("utf-8")) > _LONG_LINE for line in text.splitlines()
+        ):
             return "utf-8", "quoted-printable", _qp(data)
         return "utf-8", "7bit" if data.isascii() else "8bit", _unencoded(data)
     charset = _charset(encoding)
@@ -123,7 +125,7 @@ def _unencoded(data: bytes) -> bytes:
     breaks lines at form feeds and other separators SMTP does not know.)
     """
     data = crlf(data)
-    if data and longest_line(data) > MAX_LINE:
+    if len(data) > MAX_LINE and longest_line(data) > MAX_LINE:
         raise Unsupported("a line over 998 octets, which Django 5.2 would send as it is")
     return data
 
@@ -191,7 +193,7 @@ def _attachment(attachment: Attachment, encoding: str) -> Part:
         else:
             value = f"attachment; filename*={encode_rfc2231(filename, 'utf-8', '')}"
         field = _fold("Content-Disposition", value)
-        if longest_line(field) > MAX_LINE:
+        if len(field) > MAX_LINE and longest_line(field) > MAX_LINE:
             # Django would send it on one line; RFC 2231 continuations keep it within bounds.
             field = continued("Content-Disposition: attachment;", "filename", filename)
         part.headers.append(field)
@@ -220,7 +222,7 @@ def _top_headers(doc: Document, encoding: str, top: bool) -> list[bytes | None]:
 
 def _subject(subject: str, encoding: str, top: bool) -> bytes:
     field = _encode("Subject", subject, encoding)
-    if top and any(len(line) > FOLD_AT for line in field.split(b"\r\n")):
+    if top and len(field) > FOLD_AT and any(len(line) > FOLD_AT for line in field.split(b"\r\n")):
         header = Header(subject, "utf-8", header_name="Subject")
         encoded = header.encode(linesep="\r\n", maxlinelen=FOLD_AT)
         field = f"Subject: {encoded}\r\n".encode("ascii")
@@ -262,6 +264,6 @@ def _short(name: str, text: str) -> bool:
 
 
 def _bounded(name: str, field: bytes) -> bytes:
-    if longest_line(field) > MAX_LINE:
+    if len(field) > MAX_LINE and longest_line(field) > MAX_LINE:
         raise Unsupported(f"a {name} header Django 5.2 sends on a line over 998 octets")
     return field

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import binascii
 import datetime
+import functools
 import re
+import time
+from collections.abc import Sequence
 from email import quoprimime
 from email.charset import ALIASES
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
@@ -215,28 +218,54 @@ def _top_headers(doc: Document) -> list[bytes | None]:
     """Subject, From, To, Cc, Reply-To, Date, Message-ID, then the extra headers."""
     texts = [doc.subject, doc.from_email, *doc.to, *doc.cc, *doc.reply_to]
     texts += [value for _, value in doc.headers if isinstance(value, str)]
-    if any(_LINE_BREAK.search(text) for text in texts):
+    if _LINE_BREAK.search("".join(texts)):  # (joining makes no line break)
         raise Unsupported("a header value with a line break, which Django refuses")
     headers: list[bytes | None] = [unstructured("Subject", doc.subject)]
     sender = doc.header("From")
-    headers.append(
-        address_field("From", mailboxes(_str(doc.from_email if sender is None else sender)))
-    )
+    headers.append(_addresses("From", [_str(doc.from_email if sender is None else sender)]))
     for name, values in (("To", doc.to), ("Cc", doc.cc), ("Reply-To", doc.reply_to)):
         given = doc.header(name)
         if given is not None:
-            headers.append(address_field(name, mailboxes(_str(given))))
+            headers.append(_addresses(name, [_str(given)]))
         elif values:
-            headers.append(address_field(name, [mailbox(value) for value in values]))
+            headers.append(_addresses(name, values, listed=True))
     if not has_header(doc, "date"):
-        tz = (
-            timezone.get_current_timezone() if django_settings.EMAIL_USE_LOCALTIME else datetime.UTC
-        )
-        headers.append(field_line("Date", format_datetime(datetime.datetime.now(tz))))
+        headers.append(_date_now())
     if not has_header(doc, "message-id"):
         headers.append(field_line("Message-ID", make_msgid(domain=str(DNS_NAME))))
     headers += [_extra(name, value) for name, value in extra_headers(doc)]
     return headers
+
+
+def _addresses(name: str, values: Sequence[str], *, listed: bool = False) -> bytes:
+    """An address field of ``values``: one mailbox each (``listed``), else each a list
+    of them. A field of one value is remembered: a run's messages share senders."""
+    if len(values) == 1:
+        return _address(name, values[0], listed)
+    if listed:
+        return address_field(name, [mailbox(value) for value in values])
+    return address_field(name, [box for value in values for box in mailboxes(value)])
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(name: str, value: str, single: bool) -> bytes:
+    return address_field(name, [mailbox(value)] if single else mailboxes(value))
+
+
+def _date_now() -> bytes:
+    """The Date field Django 6 writes now: made once a second (it shows whole seconds)."""
+    tz = timezone.get_current_timezone() if django_settings.EMAIL_USE_LOCALTIME else datetime.UTC
+    second = int(time.time())
+    found = _DATES.get((second, tz))
+    if found is None:
+        if len(_DATES) > 16:
+            _DATES.clear()
+        when = datetime.datetime.fromtimestamp(second, tz)
+        found = _DATES[second, tz] = field_line("Date", format_datetime(when))
+    return found
+
+
+_DATES: dict[tuple[int, datetime.tzinfo], bytes] = {}
 
 
 def _str(value: HeaderValue) -> str:

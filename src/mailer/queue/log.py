@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -150,12 +151,7 @@ class MessageLog(models.Model):
         message: Message,
         result: str,
         log_message: str = "",
-        *,
-        attempt: int | None = None,
-        keep_data: bool | None = None,
-        message_id: str | None = None,
-        message_data: str | None = None,
-        **fields: Any,
+        **options: Any,
     ) -> MessageLog:
         """A new (unsaved) log row about ``message``: its identity, priority and mailer.
 
@@ -164,25 +160,56 @@ class MessageLog(models.Model):
         the delivery backend left it), else the queued one; a row that does not
         keep the message keeps its subject (one that keeps it has it there:
         reading it costs a delivery nothing). ``attempt`` defaults to the
-        attempts made.
+        attempts made; any other field may be given by name.
+        """
+        return cls.from_values(cls.values_about(message, result, log_message, **options))
+
+    @classmethod
+    def values_about(
+        cls,
+        message: Message,
+        result: str,
+        log_message: str = "",
+        *,
+        attempt: int | None = None,
+        keep_data: bool | None = None,
+        message_id: str | None = None,
+        message_data: str | None = None,
+        **fields: Any,
+    ) -> list[Any]:
+        """The values of the row :meth:`about` makes: one per column but the id, in order.
+
+        What recording writes, without making a model instance for each result
+        (Django's ``Model.__init__`` with keywords is most of what making a row costs).
         """
         if keep_data is None:
             keep_data = settings.EMAIL_LOG_MESSAGE_DATA
         if not keep_data and "subject_line" not in fields:
             fields["subject_line"] = stored_subject(message.message_data)
-        return cls(
-            message_data=(message_data or message.message_data) if keep_data else None,
-            message_id=message_id or message.stored_message_id,
-            when_added=message.when_added,
-            priority=message.priority,
-            result=result,
-            log_message=log_message,
-            queue_id=message.pk,
-            attempt=message.retry_count if attempt is None else attempt,
-            mailer=message.mailer,
-            idempotency_key=message.idempotency_key,
-            **fields,
-        )
+        fields["message_data"] = (message_data or message.message_data) if keep_data else None
+        fields["message_id"] = message_id or message.stored_message_id
+        fields["when_added"] = message.when_added
+        fields["priority"] = message.priority
+        fields["result"] = result
+        fields["log_message"] = log_message
+        fields["queue_id"] = message.pk
+        fields["attempt"] = message.retry_count if attempt is None else attempt
+        fields["mailer"] = message.mailer
+        fields["idempotency_key"] = message.idempotency_key
+        values = [
+            fields.pop(name) if name in fields else field.get_default()
+            for name, field in _named_fields(cls)
+        ]
+        if fields:
+            raise TypeError(f"MessageLog has no field {sorted(fields)[0]!r}")
+        return values
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> MessageLog:
+        """The unsaved row with ``values`` (as :meth:`values_about` gives them)."""
+        make: Any = cls  # positional, as Django reads rows: the id first
+        row: MessageLog = make(None, *values)
+        return row
 
     @property
     def email(self) -> EmailMessage | None:
@@ -205,6 +232,14 @@ class MessageLog(models.Model):
             return self.subject_line
         summary = document_summary(self.message_data)
         return str(summary["subject"]) if summary else None
+
+
+@functools.cache
+def _named_fields(model: type[models.Model]) -> tuple[tuple[str, models.Field[Any, Any]], ...]:
+    """Every column but the id, in the table's order (as ``insert_logs`` writes them)."""
+    fields = model._meta.concrete_fields
+    assert fields[0] is model._meta.pk, "from_values passes the id first"
+    return tuple((field.attname, field) for field in fields[1:])
 
 
 # -- The don't-send list ---------------------------------------------------------

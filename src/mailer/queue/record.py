@@ -55,41 +55,87 @@ def insert_logs(
     delete: tuple[type[models.Model], Sequence[int]] | None = None,
     max_params: int | None = None,
 ) -> None:
-    """INSERT ``rows`` (new rows of one model) and set their ids.
+    """INSERT ``rows`` (new rows of one model) and set their ids (see :func:`insert_values`)."""
+    if not rows:
+        return
+    model = type(rows[0])
+    names = [f.attname for f in _fields(model)]
+    values = [[getattr(row, name) for name in names] for row in rows]
+    ids = insert_values(model, values, using, delete=delete, max_params=max_params)
+    _saved(rows, ids, using)
+
+
+def insert_values(
+    model: type[models.Model],
+    rows: Sequence[Sequence[Any]],
+    using: str,
+    *,
+    delete: tuple[type[models.Model], Sequence[int]] | None = None,
+    max_params: int | None = None,
+    ids: bool = True,
+) -> list[Any]:
+    """INSERT new rows of ``model``, each given as its values (one per column but the id,
+    in the table's order); return their ids (None where the database gives none, or
+    ``ids`` is false).
 
     ``delete``: rows of another model to delete in the same statement, where the
     database has one for that (``insert_from_json`` of ``mailer.queue.sql``:
     PostgreSQL's, the rows as one JSON document). Elsewhere: one statement, or
-    several in a transaction when the rows need more than ``max_params`` parameters.
+    several in a transaction when the rows need more than ``max_params`` parameters;
+    without ``ids``, one ``executemany`` of a one-row statement, whose text the
+    driver prepares once (SQLite runs it row by row, MySQL's driver makes one
+    multi-row INSERT of it), rather than a statement whose text grows with the rows.
     """
     if not rows:
-        return
+        return []
     connection = connections[using]
-    model = type(rows[0])
     fields = _fields(model)
     insert_from_json = sql.of(using).insert_from_json
     if insert_from_json is not None:
-        values = [{f.column: _json_value(f, getattr(r, f.attname)) for f in fields} for r in rows]
-        document = json.dumps(values, separators=(",", ":"))
-        ids = insert_from_json(connection, fields, document, delete)
-        _saved(rows, ids, using)
-        return
+        columns = _json_columns(model)
+        document = json.dumps(
+            [
+                {
+                    column: value if type(value) in _AS_IS else _json_value(field, value)
+                    for (column, field), value in zip(columns, row, strict=True)
+                }
+                for row in rows
+            ],
+            separators=(",", ":"),
+        )
+        return list(insert_from_json(connection, fields, document, delete))
     assert delete is None, "deleting in the same statement needs PostgreSQL"
+    preparers = [_preparer(f, connection) for f in fields]
+
+    def bound(row: Sequence[Any]) -> list[Any]:
+        return [
+            value if as_is and type(value) in _AS_IS else prep(value)
+            for value, (prep, as_is) in zip(row, preparers, strict=True)
+        ]
+
+    if not ids:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                _statement(connection, "insert", model, 1), [bound(row) for row in rows]
+            )
+        return [None] * len(rows)
     returning = bool(connection.features.can_return_rows_from_bulk_insert)
     per_statement = len(rows) if max_params is None else max(1, max_params // len(fields))
-    preparers = [(f.attname, _preparer(f, connection)) for f in fields]
     several = len(rows) > per_statement
+    found: list[Any] = []
     with transaction.atomic(using=using) if several else contextlib.nullcontext():
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             statement = _statement(connection, "insert", model, len(chunk), returning)
-            params: list[Any] = []
-            for row in chunk:
-                params.extend([prep(getattr(row, name)) for name, prep in preparers])
+            params = [value for row in chunk for value in bound(row)]
             with connection.cursor() as cursor:
                 cursor.execute(statement, params)
-                ids = [r[0] for r in cursor.fetchall()] if returning else [None] * len(chunk)
-            _saved(chunk, ids, using)
+                found += [r[0] for r in cursor.fetchall()] if returning else [None] * len(chunk)
+    return found
+
+
+# Values a text or integer column binds as they are, and JSON carries as they are.
+_AS_IS = frozenset({str, int, type(None)})
 
 
 def _json_value(field: models.Field[Any, Any], value: Any) -> Any:
@@ -113,24 +159,26 @@ def _fields(model: type[models.Model]) -> list[models.Field[Any, Any]]:
     return [f for f in model._meta.concrete_fields if f is not pk]
 
 
+@functools.cache
+def _json_columns(model: type[models.Model]) -> list[tuple[str, models.Field[Any, Any]]]:
+    return [(str(f.column), f) for f in _fields(model)]
+
+
 _PLAIN = (models.CharField, models.TextField, models.IntegerField)
 
 
-def _preparer(field: models.Field[Any, Any], connection: Any) -> Callable[[Any], Any]:
-    """``field.get_db_prep_save`` for one write: skipped for text and whole numbers
-    (bound as they are), remembered for datetimes (rows share them)."""
+def _preparer(field: models.Field[Any, Any], connection: Any) -> tuple[Callable[[Any], Any], bool]:
+    """``field.get_db_prep_save`` for one write, remembered for datetimes (rows share
+    them); and whether text and whole numbers are bound as they are (they need no
+    conversion in a text or integer field of Django's)."""
     prep = functools.partial(field.get_db_prep_save, connection=connection)
     if isinstance(field, _PLAIN) and type(field).get_db_prep_save is (
         models.Field.get_db_prep_save
     ):
-        return functools.partial(_plain, prep)
+        return prep, True
     if isinstance(field, models.DateTimeField):
-        return functools.lru_cache(maxsize=16)(prep)
-    return prep
-
-
-def _plain(prep: Callable[[Any], Any], value: Any) -> Any:
-    return value if value is None or type(value) in (str, int) else prep(value)
+        return functools.lru_cache(maxsize=16)(prep), False
+    return prep, False
 
 
 _STATEMENTS: dict[tuple[Any, ...], str] = {}
@@ -167,7 +215,7 @@ def _statement(
     return statement
 
 
-__all__ = ["delete_ids", "insert_logs"]
+__all__ = ["delete_ids", "insert_logs", "insert_values"]
 
 
 def record_results(
@@ -176,16 +224,20 @@ def record_results(
     *,
     worker: str | Mapping[int, str] = "",
 ) -> None:
-    """``MessageQuerySet.record``: a batch of outcomes as one short transaction."""
+    """``MessageQuerySet.record``: a batch of outcomes as one short transaction.
+
+    Log rows are written from their values (``MessageLog.values_about``); model
+    instances are made only for what needs them: receivers of the result signals,
+    and the providers' message ids, which refer to their log row.
+    """
     if not results:
         return
     now = timezone.now()
     log_data = settings.EMAIL_LOG_MESSAGE_DATA
     done: list[int] = []
     changed: list[Message] = []
-    logs: list[MessageLog] = []
-    signalled: list[tuple[str, Message, Outcome, MessageLog | None]] = []
-    provider_ids: list[tuple[MessageLog, dict[str, str]]] = []
+    logs: list[list[Any]] = []  # the values of each log row
+    signalled: list[_Signalled] = []
     for message, outcome in results:
         attempt = message.retry_count + 1
         if getattr(message, "_deferred_by_handler", False):
@@ -198,52 +250,53 @@ def record_results(
                 done.append(message.pk)
             else:
                 changed.append(message)
-        result = {
-            Verdict.SENT: RESULT_SUCCESS,
-            Verdict.SKIPPED: RESULT_DONT_SEND,
-        }.get(outcome.verdict, RESULT_FAILURE)
         log = None
         if not getattr(message, "_logged_attempt", False):  # else an error handler logged it
-            log = MessageLog.about(
-                message,
-                result,
-                _log_text(outcome, final, message),
-                attempt=attempt,
-                keep_data=log_data and final != "deferred",
-                message_data=outcome.sent_data,
-                message_id=outcome.message_id,
-                when_attempted=now,
-                recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
-                refused=len(outcome.refused),
-                exception=outcome.exception,
-                smtp_code=outcome.reply.code,
-                smtp_reply=outcome.reply.text,
-                worker=worker if isinstance(worker, str) else worker.get(message.pk, ""),
+            log = len(logs)
+            logs.append(
+                MessageLog.values_about(
+                    message,
+                    _RESULTS.get(outcome.verdict, RESULT_FAILURE),
+                    _log_text(outcome, final, message),
+                    attempt=attempt,
+                    keep_data=log_data and final != "deferred",
+                    message_data=outcome.sent_data,
+                    message_id=outcome.message_id,
+                    when_attempted=now,
+                    recipients=[[r.address, *r.as_json()] for r in outcome.recipients],
+                    refused=len(outcome.refused),
+                    exception=outcome.exception,
+                    smtp_code=outcome.reply.code,
+                    smtp_reply=outcome.reply.text,
+                    worker=worker if isinstance(worker, str) else worker.get(message.pk, ""),
+                )
             )
-            logs.append(log)
-            if outcome.provider_ids:
-                provider_ids.append((log, outcome.provider_ids))
         sent = final == "done" and outcome.verdict is Verdict.SENT
         signalled.append(("sent" if sent else final, message, outcome, log))
     db = queryset.db
     one_statement = sql.of(db).insert_from_json is not None
-    if logs and not changed and not provider_ids and one_statement:
+    with_ids = any(outcome.provider_ids for _, outcome in results)
+    if logs and not changed and not with_ids and one_statement:
         # One statement, atomic by itself: results come a few at a time, and a
         # round trip (and a transaction's) is most of what writing them costs.
-        insert_logs(logs, db, delete=(queryset.model, done) if done else None)
-        signals.recorded_on_commit(queryset.model, signalled, db)
+        ids = insert_values(MessageLog, logs, db, delete=(queryset.model, done) if done else None)
+        _signal(queryset.model, signalled, logs, ids, db)
         return
-    write = functools.partial(_write, queryset, done, changed, logs, signalled, provider_ids)
+    write = functools.partial(_write, queryset, done, changed, logs, signalled)
     sql.of(db).retrying_deadlocks(db, write)
+
+
+_RESULTS = {Verdict.SENT: RESULT_SUCCESS, Verdict.SKIPPED: RESULT_DONT_SEND}
+# (final state, message, outcome, index of its log row among those written, if any)
+_Signalled = tuple[str, "Message", Outcome, int | None]
 
 
 def _write(
     queryset: MessageQuerySet,
     done: list[int],
     changed: list[Message],
-    logs: list[MessageLog],
-    signalled: list[tuple[str, Message, Outcome, MessageLog | None]],
-    provider_ids: list[tuple[MessageLog, dict[str, str]]],
+    logs: list[list[Any]],
+    signalled: list[_Signalled],
 ) -> None:
     """The writes of ``record``: one DELETE, one UPDATE and one INSERT (and one of the
     providers' message ids, when a provider gave some), in one transaction."""
@@ -264,9 +317,50 @@ def _write(
                     "lease_expires_at",
                 ],
             )
-        insert_logs(logs, db, max_params=max_query_params(connections[db]))
-        _insert_provider_ids(provider_ids, db)
-        signals.recorded_on_commit(queryset.model, signalled, db)
+        ids = insert_values(
+            MessageLog,
+            logs,
+            db,
+            max_params=max_query_params(connections[db]),
+            ids=_rows_wanted(queryset.model, signalled),
+        )
+        _signal(queryset.model, signalled, logs, ids, db)
+
+
+def _rows_wanted(model: type[Message], signalled: list[_Signalled]) -> bool:
+    """Are log rows (with their ids) wanted: for the providers' message ids, or signals?"""
+    return any(
+        log is not None and outcome.provider_ids for _, _, outcome, log in signalled
+    ) or signals.result_listeners(model)
+
+
+def _signal(
+    model: type[Message],
+    signalled: list[_Signalled],
+    logs: list[list[Any]],
+    ids: list[Any],
+    using: str,
+) -> None:
+    """The providers' message ids, and the result signals on commit, with the log rows
+    they need made from their values (none when nothing needs them)."""
+    if not _rows_wanted(model, signalled):
+        return
+    provider_ids = [
+        (log, outcome.provider_ids)
+        for _, _, outcome, log in signalled
+        if log is not None and outcome.provider_ids
+    ]
+    rows = [MessageLog.from_values(values) for values in logs]
+    _saved(rows, ids, using)
+    _insert_provider_ids([(rows[log], found) for log, found in provider_ids], using)
+    signals.recorded_on_commit(
+        model,
+        [
+            (state, message, outcome, None if log is None else rows[log])
+            for state, message, outcome, log in signalled
+        ],
+        using,
+    )
 
 
 def _apply_outcome(message: Message, outcome: Outcome, now: datetime.datetime) -> str:
