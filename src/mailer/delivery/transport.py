@@ -15,8 +15,9 @@ import abc
 import contextlib
 import re
 import smtplib
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.utils import parseaddr
 from typing import Any
 
@@ -39,6 +40,11 @@ logger = scrubbed_logger("mailer.transport")  # replies and tracebacks may quote
 # A connection idle this long is checked with NOOP before reuse: servers drop idle clients.
 IDLE_CHECK_SECONDS = 10.0
 
+# Asked just before a message is handed over -- its final "." written, or it is given to a
+# backend that is not SMTP: may it go? ``hand_over(False)``: may it go now, without
+# waiting? ``hand_over(True)``: wait until it may; False: it must not go at all.
+HandOver = Callable[[bool], bool]
+
 
 class ConnectionDown(MailerError):
     """The delivery connection could not be opened, or its backend is misconfigured (every
@@ -55,6 +61,11 @@ class ConnectionDown(MailerError):
         if esp.misconfigured(error):
             return cls(outcome, "the delivery backend is misconfigured")
         return cls(outcome)
+
+
+class NotHandedOver(MailerError):
+    """The message was not handed over: ``hand_over`` said it must not go. A server that had
+    its envelope and content, but not the final ".", was disconnected (so it drops it)."""
 
 
 class Transport:
@@ -86,6 +97,7 @@ class Transport:
                 self.opened += 1
                 if self.backend.connection is None:  # fail_silently swallowed an error
                     raise smtplib.SMTPConnectError(421, b"the backend could not connect")
+                _no_delay(self.backend.connection)
             self.last_used = time.monotonic()
         elif not getattr(self, "_open_called", False):
             self.backend.open()
@@ -135,12 +147,18 @@ class Transport:
 
     # -- sending --------------------------------------------------------------------
 
-    def send(self, letter: Letter, recipients: list[str]) -> Outcome:
+    def send(
+        self, letter: Letter, recipients: list[str], hand_over: HandOver | None = None
+    ) -> Outcome:
         """Deliver ``letter`` to ``recipients``; return the outcome, or raise.
 
         An SMTP server is sent the letter's bytes, rendered from the stored
         document where the renderer can; any other backend is given the
         ``EmailMessage`` Django rebuilds.
+
+        ``hand_over`` is asked at the last moment (see ``HandOver``): an SMTP server
+        gets the envelope and the content first, the final "." only once it says
+        so; raises ``NotHandedOver`` (the connection closed) when it says no.
 
         Raises what the backend raised for anything that is not a reply to a
         command (connection failures, timeouts, bad data); after a broken
@@ -149,8 +167,14 @@ class Transport:
         try:
             backend = self.connect()
             if isinstance(backend, SMTPBackend):
-                return self._send_smtp(backend, letter, recipients)
+                return self._send_smtp(backend, letter, recipients, hand_over)
+            if hand_over is not None and not hand_over(True):
+                raise NotHandedOver("not handed over: the delivery was called off")
             return self._send_other(backend, letter.email, recipients)
+        except NotHandedOver:
+            if self.smtp:
+                self.close()  # left in the middle of DATA: the next message reconnects
+            raise
         except BaseException as error:
             if breaks_connection(error) or esp.misconfigured(error):
                 self.close()
@@ -175,7 +199,13 @@ class Transport:
             outcome.sent_data = _as_sent(message)
         return outcome
 
-    def _send_smtp(self, backend: SMTPBackend, letter: Letter, recipients: list[str]) -> Outcome:
+    def _send_smtp(
+        self,
+        backend: SMTPBackend,
+        letter: Letter,
+        recipients: list[str],
+        hand_over: HandOver | None,
+    ) -> Outcome:
         connection = backend.connection
         assert connection is not None
         with _rendering():
@@ -198,7 +228,7 @@ class Transport:
                 for address in recipients
             ]
             data = letter.render(utf8=utf8)
-        return _converse(connection, sender, envelope, data, utf8, self.pipelining)
+        return _converse(connection, sender, envelope, data, utf8, self.pipelining, hand_over)
 
 
 @contextlib.contextmanager
@@ -222,8 +252,10 @@ def _converse(
     data: bytes,
     utf8: bool,
     pipelining: bool,
+    hand_over: HandOver | None = None,
 ) -> Outcome:
-    """MAIL FROM, one RCPT TO per recipient, DATA: every reply kept."""
+    """MAIL FROM, one RCPT TO per recipient, DATA: every reply kept. The final "." waits
+    for ``hand_over``: whatever it waits for overlaps with the envelope's round trips."""
     connection.ehlo_or_helo_if_needed()
     options: list[str] = []
     if connection.does_esmtp:
@@ -278,7 +310,14 @@ def _converse(
 
     code, text = dialogue.data()
     if code == 354:
-        connection.send(_dot_stuffed(data))
+        content = _dot_stuffed(data)
+        if hand_over is None or _may_hand_over(connection, hand_over, wait=False):
+            connection.send(content)
+        else:  # everything but the final ".", which hands the message over
+            connection.send(memoryview(content)[: -len(_END)])
+            if not _may_hand_over(connection, hand_over, wait=True):
+                raise NotHandedOver("not handed over: the delivery was called off")
+            connection.send(_END)
         code, text = connection.getreply()
     reply = Reply(code, _text(text))
     if code != 250:
@@ -400,6 +439,30 @@ class _Pipelined(_Dialogue):
         super().abandon(code)
 
 
+def _may_hand_over(connection: smtplib.SMTP, hand_over: HandOver, *, wait: bool) -> bool:
+    """Ask ``hand_over`` in the middle of DATA. When the message must not go, or asking
+    raised, the connection is closed: a server drops a message whose final "." never
+    came, and no other command may follow content (not even QUIT)."""
+    try:
+        admitted = hand_over(wait)
+    except BaseException:
+        connection.close()
+        raise
+    if wait and not admitted:
+        connection.close()
+    return admitted
+
+
+def _no_delay(connection: smtplib.SMTP) -> None:
+    """Send each write at once: the final "." may follow the content by itself, and must
+    not wait for the server to acknowledge the content (Nagle's algorithm)."""
+    try:
+        if connection.sock is not None:
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not TCP (a test double, a socket family without the option)
+        pass
+
+
 def _quoted(address: str) -> str:
     """``<address>`` as smtplib's quoteaddr() makes it, without its parser for a plain one."""
     return f"<{address}>" if compat.plain_address(address) else smtplib.quoteaddr(address)
@@ -411,9 +474,10 @@ def _dot_stuffed(data: bytes) -> bytes:
     data = _LEADING_DOT.sub(b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return data + b".\r\n"
+    return data + _END
 
 
+_END = b".\r\n"  # after content ending in CRLF: the end of DATA
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
@@ -492,4 +556,4 @@ def _restrict(message: EmailMessage, recipients: list[str]) -> None:
     message.bcc = [a for a in message.bcc if a.lower() in keep]
 
 
-__all__ = ["Letter", "Transport", "classify"]
+__all__ = ["HandOver", "Letter", "NotHandedOver", "Transport", "classify"]
