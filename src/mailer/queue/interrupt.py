@@ -40,12 +40,22 @@ def deadline(using: str, seconds: float | None) -> Iterator[None]:
         if bounded:
             yield
             return
-        timer = threading.Timer(max(seconds, 0.0), _interrupt, args=(dialect, wrapper))
+        over = threading.Event()
+
+        def interrupt_until_over() -> None:
+            # Again every half second: an interrupt that came between two statements of
+            # the block (or before the first) would leave the next one to hang.
+            while not over.is_set():
+                _interrupt(dialect, wrapper)
+                over.wait(0.5)
+
+        timer = threading.Timer(max(seconds, 0.0), interrupt_until_over)
         timer.daemon = True
         timer.start()
         try:
             yield
         finally:
+            over.set()
             timer.cancel()
 
 

@@ -11,7 +11,8 @@ rolled back whole, so it is run again (:func:`retrying_deadlocks`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import OperationalError, connections
@@ -21,11 +22,11 @@ from mailer.queue.sql import standard
 # The functions this database shares with every other (mailer.queue.sql.Dialect).
 from mailer.queue.sql.standard import CHANNEL as CHANNEL
 from mailer.queue.sql.standard import any_of as any_of
+from mailer.queue.sql.standard import claim_rows as claim_rows
 from mailer.queue.sql.standard import insert_from_json as insert_from_json
 from mailer.queue.sql.standard import insert_sql as insert_sql
 from mailer.queue.sql.standard import max_params as max_params
 from mailer.queue.sql.standard import shared_value_sql as shared_value_sql
-from mailer.queue.sql.standard import waiting_at_most as waiting_at_most
 
 if TYPE_CHECKING:
     from mailer.queue.message import MessageQuerySet
@@ -77,13 +78,29 @@ def insert_ignoring() -> tuple[str, str]:
     return "INSERT IGNORE INTO", ""
 
 
+@contextmanager
+def waiting_at_most(wrapper: Any, seconds: float) -> Iterator[bool]:
+    """A timer must ``interrupt`` the block. The server's id of the connection it needs
+    is read now: while a statement runs, mysqlclient refuses any other thread's call on
+    that connection ("already in use from another thread"), ``thread_id()`` included."""
+    wrapper.ensure_connection()
+    wrapper.mailer_thread_id = wrapper.connection.thread_id()
+    try:
+        yield False
+    finally:
+        wrapper.mailer_thread_id = None
+
+
 def interrupt(wrapper: Any) -> None:
     """Interrupt the statement ``wrapper`` is running: ``KILL QUERY`` over a second
     connection."""
+    thread_id = getattr(wrapper, "mailer_thread_id", None)
+    if thread_id is None:
+        return
     other = connections.create_connection(wrapper.alias)
     try:
         with other.cursor() as cursor:
-            cursor.execute("KILL QUERY %s", [wrapper.connection.thread_id()])
+            cursor.execute("KILL QUERY %s", [thread_id])
     finally:
         other.close()
 
