@@ -33,6 +33,8 @@ def command_env(smtp_port: int, **extra: str) -> dict[str, str]:
             "MAILER_TEST_SMTP_PORT": str(smtp_port),
             "MAILER_TEST_LOCK_PATH": str(settings.MAILER_LOCK_PATH),
             "MAILER_TEST_STYLE": settings.STYLE,
+            # SIGABRT then prints every thread's stack: what a hung child was doing.
+            "PYTHONFAULTHANDLER": "1",
         }
     )
     env.update(extra)
@@ -144,11 +146,15 @@ def wait(process: Child, timeout: float = 120, after: str = "") -> tuple[int, st
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        process.send_signal(signal.SIGABRT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         _, err = process.output()
         raise AssertionError(
-            f"process did not exit within {timeout}s {after}:\n{err[-3000:]}"
+            f"process did not exit within {timeout}s {after}:\n{err[-8000:]}"
         ) from None
     out, err = process.output()
     return process.returncode, out, err

@@ -129,14 +129,16 @@ class TestDatabaseStopsAnswering(MailAssertions):
     @pytest.fixture(autouse=True)
     def _server(self, smtp: Any) -> None:
         self.server = smtp
-        self.server.faults.data_delay = 0.005  # a steady stream, so the lock falls mid-drain
+        # A steady stream long enough that the lock falls mid-drain: the locker takes
+        # a moment to start, and a drain that ended before it proves nothing.
+        self.server.faults.data_delay = 0.02
 
     def sent_after(self, moment: float) -> list[str]:
         with self.server.lock:
             return [r.token or "" for r in self.server.received if r.data_at > moment]
 
     def test_send_mail_stops_sending_gives_up_and_names_what_it_could_not_record(self) -> None:
-        tokens = queue_many(400)
+        tokens = queue_many(600)
         child = processes.start(["send_mail"], self.server.port, **child_settings())
         try:
             processes.wait_until(lambda: len(self.server.received) >= 30, timeout=60)
@@ -168,9 +170,6 @@ class TestDatabaseStopsAnswering(MailAssertions):
         assert ids <= set(named.values()), f"sent twice without being named: {ids}"
 
     def test_runmailer_waits_for_the_database_and_records_everything(self) -> None:
-        # Four connections share out the drain: slower answers and more mail, so that
-        # the lock still falls mid-drain (the locker takes a moment to start).
-        self.server.faults.data_delay = 0.02
         tokens = queue_many(600)
         worker = processes.start(
             ["runmailer", "--concurrency", "4"], self.server.port, **child_settings()
@@ -226,13 +225,13 @@ class TestTasksDrainWhenTheDatabaseStopsAnswering(MailAssertions):
     @pytest.fixture(autouse=True)
     def _server(self, smtp: Any, settings: Any) -> None:
         self.server = smtp
-        self.server.faults.data_delay = 0.005
+        self.server.faults.data_delay = 0.02  # long enough for the lock to fall mid-drain
         settings.MAILER_RECORD_TIMEOUT = GIVE_UP
 
     def test_the_drain_stops_sending_and_fails_with_the_count(self) -> None:
         from mailer.tasks import send_queued_mail
 
-        tokens = queue_many(300)
+        tokens = queue_many(600)
         locked = threading.Event()
         release = threading.Event()
         moment: list[float] = []

@@ -3,7 +3,8 @@
 The import directions between the rooms are import-linter's contracts
 (pyproject.toml, run by scripts/test.sh); these tests hold the rest: module
 sizes, the package root, function-local imports, where locking SQL and writes
-of a message's state live, and that no import circle exists.
+of a message's state live, that one module makes what a delivery run needs,
+and that no import circle exists.
 """
 
 from __future__ import annotations
@@ -33,6 +34,22 @@ VENDOR_CHECKS_ALLOWED = {
     "mailer.checks.settings": "mailer.W001 warns that SQLite lets one writer in at a "
     "time: a property of the database the user chose, said in its own words, not SQL",
 }
+# What the delivery connections of a run (or a worker) share, and their engines: made
+# by mailer.runner.send's Delivery, the one way a delivery runs. The delivery room may make
+# an engine's own when it is given none; ``given or Piece()`` is such a default anywhere.
+RUN_PIECES = {
+    "Engine",
+    "Recorder",
+    "Gate",
+    "Pool",
+    "Tally",
+    "Outage",
+    "LeaseKeeper",
+    "RateLimiter",
+    "reclaim_dead",
+    "reclaim_expired",
+}
+ONE_DELIVERY_PATH = "mailer.runner.send"
 
 
 @dataclass(frozen=True)
@@ -216,6 +233,58 @@ def test_the_vendor_check_finds_vendor_branches() -> None:
     module = Module("mailer.example", PACKAGE / "example.py", ast.parse(source), [])
     assert [check.split(":")[1] for check in vendor_checks(module)] == ["1", "2", "3"]
     assert all(vendor_checks(m) for m in MODULES if m.name in VENDOR_CHECKS_ALLOWED)
+
+
+def run_pieces_made(module: Module) -> list[tuple[int, str]]:
+    """Where ``module`` makes one of ``RUN_PIECES`` (``Piece(...)``, ``x.Piece(...)``,
+    ``Piece.factory(...)``), and which, but as the default of one it was not given."""
+    defaults = {
+        id(value)
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or)
+        for value in node.values[1:]
+    }
+    found = []
+    for node in ast.walk(module.tree):
+        if not isinstance(node, ast.Call) or id(node) in defaults:
+            continue
+        func = node.func
+        called = (func, getattr(func, "value", None))  # Piece(), x.Piece(), Piece.factory()
+        names = {getattr(f, a, None) for f in called for a in ("id", "attr")}
+        found += [(node.lineno, piece) for piece in sorted(RUN_PIECES & names)]
+    return found
+
+
+def test_one_module_makes_what_a_delivery_run_needs() -> None:
+    """send_all, send_mail, the Tasks drain and each runmailer slot run through one
+    ``Delivery``: no other module sets up engines, recorders, leases or the rate limit."""
+    elsewhere = [
+        f"{module.name}:{line}: {piece}"
+        for module in MODULES
+        if module.name != ONE_DELIVERY_PATH and not module.name.startswith("mailer.delivery.")
+        for line, piece in run_pieces_made(module)
+    ]
+    assert not elsewhere, f"a second way a delivery runs: {elsewhere}"
+    (one_path,) = (m for m in MODULES if m.name == ONE_DELIVERY_PATH)
+    assert {piece for _, piece in run_pieces_made(one_path)} == RUN_PIECES
+
+
+def test_the_one_path_check_finds_a_second_path() -> None:
+    source = (
+        "engine = Engine(owner, queryset=queue)\n"
+        "keeper = leases.LeaseKeeper(me.id)\n"
+        "limiter = RateLimiter.from_settings(stop, using)\n"
+        "outage = given or Outage(logger)\n"
+        "Message.objects.using(using).reclaim_expired()\n"
+        "engine.run()\n"
+    )
+    module = Module("mailer.runner.worker", PACKAGE / "runner/worker.py", ast.parse(source), [])
+    assert run_pieces_made(module) == [
+        (1, "Engine"),
+        (2, "LeaseKeeper"),
+        (3, "RateLimiter"),
+        (5, "reclaim_expired"),
+    ]
 
 
 def test_no_import_circle() -> None:

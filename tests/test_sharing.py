@@ -1,6 +1,7 @@
 """A send_mail run shares the due mail over several delivery connections
 (MAILER_SEND_CONCURRENCY, 2 by default) when there is enough of it, each kept open
-for its whole share; the run's limits, claims and results are those of one connection."""
+for its whole share; the run's limits, claims and results are those of one connection.
+A run's connections and a runmailer worker's slots are those of one ``Delivery``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from django.db import transaction
 from mailer.delivery.pool import Pool
 from mailer.engine import SendCounts, send_all
 from mailer.models import Message, MessageLog, Status
+from mailer.runner.send import Delivery
 from mailer.runner.sharing import MIN_SHARE
+from mailer.runner.worker import MailWorker
 
 from .assertions import MailAssertions
 from .samples import batch
@@ -125,6 +128,37 @@ class TestSeveralConnections(MailAssertions):
         messages = queue(80)
         send_all(on_result=lambda counts: seen.append(counts.sent))
         assert seen == list(range(1, len(messages) + 1))
+
+
+class TestOneDeliveryPath(MailAssertions):
+    """send_all (send_mail, the Tasks drain) and a runmailer worker run one way."""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, smtp: Any) -> None:
+        self.server = smtp
+
+    def test_a_run_and_a_workers_slots_go_through_delivery_run(self, monkeypatch: Any) -> None:
+        runs: list[tuple[int, bool, SendCounts]] = []
+        run = Delivery.run
+
+        def watched(delivery: Delivery, *args: Any, **kwargs: Any) -> SendCounts:
+            counts = run(delivery, *args, **kwargs)
+            runs.append((delivery.connections, delivery.lock, counts))
+            return counts
+
+        monkeypatch.setattr(Delivery, "run", watched)
+        messages = queue(4 * MIN_SHARE)
+        assert send_all() == SendCounts(sent=len(messages))
+        more = queue(4 * MIN_SHARE)
+        worker = MailWorker(concurrency=3, listen=False, exit_when_idle=True)
+        assert worker.run() == SendCounts(sent=len(more))
+        self.assert_each_delivered_once(messages + more)
+        # Every message of each went through Delivery.run: the run's two connections
+        # under the send_mail lock, the worker's three slots without.
+        assert runs == [
+            (2, True, SendCounts(sent=len(messages))),
+            (3, False, SendCounts(sent=len(more))),
+        ]
 
 
 def claims(owner: str, *ids: int) -> list[Any]:

@@ -198,108 +198,66 @@ def send_mass_mail(
     )
 
 
-def mail_admins(
-    subject: str,
-    message: str,
-    fail_silently: bool = False,
-    connection: Any = None,
-    *args: Any,
-    html_message: str | None = None,
-    priority: int | str | None = None,
-    using: str | None = None,
-    idempotency_key: str | None = None,
-) -> int:
-    """Queue a message to the ``ADMINS`` setting; queue nothing if it is empty.
+class _StaffMail:
+    """``mail_admins`` and ``mail_managers``: the same function, for another setting."""
 
-    ``ADMINS`` may list addresses (Django 6) or ``(name, address)`` pairs.
-    ``idempotency_key`` as for :func:`send_mail`.
-    """
-    return _mail_staff(
-        "ADMINS",
-        "mail_admins",
-        subject,
-        message,
-        connection,
-        args,
-        html_message=html_message,
-        priority=priority,
-        using=using,
-        idempotency_key=idempotency_key,
-    )
+    def __init__(self, setting: str, name: str) -> None:
+        self.setting = setting
+        self.__name__ = self.__qualname__ = name
+        self.__doc__ = (
+            f"Queue a message to the ``{setting}`` setting; queue nothing if it is empty.\n\n"
+            f"``{setting}`` may list addresses (Django 6) or ``(name, address)`` pairs.\n"
+            "``idempotency_key`` as for :func:`send_mail`."
+        )
 
+    def __repr__(self) -> str:
+        return f"<function {self.__module__}.{self.__name__}>"
 
-def mail_managers(
-    subject: str,
-    message: str,
-    fail_silently: bool = False,
-    connection: Any = None,
-    *args: Any,
-    html_message: str | None = None,
-    priority: int | str | None = None,
-    using: str | None = None,
-    idempotency_key: str | None = None,
-) -> int:
-    """Queue a message to the ``MANAGERS`` setting; queue nothing if it is empty.
+    def __call__(
+        self,
+        subject: str,
+        message: str,
+        fail_silently: bool = False,
+        connection: Any = None,
+        *args: Any,
+        html_message: str | None = None,
+        priority: int | str | None = None,
+        using: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        from django.conf import settings
+        from django.core.mail import EmailMultiAlternatives
 
-    ``MANAGERS`` may list addresses (Django 6) or ``(name, address)`` pairs.
-    ``idempotency_key`` as for :func:`send_mail`.
-    """
-    return _mail_staff(
-        "MANAGERS",
-        "mail_managers",
-        subject,
-        message,
-        connection,
-        args,
-        html_message=html_message,
-        priority=priority,
-        using=using,
-        idempotency_key=idempotency_key,
-    )
+        # Django imports this package while loading apps: nothing of ours before a call.
+        from mailer.priorities import parse_priority
+
+        given = _positionals(
+            self.__name__,
+            args,
+            ("priority",) if args and _is_priority(args[0]) else ("html_message",),
+            {"priority": priority, "html_message": html_message},
+            already=4,
+        )
+        if given["priority"] is not None:
+            parse_priority(given["priority"])  # bad input raises even when nobody is listed
+        headers = _with_key(None, idempotency_key)
+        recipients = _staff_addresses(self.setting, getattr(settings, self.setting))
+        if not recipients:
+            return 0
+        email = EmailMultiAlternatives(
+            f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+            message,
+            settings.SERVER_EMAIL,
+            recipients,
+            headers=headers,
+        )
+        if given["html_message"]:
+            email.attach_alternative(given["html_message"], "text/html")
+        return _queue([email], priority=given["priority"], using=using, connection=connection)
 
 
-def _mail_staff(
-    setting: str,
-    function: str,
-    subject: str,
-    message: str,
-    connection: Any,
-    args: tuple[Any, ...],
-    *,
-    html_message: str | None,
-    priority: int | str | None,
-    using: str | None,
-    idempotency_key: str | None,
-) -> int:
-    from django.conf import settings
-    from django.core.mail import EmailMultiAlternatives
-
-    # Django imports this package while loading apps: nothing of ours before a call.
-    from mailer.priorities import parse_priority
-
-    given = _positionals(
-        function,
-        args,
-        ("priority",) if args and _is_priority(args[0]) else ("html_message",),
-        {"priority": priority, "html_message": html_message},
-        already=4,
-    )
-    if given["priority"] is not None:
-        parse_priority(given["priority"])  # bad input raises even when nobody is listed
-    headers = _with_key(None, idempotency_key)
-    recipients = _staff_addresses(setting, getattr(settings, setting))
-    if not recipients:
-        return 0
-    email = EmailMultiAlternatives(
-        f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
-        message,
-        settings.SERVER_EMAIL,
-        recipients,
-        headers=headers,
-    )
-    if given["html_message"]:
-        email.attach_alternative(given["html_message"], "text/html")
-    return _queue([email], priority=given["priority"], using=using, connection=connection)
+mail_admins = _StaffMail("ADMINS", "mail_admins")
+mail_managers = _StaffMail("MANAGERS", "mail_managers")
 
 
 def _queue(

@@ -36,38 +36,43 @@ class _Missing:
 MISSING = _Missing()
 
 
-def _optional_int(minimum: int) -> Callable[[str, Any], int | None]:
-    def check(name: str, value: Any) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise MailerConfigurationError(
-                f"{name} must be None or an integer >= {minimum}, not {value!r}."
-            )
-        return value
-
-    return check
+def _in_range(name: str, value: Any, minimum: float, *, integer: bool, optional: bool) -> Any:
+    """``value`` if it is an integer (or, unless ``integer``, a float) >= ``minimum``."""
+    number = isinstance(value, int) or (not integer and isinstance(value, float))
+    if isinstance(value, bool) or not number or value < minimum:
+        kind = ("None or " if optional else "") + ("an integer" if integer else "a number")
+        raise MailerConfigurationError(f"{name} must be {kind} >= {minimum}, not {value!r}.")
+    return value
 
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise MailerConfigurationError(
-                f"{name} must be an integer >= {minimum}, not {value!r}."
-            )
-        return value
+        return cast(int, _in_range(name, value, minimum, integer=True, optional=False))
 
     return check
 
 
-def _number(minimum: float, *, optional: bool = False) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> float | None:
-        if value is None and optional:
+def _optional_int(minimum: int) -> Callable[[str, Any], int | None]:
+    def check(name: str, value: Any) -> int | None:
+        if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            kind = "None or a number" if optional else "a number"
-            raise MailerConfigurationError(f"{name} must be {kind} >= {minimum}, not {value!r}.")
-        return float(value)
+        return cast(int, _in_range(name, value, minimum, integer=True, optional=True))
+
+    return check
+
+
+def _number(minimum: float) -> Callable[[str, Any], float]:
+    def check(name: str, value: Any) -> float:
+        return float(_in_range(name, value, minimum, integer=False, optional=False))
+
+    return check
+
+
+def _optional_number(minimum: float) -> Callable[[str, Any], float | None]:
+    def check(name: str, value: Any) -> float | None:
+        if value is None:
+            return None
+        return float(_in_range(name, value, minimum, integer=False, optional=True))
 
     return check
 
@@ -169,22 +174,30 @@ def _quotas(name: str, value: Any) -> dict[str, Quota]:
             raise MailerConfigurationError(
                 f"{where} must be a dict with 'per_second' and/or 'per_day', not {limits!r}."
             )
-        per_second = _number(0.001, optional=True)(
-            f"{where}['per_second']", limits.get("per_second")
-        )
+        per_second = _optional_number(0.001)(f"{where}['per_second']", limits.get("per_second"))
         per_day = _optional_int(1)(f"{where}['per_day']", limits.get("per_day"))
         quotas[alias] = Quota(per_second, per_day)
     return quotas
 
 
-@dataclass(frozen=True)
 class Setting(Generic[T]):
-    """A ``MAILER_*`` setting: its default and the validator that types it."""
+    """A ``MAILER_*`` setting: its default, the validator that types it, and what it is for.
+
+    Declared as a ``MailerSettings`` attribute, whose name it takes with ``MAILER_`` in front.
+    """
 
     name: str
-    default: Any
-    validate: Callable[[str, Any], T]
-    doc: str
+
+    def __init__(self, default: Any, validate: Callable[[str, Any], T], doc: str) -> None:
+        self.default = default
+        self.validate = validate
+        self.doc = doc
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.name = f"MAILER_{attribute}"
+
+    def __repr__(self) -> str:
+        return f"<Setting {self.name}>"
 
     @overload
     def __get__(self, instance: None, owner: type) -> Setting[T]: ...
@@ -208,224 +221,151 @@ class MailerSettings:
     """Typed, validated access to every ``MAILER_*`` setting."""
 
     # -- Contract settings (django-mailer's documented names) ----------------
-    EMAIL_BACKEND: Setting[str] = Setting(
-        "MAILER_EMAIL_BACKEND",
+    EMAIL_BACKEND = Setting(
         DEFAULT_DELIVERY_BACKEND,
         _dotted_path,
         "Backend that really delivers queued mail when MAILERS is not used.",
     )
-    EMAIL_MAX_BATCH: Setting[int | None] = Setting(
-        "MAILER_EMAIL_MAX_BATCH",
-        None,
-        _optional_int(1),
-        "Stop a send_mail run after this many messages were sent.",
+    EMAIL_MAX_BATCH = Setting(
+        None, _optional_int(1), "Stop a send_mail run after this many messages were sent."
     )
-    EMAIL_MAX_DEFERRED: Setting[int | None] = Setting(
-        "MAILER_EMAIL_MAX_DEFERRED",
+    EMAIL_MAX_DEFERRED = Setting(
         None,
         _optional_int(1),
         "Stop a send_mail run after this many messages were deferred or failed.",
     )
-    EMAIL_THROTTLE: Setting[float] = Setting(
-        "MAILER_EMAIL_THROTTLE",
-        0,
-        _number(0),
-        "Seconds to sleep after each message in a run.",
-    )
-    PAUSE_SEND: Setting[bool] = Setting(
-        "MAILER_PAUSE_SEND", False, _bool, "When True, send_mail and runmailer deliver nothing."
-    )
-    EMAIL_MAX_RETRIES: Setting[int | None] = Setting(
-        "MAILER_EMAIL_MAX_RETRIES",
+    EMAIL_THROTTLE = Setting(0, _number(0), "Seconds to sleep after each message in a run.")
+    PAUSE_SEND = Setting(False, _bool, "When True, send_mail and runmailer deliver nothing.")
+    EMAIL_MAX_RETRIES = Setting(
         None,
         _optional_int(0),
         "Retries after the first attempt before a message is failed (None: bounded by age).",
     )
-    EMAIL_LOG_MESSAGE_DATA: Setting[bool] = Setting(
-        "MAILER_EMAIL_LOG_MESSAGE_DATA",
+    EMAIL_LOG_MESSAGE_DATA = Setting(
         True,
         _bool,
         "Keep the whole message in the log rows of sent and failed mail (False: none of it).",
     )
-    LOCK_PATH: Setting[str | None] = Setting(
-        "MAILER_LOCK_PATH",
+    LOCK_PATH = Setting(
         None,
         _optional_str,
         "Path of the send_mail lock; '.lock' is appended. None: a file in the temp dir.",
     )
-    USE_FILE_LOCK: Setting[bool] = Setting(
-        "MAILER_USE_FILE_LOCK", True, _bool, "Serialise send_mail runs on this host."
+    USE_FILE_LOCK = Setting(True, _bool, "Serialise send_mail runs on this host.")
+    LOCK_WAIT_TIMEOUT = Setting(
+        -1, _number(-1), "Seconds send_mail waits for the lock; negative: do not wait."
     )
-    LOCK_WAIT_TIMEOUT: Setting[float] = Setting(
-        "MAILER_LOCK_WAIT_TIMEOUT",
-        -1,
-        _number(-1),
-        "Seconds send_mail waits for the lock; negative: do not wait.",
-    )
-    ERROR_HANDLER: Setting[str] = Setting(
-        "MAILER_ERROR_HANDLER",
+    ERROR_HANDLER = Setting(
         DEFAULT_ERROR_HANDLER,
         _dotted_path,
         "Dotted path of handler(connection, message, exc) -> (connection, action).",
     )
-    MESSAGES_BATCH_SIZE: Setting[int | None] = Setting(
-        "MAILER_MESSAGES_BATCH_SIZE",
+    MESSAGES_BATCH_SIZE = Setting(
         None,
         _optional_int(1),
         "Rows per INSERT when DbBackend queues many messages (None: as many as the DB allows).",
     )
-    EMPTY_QUEUE_SLEEP: Setting[float] = Setting(
-        "MAILER_EMPTY_QUEUE_SLEEP",
+    EMPTY_QUEUE_SLEEP = Setting(
         0.25,
         _number(0.01),
         "Longest wait of runmailer between two looks at an empty queue, in seconds.",
     )
 
     # -- Our own settings -----------------------------------------------------
-    ASSIGN_MESSAGE_ID: Setting[bool] = Setting(
-        "MAILER_ASSIGN_MESSAGE_ID",
-        True,
-        _bool,
-        "Give every message a Message-ID when it is queued, kept across retries.",
+    ASSIGN_MESSAGE_ID = Setting(
+        True, _bool, "Give every message a Message-ID when it is queued, kept across retries."
     )
-    MAX_MESSAGE_SIZE: Setting[int | None] = Setting(
-        "MAILER_MAX_MESSAGE_SIZE",
+    MAX_MESSAGE_SIZE = Setting(
         10_240_000,
         _optional_int(1),
         "Largest stored message in bytes; larger ones are refused at enqueue. None: no limit.",
     )
-    MESSAGE_CLASSES: Setting[tuple[str, ...]] = Setting(
-        "MAILER_MESSAGE_CLASSES",
+    MESSAGE_CLASSES = Setting(
         ("anymail.message.AnymailMessage",),
         _str_list,
         "EmailMessage subclasses (besides Django's) that stored messages may be rebuilt as.",
     )
-    DEFAULT_PRIORITY: Setting[int] = Setting(
-        "MAILER_DEFAULT_PRIORITY",
-        "medium",
-        _priority,
-        "Priority of mail queued without one.",
-    )
-    CLAIM_BATCH_SIZE: Setting[int] = Setting(
-        "MAILER_CLAIM_BATCH_SIZE",
+    DEFAULT_PRIORITY = Setting("medium", _priority, "Priority of mail queued without one.")
+    CLAIM_BATCH_SIZE = Setting(
         500,
         _int(1),
         "Most messages a worker claims in one transaction (fewer when large or slow to send).",
     )
-    LEASE_SECONDS: Setting[float] = Setting(
-        "MAILER_LEASE_SECONDS",
+    LEASE_SECONDS = Setting(
         60,
         _number(1),
         "How long a claim lasts unless renewed; a dead worker's mail waits at most this long.",
     )
-    RECORD_TIMEOUT: Setting[float] = Setting(
-        "MAILER_RECORD_TIMEOUT",
+    RECORD_TIMEOUT = Setting(
         20,
         _number(1),
         "Seconds send_mail waits for an unreachable database before it gives up (runmailer waits).",
     )
-    RETRY_BACKOFF: Setting[float] = Setting(
-        "MAILER_RETRY_BACKOFF",
-        60,
-        _number(0),
-        "Delay before the first automatic retry, in seconds; doubles each attempt.",
+    RETRY_BACKOFF = Setting(
+        60, _number(0), "Delay before the first automatic retry, in seconds; doubles each attempt."
     )
-    RETRY_BACKOFF_MAX: Setting[float] = Setting(
-        "MAILER_RETRY_BACKOFF_MAX",
-        3600,
-        _number(0),
-        "Longest delay between two automatic retries, in seconds.",
+    RETRY_BACKOFF_MAX = Setting(
+        3600, _number(0), "Longest delay between two automatic retries, in seconds."
     )
-    MAX_MESSAGE_AGE: Setting[float | None] = Setting(
-        "MAILER_MAX_MESSAGE_AGE",
+    MAX_MESSAGE_AGE = Setting(
         5 * 24 * 3600,
-        _number(0, optional=True),
+        _optional_number(0),
         "Seconds after queueing after which a failed attempt fails the message. None: no limit.",
     )
-    SMTP_TIMEOUT: Setting[float | None] = Setting(
-        "MAILER_SMTP_TIMEOUT",
+    SMTP_TIMEOUT = Setting(
         30,
-        _number(0, optional=True),
+        _optional_number(0),
         "Socket timeout for delivery connections that set none themselves. None: no timeout.",
     )
-    SMTP_PIPELINING: Setting[bool] = Setting(
-        "MAILER_SMTP_PIPELINING",
-        True,
-        _bool,
-        "Send a message's envelope commands together to servers that offer PIPELINING.",
+    SMTP_PIPELINING = Setting(
+        True, _bool, "Send a message's envelope commands together to servers that offer PIPELINING."
     )
-    CONCURRENCY: Setting[int] = Setting(
-        "MAILER_CONCURRENCY",
-        1,
-        _int(1),
-        "Delivery connections runmailer uses in parallel.",
-    )
-    SEND_CONCURRENCY: Setting[int] = Setting(
-        "MAILER_SEND_CONCURRENCY",
+    CONCURRENCY = Setting(1, _int(1), "Delivery connections runmailer uses in parallel.")
+    SEND_CONCURRENCY = Setting(
         2,
         _int(1),
         "Delivery connections a send_mail run (send_all(), the Tasks drain) shares the due "
         "mail over, when there is enough of it; one with MAILER_EMAIL_THROTTLE.",
     )
-    RATE_LIMIT: Setting[float | None] = Setting(
-        "MAILER_RATE_LIMIT",
+    RATE_LIMIT = Setting(
         None,
-        _number(0, optional=True),
+        _optional_number(0),
         "Messages per second for all workers together, enforced through the database.",
     )
-    QUOTAS: Setting[dict[str, Quota]] = Setting(
-        "MAILER_QUOTAS",
+    QUOTAS = Setting(
         {},
         _quotas,
         "Per delivery alias: messages per second and per rolling 24 hours, for all workers.",
     )
-    SUPPRESS_EVENTS: Setting[tuple[str, ...]] = Setting(
-        "MAILER_SUPPRESS_EVENTS",
+    SUPPRESS_EVENTS = Setting(
         ("bounced", "complained", "unsubscribed"),
         _events,
         "Tracking events (anymail's names) that put the recipient on the don't-send list.",
     )
-    SUPPRESS_SMTP_CODES: Setting[tuple[SmtpCode, ...]] = Setting(
-        "MAILER_SUPPRESS_SMTP_CODES",
+    SUPPRESS_SMTP_CODES = Setting(
         (),
         _smtp_codes,
         "Permanent per-recipient SMTP replies that put the recipient on the don't-send list.",
     )
-    POLL_INTERVAL: Setting[float] = Setting(
-        "MAILER_POLL_INTERVAL",
+    POLL_INTERVAL = Setting(
         0.05,
         _number(0.01),
         "Shortest wait of runmailer between polls; it grows up to MAILER_EMPTY_QUEUE_SLEEP.",
     )
-    NOTIFY: Setting[bool] = Setting(
-        "MAILER_NOTIFY",
-        True,
-        _bool,
-        "On PostgreSQL, NOTIFY listening workers when mail is queued.",
+    NOTIFY = Setting(True, _bool, "On PostgreSQL, NOTIFY listening workers when mail is queued.")
+    ERROR_CLASSIFIERS = Setting(
+        (), _str_list, "Dotted paths of functions that classify a delivery exception."
     )
-    ERROR_CLASSIFIERS: Setting[tuple[str, ...]] = Setting(
-        "MAILER_ERROR_CLASSIFIERS",
-        (),
-        _str_list,
-        "Dotted paths of functions that classify a delivery exception.",
+    TASKS_ENQUEUE_ON_COMMIT = Setting(
+        False, _bool, "Enqueue the send-queued-mail Django task whenever mail is queued."
     )
-    TASKS_ENQUEUE_ON_COMMIT: Setting[bool] = Setting(
-        "MAILER_TASKS_ENQUEUE_ON_COMMIT",
-        False,
-        _bool,
-        "Enqueue the send-queued-mail Django task whenever mail is queued.",
-    )
-    IDEMPOTENCY_WINDOW: Setting[float] = Setting(
-        "MAILER_IDEMPOTENCY_WINDOW",
+    IDEMPOTENCY_WINDOW = Setting(
         7 * 24 * 3600,
         _number(1),
         "Seconds during which a message with an idempotency key already used is not queued.",
     )
-    WORKERS: Setting[int] = Setting(
-        "MAILER_WORKERS",
-        1,
-        _int(1),
-        "How many worker processes the deployment runs (used by system checks).",
+    WORKERS = Setting(
+        1, _int(1), "How many worker processes the deployment runs (used by system checks)."
     )
 
     @classmethod

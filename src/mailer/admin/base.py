@@ -75,12 +75,15 @@ class StoredMailAdmin(FilterLookupsOnly, ReadOnly, StoredMailBase):
 
     # JSON columns the admin reads as text and decodes itself (see validity.py).
     json_fields: tuple[str, ...] = ()
+    # The QuerySet class whose datetimes() serves the date hierarchy (see listing.BoundedDates).
+    dates_queryset: type[QuerySet[Any]] = QuerySet
 
     def has_send_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(SEND_PERMISSION)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return listing.json_as_text(super().get_queryset(request), *self.json_fields)
+        queryset = listing.json_as_text(super().get_queryset(request), *self.json_fields)
+        return self.dates_queryset(model=self.model, query=queryset.query, using=queryset.db)
 
     def problems(self, obj: Any) -> list[str]:
         """What is wrong with this row's columns (beyond its stored message)."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 from django.db.models import Case, Count, F, IntegerField, Max, Min, Q, Sum, Value, When
 from django.db.models.functions import Substr
@@ -27,6 +28,8 @@ from mailer.queue.log import MessageLog
 from mailer.queue.message import Message
 from mailer.queue.states import RESULT_FAILURE, RESULT_SUCCESS, count_where
 from mailer.queue.workers import DeliveryRun, Worker
+
+S = TypeVar("S", "WorkerStatus", "RunStatus")
 
 HOURS = 24
 TOP_FAILURES = 10
@@ -111,38 +114,27 @@ class Dashboard:
     failures: list[FailureReply]
     workers: list[WorkerStatus]
     runs: list[RunStatus] = field(default_factory=list)
+    # Totals of the rows above, for the tiles.
     oldest_due: datetime.datetime | None = field(init=False)
+    due: int = field(init=False)
+    sent_last_day: int = field(init=False)
+    failed_last_day: int = field(init=False)
+    refused_last_day: int = field(init=False)  # recipients the server or provider refused
+    refused_last_hour: int = field(init=False)  # of those, the ones in the last 60 minutes
 
     def __post_init__(self) -> None:
         due = [p.oldest_due for p in self.priorities if p.oldest_due is not None]
         self.oldest_due = min(due) if due else None
+        self.due = sum(p.due for p in self.priorities)
+        self.sent_last_day = sum(h.sent for h in self.hours)
+        self.failed_last_day = sum(h.failed for h in self.hours)
+        self.refused_last_day = sum(h.refused for h in self.hours)
+        self.refused_last_hour = sum(h.refused_last_hour for h in self.hours)
 
     @property
     def oldest_due_age(self) -> datetime.timedelta | None:
         """How long the message that has been due longest has waited (None: nothing due)."""
         return None if self.oldest_due is None else self.now - self.oldest_due
-
-    @property
-    def due(self) -> int:
-        return sum(p.due for p in self.priorities)
-
-    @property
-    def sent_last_day(self) -> int:
-        return sum(h.sent for h in self.hours)
-
-    @property
-    def failed_last_day(self) -> int:
-        return sum(h.failed for h in self.hours)
-
-    @property
-    def refused_last_day(self) -> int:
-        """Recipients the server or provider refused in the last 24 hours."""
-        return sum(h.refused for h in self.hours)
-
-    @property
-    def refused_last_hour(self) -> int:
-        """Recipients the server or provider refused in the last 60 minutes."""
-        return sum(h.refused_last_hour for h in self.hours)
 
 
 def gather(now: datetime.datetime | None = None, using: str = "default") -> Dashboard:
@@ -280,48 +272,32 @@ def common_failures(now: datetime.datetime, using: str = "default") -> list[Fail
 def workers(now: datetime.datetime, using: str = "default") -> list[WorkerStatus]:
     """Workers heard from in the last day, latest first; alive if within one lease."""
     alive_since = now - datetime.timedelta(seconds=settings.LEASE_SECONDS)
-    rows = (
-        Worker.objects.using(using)
-        .filter(heartbeat_at__gte=now - WORKER_MEMORY)
-        .order_by("-heartbeat_at")[:MAX_WORKERS]
-    )
     return [
-        WorkerStatus(
-            w.name,
-            w.hostname,
-            w.pid,
-            w.started_at,
-            w.heartbeat_at,
-            w.heartbeat_at >= alive_since,
-            w.concurrency,
-            w.sent,
-            w.deferred,
-            w.failed,
-        )
-        for w in rows
+        _snapshot(WorkerStatus, w, alive=w.heartbeat_at >= alive_since)
+        for w in _last_day(Worker, "heartbeat_at", now, using)
     ]
 
 
 def runs(now: datetime.datetime, using: str = "default") -> list[RunStatus]:
     """Runs that delivered once and exited in the last day, latest first (one row per host)."""
-    rows = (
-        DeliveryRun.objects.using(using)
-        .filter(finished_at__gte=now - WORKER_MEMORY)
-        .order_by("-finished_at")[:MAX_WORKERS]
+    return [_snapshot(RunStatus, r) for r in _last_day(DeliveryRun, "finished_at", now, using)]
+
+
+def _last_day(
+    model: type[Worker | DeliveryRun], latest: str, now: datetime.datetime, using: str
+) -> Iterable[Any]:
+    """The reporters whose ``latest`` time is within the last day, latest first."""
+    return (
+        model._default_manager.using(using)
+        .filter(**{f"{latest}__gte": now - WORKER_MEMORY})
+        .order_by(f"-{latest}")[:MAX_WORKERS]
     )
-    return [
-        RunStatus(
-            r.kind,
-            r.hostname,
-            r.started_at,
-            r.finished_at,
-            r.delivered_at,
-            r.sent,
-            r.deferred,
-            r.failed,
-        )
-        for r in rows
-    ]
+
+
+def _snapshot(status: type[S], row: Any, **computed: Any) -> S:
+    """A ``status`` dataclass of ``row``'s attributes of the same names, and ``computed``."""
+    copied = {f.name: getattr(row, f.name) for f in fields(status) if f.name not in computed}
+    return status(**copied, **computed)
 
 
 # -- The chart -------------------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from mailer.admin.actions import LIFT_PERMISSION, permitted_action
+from mailer.admin.filters import ConditionFilter
 from mailer.admin.lookups import FilterLookupsOnly
 from mailer.queue.dontsend import DontSendEntry, DontSendEntryQuerySet
 
@@ -21,19 +22,15 @@ else:  # generic in the type stubs only
     DontSendEntryBase = admin.ModelAdmin
 
 
-class InForceFilter(admin.SimpleListFilter):
+class InForceFilter(ConditionFilter):
     """Entries that keep mail from their address, or those lifted."""
 
     title = _("in force")
     parameter_name = "lifted"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("no", _("in force")), ("yes", _("lifted"))]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in ("no", "yes"):
-            return queryset.filter(lifted_at__isnull=self.value() == "no")
-        return queryset
+    conditions = (
+        ("no", _("in force"), Q(lifted_at__isnull=True)),
+        ("yes", _("lifted"), Q(lifted_at__isnull=False)),
+    )
 
 
 @admin.register(DontSendEntry)

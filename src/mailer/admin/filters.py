@@ -1,11 +1,14 @@
-"""The list filters of the queue and the log: state, the MAILERS alias, refused recipients."""
+"""The list filters of the queue and the log: state, the MAILERS alias, refused recipients.
+
+And ``ConditionFilter``, for a filter whose choices are conditions on the rows.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -86,18 +89,27 @@ class MailerFilter(admin.SimpleListFilter):
         return queryset.filter(mailer="" if value == DEFAULT_MAILER else value)
 
 
-class RefusedFilter(admin.SimpleListFilter):
+class ConditionFilter(admin.SimpleListFilter):
+    """A filter whose choices are each a condition: ``conditions`` holds (value, label, Q)."""
+
+    conditions: tuple[tuple[str, Any, Q], ...] = ()
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(value, label) for value, label, _condition in self.conditions]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        for value, _label, condition in self.conditions:
+            if self.value() == value:
+                return queryset.filter(condition)
+        return queryset
+
+
+class RefusedFilter(ConditionFilter):
     """Attempts in which the server or provider refused some recipient, sent to others or not."""
 
     title = _("refused recipients")
     parameter_name = "refused"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("yes", _("some refused")), ("no", _("none refused"))]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(refused__gt=0)
-        if self.value() == "no":
-            return queryset.filter(refused=0)
-        return queryset
+    conditions = (
+        ("yes", _("some refused"), Q(refused__gt=0)),
+        ("no", _("none refused"), Q(refused=0)),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -71,10 +71,7 @@ class MessageLogAdmin(StoredMailAdmin):
     actions = ["send_copies"]
 
     json_fields = ("recipients",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[MessageLog]:
-        queryset = super().get_queryset(request)
-        return listing.LogDatesQuerySet(model=MessageLog, query=queryset.query, using=queryset.db)
+    dates_queryset = listing.LogDatesQuerySet
 
     def problems(self, obj: MessageLog) -> list[str]:
         return validity.log_row_problems(obj.result, getattr(obj, "recipients_text", None))

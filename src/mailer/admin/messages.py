@@ -62,10 +62,7 @@ class MessageAdmin(StoredMailAdmin):
     actions = ["retry_now", "requeue_failed", "cancel_messages", "send_copies"]
 
     json_fields = ("recipient_results",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        queryset = super().get_queryset(request)
-        return listing.MessageDatesQuerySet(model=Message, query=queryset.query, using=queryset.db)
+    dates_queryset = listing.MessageDatesQuerySet
 
     def problems(self, obj: Message) -> list[str]:
         return validity.queue_row_problems(obj.status, getattr(obj, "recipient_results_text", None))

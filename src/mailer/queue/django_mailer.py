@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from mailer.conf import settings
 from mailer.message.validation import address_key, validate
-from mailer.priorities import PRIORITY_DEFERRED, PRIORITY_MEDIUM, parse_priority
+from mailer.priorities import parse_priority
 from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.message import Message
-from mailer.queue.states import Status
+from mailer.queue.states import new_row_state
 
 
 def make_message(
@@ -41,13 +41,7 @@ def make_message(
     ``MAILER_DEFAULT_PRIORITY``. Bad input raises as queueing does.
     """
     email = EmailMessage(
-        subject=subject,
-        body=body,
-        from_email=from_email,
-        to=to,
-        bcc=bcc,
-        attachments=attachments,
-        headers=headers,
+        subject, body, from_email, to, bcc=bcc, attachments=attachments, headers=headers
     )
     recipients = validate(email)
     blocked = DontSendEntry.objects.blocked(recipients)
@@ -55,12 +49,7 @@ def make_message(
         email.to = [a for a in email.to if address_key(a) not in blocked]
         email.bcc = [a for a in email.bcc if address_key(a) not in blocked]
     chosen = settings.DEFAULT_PRIORITY if priority is None else parse_priority(priority)
-    held = chosen == PRIORITY_DEFERRED
-    message = Message(
-        priority=PRIORITY_MEDIUM if held else chosen,
-        status=Status.DEFERRED if held else Status.QUEUED,
-        due_at=None if held else timezone.now(),
-    )
+    message = Message(**new_row_state(chosen, timezone.now()))
     message.email = email
     return message
 

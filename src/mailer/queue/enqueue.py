@@ -28,15 +28,13 @@ from mailer.message.validation import (
     validate,
 )
 from mailer.priorities import (
-    PRIORITY_DEFERRED,
-    PRIORITY_MEDIUM,
     parse_priority,
 )
 from mailer.queue import idempotency, sql
 from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.log import MessageLog
 from mailer.queue.rows import bytes_over
-from mailer.queue.states import RESULT_DONT_SEND, Status
+from mailer.queue.states import RESULT_DONT_SEND, new_row_state
 
 if TYPE_CHECKING:
     from mailer.queue.message import Message, MessageQuerySet
@@ -97,16 +95,13 @@ def enqueue(
                 f"({packet}). Raise max_allowed_packet on the server or lower "
                 "MAILER_MAX_MESSAGE_SIZE."
             )
-        held = row_priority == PRIORITY_DEFERRED
         keyed = keyed or bool(key)
         rows.append(
             _new_message(
                 queryset.model,
                 message_data=data,
                 when_added=now,
-                priority=PRIORITY_MEDIUM if held else row_priority,
-                status=Status.DEFERRED if held else Status.QUEUED,
-                due_at=None if held else (row_send_at or now),
+                **new_row_state(row_priority, row_send_at or now),
                 expires_at=row_expires,
                 mailer=mailer,
                 idempotency_key=key,

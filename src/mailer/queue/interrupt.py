@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from django.db import connections
 
@@ -37,35 +36,24 @@ def deadline(using: str, seconds: float | None) -> Iterator[None]:
     wrapper = connections[using]
     dialect = sql.of(using)
     with dialect.waiting_at_most(wrapper, seconds) as bounded:
-        if bounded:
+        interrupt = None if bounded else dialect.interrupter(wrapper)
+        if interrupt is None:
             yield
             return
-        over = threading.Event()
-
-        def interrupt_until_over() -> None:
-            # Again every half second: an interrupt that came between two statements of
-            # the block (or before the first) would leave the next one to hang.
-            while not over.is_set():
-                _interrupt(dialect, wrapper)
-                over.wait(0.5)
-
-        timer = threading.Timer(max(seconds, 0.0), interrupt_until_over)
+        timer = threading.Timer(max(seconds, 0.0), _interrupt, args=(interrupt, using))
         timer.daemon = True
         timer.start()
         try:
             yield
         finally:
-            over.set()
             timer.cancel()
 
 
-def _interrupt(dialect: sql.Dialect, wrapper: Any) -> None:
-    if wrapper.connection is None:
-        return
+def _interrupt(interrupt: Callable[[], None], using: str) -> None:
     try:
-        dialect.interrupt(wrapper)
+        interrupt()
     except Exception as error:  # the database may be beyond reach: nothing more to do
-        logger.debug("could not interrupt a statement on %s: %s", wrapper.alias, error)
+        logger.warning("could not interrupt a statement on %s: %s", using, error)
 
 
 __all__ = ["deadline"]

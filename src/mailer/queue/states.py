@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from mailer.priorities import PRIORITY_DEFERRED, PRIORITY_MEDIUM
+
 RESULT_SUCCESS = "1"
 RESULT_DONT_SEND = "2"
 RESULT_FAILURE = "3"
@@ -27,6 +29,17 @@ class Status(models.TextChoices):
 
 
 DUE_STATUSES = (Status.QUEUED, Status.DEFERRED)
+
+
+def new_row_state(priority: int, due_at: datetime.datetime | None) -> dict[str, Any]:
+    """A new queue row's priority, status and due time.
+
+    Queued with the "deferred" priority, it is held (not due: ``retry_deferred``
+    frees it) at medium priority; otherwise it is queued, due at ``due_at``.
+    """
+    if priority == PRIORITY_DEFERRED:
+        return {"priority": PRIORITY_MEDIUM, "status": Status.DEFERRED, "due_at": None}
+    return {"priority": priority, "status": Status.QUEUED, "due_at": due_at}
 
 
 def count_where(condition: Q) -> models.Sum:

@@ -5,13 +5,40 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailer.conf import settings
+
+if TYPE_CHECKING:  # generic in the type stubs only
+    _Count = models.PositiveBigIntegerField[int, int]
+
+
+def _delivery_counts() -> tuple[_Count, _Count, _Count]:
+    """The sent, deferred and failed counters that a worker or a run reports.
+
+    Made where they are declared, so that each model keeps its own field order.
+    """
+    sent, deferred, failed = (
+        models.PositiveBigIntegerField(label, default=0)
+        for label in (_("sent"), _("deferred"), _("failed"))
+    )
+    return sent, deferred, failed
+
+
+class _Reporter(models.Model):
+    """A process that reports its deliveries under its ``name``."""
+
+    name: models.CharField[str, str]
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class WorkerQuerySet(models.QuerySet["Worker"]):
@@ -36,7 +63,7 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
         return self.filter(heartbeat_at__gte=timezone.now() - datetime.timedelta(seconds=seconds))
 
 
-class Worker(models.Model):
+class Worker(_Reporter):
     """A running delivery process, as it last reported itself."""
 
     name = models.CharField(_("name"), max_length=200, unique=True)
@@ -45,18 +72,13 @@ class Worker(models.Model):
     started_at = models.DateTimeField(_("started at"), default=timezone.now)
     heartbeat_at = models.DateTimeField(_("last heartbeat"), default=timezone.now)
     concurrency = models.PositiveSmallIntegerField(_("connections"), default=1)
-    sent = models.PositiveBigIntegerField(_("sent"), default=0)
-    deferred = models.PositiveBigIntegerField(_("deferred"), default=0)
-    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+    sent, deferred, failed = _delivery_counts()
 
     objects = WorkerQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("worker")
         verbose_name_plural = _("workers")
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class DeliveryRunQuerySet(models.QuerySet["DeliveryRun"]):
@@ -96,7 +118,7 @@ class DeliveryRunQuerySet(models.QuerySet["DeliveryRun"]):
             self.filter(name=name).update(**values)
 
 
-class DeliveryRun(models.Model):
+class DeliveryRun(_Reporter):
     """Runs that deliver once and exit (``send_mail``, ``send_all()``, the Tasks drain).
 
     ``runmailer`` workers report themselves in ``Worker`` while they run; a run
@@ -116,18 +138,13 @@ class DeliveryRun(models.Model):
         blank=True,
         help_text=_("When the last run that had mail to deliver finished; the counts are its."),
     )
-    sent = models.PositiveBigIntegerField(_("sent"), default=0)
-    deferred = models.PositiveBigIntegerField(_("deferred"), default=0)
-    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+    sent, deferred, failed = _delivery_counts()
 
     objects = DeliveryRunQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("delivery run")
         verbose_name_plural = _("delivery runs")
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class TaskWakeup(models.Model):

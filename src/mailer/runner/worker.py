@@ -28,9 +28,7 @@ from django.utils import timezone
 
 from mailer.conf import settings
 from mailer.delivery.engine import INITIAL_CLAIM, Engine, SendCounts
-from mailer.delivery.outage import Backoff, Outage
-from mailer.delivery.pool import Pool
-from mailer.delivery.recorder import Gate, Recorder
+from mailer.delivery.outage import Backoff
 from mailer.queue.message import Message
 from mailer.queue.workers import Worker as WorkerRow
 from mailer.runner import leases, send
@@ -86,14 +84,15 @@ class MailWorker:
         self._counts_lock = threading.Lock()
         self._idle = 0
         self._idle_lock = threading.Lock()
-        self.limiter = send.rate_limiter(self.stop, using)
-        # Shared by the slots: what they may send while results wait to be written,
-        # and one voice saying the database went away and came back.
-        self.gate = Gate()
-        self.outage = Outage(logger)
-        # Where a slot that finds the queue empty takes over half of what another holds.
-        self.pool = Pool()
-        self.recorder: Recorder | None = None  # the slots' one writer, while it runs
+        # The slots are the connections of one Delivery: the one way a delivery runs.
+        self.delivery = send.Delivery(
+            Message.objects.using(using).all(),
+            connections=self.concurrency,
+            stop=self.stop,
+            first_claim=INITIAL_CLAIM,
+            log=logger,
+        )
+        self.outage = self.delivery.outage
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -104,46 +103,23 @@ class MailWorker:
             self.concurrency,
             ", woken by NOTIFY" if self.listen else "",
         )
-        self._register()
-        background: list[threading.Thread] = []
-        if self.listen:
-            listener = Listener(self.using, self._notified, self.stop)
-            listener.start()
-            background.append(listener)
-        poller = threading.Thread(target=self._poll, name="mailer-poll", daemon=True)
-        poller.start()
-        background.append(poller)
-        slots = [
-            threading.Thread(target=self._slot, args=(n,), name=f"mailer-slot-{n}", daemon=True)
-            for n in range(self.concurrency)
-        ]
-        # One writer of the slots' results: each write covers what all were answered.
-        self.recorder = Recorder(
-            Message,
-            self.using,
-            self.identity.id,
-            gate=self.gate,
-            outage=self.outage,
-            stop=self.stop,
-        )
-        with leases.LeaseKeeper(self.identity.id, using=self.using, outage=self.outage):
-            for slot in slots:
-                slot.start()
+        with self.delivery.running():
+            self._register()
+            background: list[threading.Thread] = []
+            if self.listen:
+                listener = Listener(self.using, self._notified, self.stop)
+                listener.start()
+                background.append(listener)
+            poller = threading.Thread(target=self._poll, name="mailer-poll", daemon=True)
+            poller.start()
+            background.append(poller)
             try:
-                while any(s.is_alive() for s in slots):
-                    for slot in slots:
-                        slot.join(timeout=0.2)
+                self.delivery.run(self._slot, halt=self.request_stop)
             finally:
                 self.request_stop()
-                for slot in slots:
-                    slot.join()
-                self.recorder.close()
-                self.recorder = None
-        for thread in background:
-            thread.join(timeout=5)
+                for thread in background:
+                    thread.join(timeout=5)
         self._unregister()
-        if self.limiter is not None:
-            self.limiter.close()  # what it took of daily quotas and did not send
         logger.info("worker %s stopped: %s", self.identity.id, self.counts)
         return self.counts
 
@@ -162,75 +138,61 @@ class MailWorker:
 
     # -- slots -----------------------------------------------------------------------
 
-    def _slot(self, number: int) -> None:
-        owner = self.identity.slot(number)
-        engine: Engine | None = None
+    def _slot(self, number: int, engine: Engine) -> SendCounts:
+        """One delivery slot: run ``engine`` while mail is due, sleep until woken; retry
+        after failures. Returns what it did."""
+        owner = engine.owner
+        done = SendCounts()
         failures = outages = 0
         database = Backoff(first=0.5, most=30.0)
-        try:
-            while not self.stop.is_set():
-                if send.paused():
-                    self.stop.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
-                    continue
-                try:
-                    if engine is None:
-                        engine = Engine(
-                            owner,
-                            queryset=Message.objects.using(self.using).all(),
-                            stop=self.stop,
-                            before_send=self.limiter.acquire if self.limiter else None,
-                            share=self.concurrency,
-                            first_claim=INITIAL_CLAIM,
-                            gate=self.gate,
-                            outage=self.outage,
-                            pool=self.pool,
-                            recorder=self.recorder,
-                        )
-                    counts = engine.run()
-                    failures = 0
-                    self.outage.ok(f"slot {number}")
-                    if engine.owes_claims:
-                        # Claims it could not give back would wait, renewed, for ever.
-                        self.stop.wait(database.next())
-                        continue
-                    database.reset()
-                    if engine.connection_down:
-                        outages += 1
-                        delay = min(2.0**outages, 60.0)
-                        logger.warning(
-                            "slot %s: delivery server unreachable; next try in %.0f s", owner, delay
-                        )
-                        self.stop.wait(delay)
-                        continue
-                    outages = 0
-                except DatabaseError as error:
-                    self.outage.failed(f"slot {number}", error)
-                    close_old_connections()
+        while not self.stop.is_set():
+            if send.paused():
+                self.stop.wait(timeout=settings.EMPTY_QUEUE_SLEEP)
+                continue
+            try:
+                counts = engine.run()
+                failures = 0
+                self.outage.ok(f"slot {number}")
+                if engine.owes_claims:
+                    # Claims it could not give back would wait, renewed, for ever.
                     self.stop.wait(database.next())
                     continue
-                except Exception:
-                    failures += 1
-                    delay = min(0.5 * 2**failures, 30.0)
-                    logger.exception("slot %s failed; retrying in %.1f s", owner, delay)
+                database.reset()
+                if engine.connection_down:
+                    outages += 1
+                    delay = min(2.0**outages, 60.0)
+                    logger.warning(
+                        "slot %s: delivery server unreachable; next try in %.0f s", owner, delay
+                    )
                     self.stop.wait(delay)
                     continue
-                self._add(counts)
-                if sum(counts):
-                    continue  # there may be more: claim again at once
-                if self.exit_when_idle and self._all_idle():
-                    self.request_stop()
-                    break
-                with self._idle_lock:
-                    self._idle += 1
-                self._look.set()
-                # The poller and LISTEN wake idle slots; the timeout is only a safety net.
-                self.waker.wait(timeout=60)
-                with self._idle_lock:
-                    self._idle -= 1
-        finally:
-            if engine is not None:
-                engine.close()
-            connections.close_all()
+                outages = 0
+            except DatabaseError as error:
+                self.outage.failed(f"slot {number}", error)
+                close_old_connections()
+                self.stop.wait(database.next())
+                continue
+            except Exception:
+                failures += 1
+                delay = min(0.5 * 2**failures, 30.0)
+                logger.exception("slot %s failed; retrying in %.1f s", owner, delay)
+                self.stop.wait(delay)
+                continue
+            self._add(counts)
+            done += counts
+            if sum(counts):
+                continue  # there may be more: claim again at once
+            if self.exit_when_idle and self._all_idle():
+                self.request_stop()
+                break
+            with self._idle_lock:
+                self._idle += 1
+            self._look.set()
+            # The poller and LISTEN wake idle slots; the timeout is only a safety net.
+            self.waker.wait(timeout=60)
+            with self._idle_lock:
+                self._idle -= 1
+        return done
 
     def _all_idle(self) -> bool:
         with self._idle_lock:
@@ -300,13 +262,12 @@ class MailWorker:
     def _housekeeping(self) -> None:
         """Heartbeat, and taking back claims of workers that died."""
         self._beat()
-        send.reclaim(self.using)
+        self.delivery.reclaim()
 
     # -- the workers table ---------------------------------------------------------------
 
     def _register(self) -> None:
         try:
-            send.reclaim(self.using)
             self._beat()
         except DatabaseError as error:
             logger.warning("could not register worker %s: %s", self.identity.id, error)

@@ -11,8 +11,7 @@ rolled back whole, so it is run again (:func:`retrying_deadlocks`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import OperationalError, connections
@@ -27,6 +26,7 @@ from mailer.queue.sql.standard import insert_from_json as insert_from_json
 from mailer.queue.sql.standard import insert_sql as insert_sql
 from mailer.queue.sql.standard import max_params as max_params
 from mailer.queue.sql.standard import shared_value_sql as shared_value_sql
+from mailer.queue.sql.standard import waiting_at_most as waiting_at_most
 
 if TYPE_CHECKING:
     from mailer.queue.message import MessageQuerySet
@@ -78,31 +78,25 @@ def insert_ignoring() -> tuple[str, str]:
     return "INSERT IGNORE INTO", ""
 
 
-@contextmanager
-def waiting_at_most(wrapper: Any, seconds: float) -> Iterator[bool]:
-    """A timer must ``interrupt`` the block. The server's id of the connection it needs
-    is read now: while a statement runs, mysqlclient refuses any other thread's call on
-    that connection ("already in use from another thread"), ``thread_id()`` included."""
+def interrupter(wrapper: Any) -> Callable[[], None]:
+    """What interrupts the statement ``wrapper`` runs, from another thread: ``KILL
+    QUERY`` over a second connection.
+
+    The server's id of ``wrapper``'s connection is read here, in the thread that owns
+    it: mysqlclient refuses to be asked while another thread's statement runs on it.
+    """
     wrapper.ensure_connection()
-    wrapper.mailer_thread_id = wrapper.connection.thread_id()
-    try:
-        yield False
-    finally:
-        wrapper.mailer_thread_id = None
+    thread_id = wrapper.connection.thread_id()
 
+    def interrupt() -> None:
+        other = connections.create_connection(wrapper.alias)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("KILL QUERY %s", [thread_id])
+        finally:
+            other.close()
 
-def interrupt(wrapper: Any) -> None:
-    """Interrupt the statement ``wrapper`` is running: ``KILL QUERY`` over a second
-    connection."""
-    thread_id = getattr(wrapper, "mailer_thread_id", None)
-    if thread_id is None:
-        return
-    other = connections.create_connection(wrapper.alias)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("KILL QUERY %s", [thread_id])
-    finally:
-        other.close()
+    return interrupt
 
 
 def max_packet(connection: Any) -> int:

@@ -34,9 +34,15 @@ if TYPE_CHECKING:
 CHANNEL = "mailer_queued"
 
 
-def interrupt(wrapper: Any) -> None:
-    """Interrupt the statement ``wrapper`` is running: a cancel request."""
-    wrapper.connection.cancel()
+def interrupter(wrapper: Any) -> Callable[[], None]:
+    """What interrupts the statement ``wrapper`` runs, from another thread: a cancel
+    request (the driver's cancel is made to be called from any thread)."""
+
+    def interrupt() -> None:
+        if wrapper.connection is not None:
+            wrapper.connection.cancel()
+
+    return interrupt
 
 
 def claim_ids(

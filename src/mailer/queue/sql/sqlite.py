@@ -32,7 +32,7 @@ from mailer.queue.sql.standard import claim_rows as claim_rows
 from mailer.queue.sql.standard import insert_from_json as insert_from_json
 from mailer.queue.sql.standard import insert_ignoring as insert_ignoring
 from mailer.queue.sql.standard import insert_sql as insert_sql
-from mailer.queue.sql.standard import interrupt as interrupt
+from mailer.queue.sql.standard import interrupter as interrupter
 from mailer.queue.sql.standard import max_packet as max_packet
 from mailer.queue.sql.standard import retrying_deadlocks as retrying_deadlocks
 from mailer.queue.sql.standard import shared_value_sql as shared_value_sql

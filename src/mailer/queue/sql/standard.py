@@ -102,12 +102,14 @@ def insert_ignoring() -> tuple[str, str]:
 
 def waiting_at_most(wrapper: Any, seconds: float) -> contextlib.AbstractContextManager[bool]:
     """Bound how long a statement of the block waits on ``wrapper``: True if that
-    bounds it, False if a timer must :func:`interrupt` it (here)."""
+    bounds it, False if a timer must interrupt it (:func:`interrupter`; here)."""
     return contextlib.nullcontext(False)
 
 
-def interrupt(wrapper: Any) -> None:
-    """Interrupt the statement ``wrapper`` is running, from another thread.
+def interrupter(wrapper: Any) -> Callable[[], None] | None:
+    """What interrupts the statement ``wrapper`` runs, from another thread, prepared
+    in the thread that owns ``wrapper``.
 
-    Here nothing can: the driver's own timeouts end a statement that hangs.
+    Here nothing can (None): the driver's own timeouts end a statement that hangs.
     """
+    return None
