@@ -220,3 +220,22 @@ class TestPool:
         pool.take("a", lambda: claims("a", 1, 2, 3))
         assert ids(pool.drop_all("a")) == [1, 2, 3]
         assert pool.drop_all("a") == []
+
+    def test_once_a_claim_finds_nothing_the_others_share_without_claiming(self) -> None:
+        pool = Pool()
+        asked: list[str] = []
+
+        def claim(owner: str, *found: int) -> Any:
+            return lambda: asked.append(owner) or claims(owner, *found)
+
+        held = [pool.take("a", claim("a", *range(8)))]
+        held.append(pool.take("b", claim("b")))  # the queue is dry: b shares
+        assert ids(held[-1]) == [4, 5, 6, 7]
+        held.append(pool.take("c", claim("c")))  # c shares without claiming first
+        assert ids(held[-1]) == [2, 3]
+        assert asked == ["a", "b"]
+        for taken in held:
+            pool.drop(taken)
+        assert ids(pool.take("d", claim("d", 20))) == [20]  # nothing to share: d claims
+        assert ids(pool.take("e", claim("e"))) == []  # mail found: e claims first
+        assert asked == ["a", "b", "d", "e"]

@@ -41,9 +41,9 @@ from mailer.delivery.holds import Holds, Limiter, QuotaReached
 from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.pool import Pool
 from mailer.delivery.recipients import blocked_recipients, pending_recipients
-from mailer.delivery.recorder import Gate, Recorder
+from mailer.delivery.recorder import Admission, Gate, Recorder
 from mailer.delivery.tally import SendCounts, Tally
-from mailer.delivery.transport import ConnectionDown, Transport
+from mailer.delivery.transport import ConnectionDown, NotHandedOver, Transport
 from mailer.exceptions import DatabaseUnreachable, UndecodableMessage
 from mailer.message.letter import Letter
 from mailer.queue import retry
@@ -112,6 +112,7 @@ class Engine:
         self.transports: dict[str, Transport] = {}
         self.counts = SendCounts()
         self._handed: set[int] = set()  # messages whose result went to the recorder
+        self._admission: Admission | None = None  # of the message being sent
         self._unreleased: list[Message] = []  # claims that could not be given back yet
         self._seconds_per_message: float | None = None
         self._bytes_per_message: float | None = None
@@ -235,11 +236,6 @@ class Engine:
             keep |= recorder.holding()
         self.queue.model.objects.using(self.using).release_strays(self.owner, keep)
 
-    def _admit(self) -> bool:
-        """May the next message go? Waits while results wait to be recorded (see
-        ``mailer.delivery.recorder``); False if the claims in hand should be given back."""
-        return self.recorder.admit(self._seconds_per_message, self._give_up_after(), self.owner)
-
     def _claim_size(self) -> int:
         """About half a second of work (so leases stay short and parallel slots share
         out the queue) and at most BATCH_BYTES of stored mail (so memory does not grow with
@@ -293,25 +289,29 @@ class Engine:
             if self.stop.is_set() or self._limit_reached(start=True):
                 self._release_unfinished([message, *self.pool.drop(held)])
                 return
-            if not self._admit():
-                self.tally.cancel()  # started above, not sent after all
-                self._release_unfinished([message, *self.pool.drop(held)])
-                return
+            admission = self._admission = Admission(
+                self.recorder, self.owner, self._seconds_per_message, self._give_up_after()
+            )
             started = time.monotonic()
             try:
                 outcome = self._attempt(message, blocked)
+            except NotHandedOver:
+                if admission.error is not None:
+                    raise admission.error from None
+                self.tally.cancel()  # started above, not sent after all
+                self._release_unfinished([message, *self.pool.drop(held)])
+                return
             except ConnectionDown as down:
                 self._add(message, down.outcome)
                 self._release_unfinished(self.pool.drop(held))
                 raise
             except QuotaReached as used_up:
-                self.recorder.withdraw(self.owner)  # admitted, but no server saw it
                 self.tally.cancel()
                 alias = [message, *self.pool.remove(held, message.mailer)]
                 self._unreleased += self.holds.hold(alias, message.mailer, kept, used_up)
                 continue
             self._add(message, outcome)
-            self._measure(time.monotonic() - started)
+            self._measure(time.monotonic() - started - admission.waited)
             if self.throttle:
                 time.sleep(self.throttle)
 
@@ -368,7 +368,8 @@ class Engine:
                 outcome.reply,
             )
         self._handed.add(message.pk)
-        self.recorder.add(message, outcome, self.owner)  # from here on the recorder owns it
+        admitted = self._admission is not None and self._admission.admitted
+        self.recorder.add(message, outcome, self.owner, admitted=admitted)  # the recorder's now
         self.pool.done([message])
         self.tally.add(one, self.on_result)
 
@@ -461,9 +462,9 @@ class Engine:
         if self.before_send is not None and (until := self.before_send(message.mailer)):
             raise QuotaReached(until)
         try:
-            outcome = transport.send(letter, recipients)
-        except ConnectionDown:
-            raise  # the backend is misconfigured: every message would fail alike
+            outcome = transport.send(letter, recipients, self._admission)
+        except (ConnectionDown, NotHandedOver):
+            raise  # a misconfigured backend (every message would fail alike), or not sent
         except Exception as error:
             return self._ask_handler(transport, message, error, recipients)
         if outcome.verdict is not Verdict.SENT and self.custom_handler:

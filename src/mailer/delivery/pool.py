@@ -7,7 +7,9 @@ batch, so no connection stands idle while another still holds several
 messages: the end of a drain goes at the full width of the connections.
 Nothing is written for it: the claims belong to the same process (its lease
 keeper renews them all), and results are recorded by message id. What a sibling
-took is still its claimer's (``lent``): not a stray to give back.
+took is still its claimer's (``lent``): not a stray to give back. Once a claim
+has found nothing, the others take their share without asking the database
+again first, until a claim finds mail again.
 """
 
 from __future__ import annotations
@@ -29,19 +31,26 @@ class Pool:
         self._held: dict[str, deque[Message]] = {}  # owner -> messages not started yet
         self._claiming = 0  # connections between a claim and holding what it returned
         self._lent: dict[str, set[int]] = {}  # owner -> its claims a sibling took, not done
+        self._dry = False  # the last claim found nothing due
 
     def take(self, owner: str, claim: Callable[[], list[Message]]) -> deque[Message]:
         """``owner``'s next messages: what ``claim()`` returns, or when it returns nothing,
-        a share of a sibling's. The deque returned is ``owner``'s batch (empty: done)."""
+        a share of a sibling's (at once, without claiming, while the queue is dry). The
+        deque returned is ``owner``'s batch (empty: done)."""
         with self._cond:
-            self._claiming += 1
             held = self._held.setdefault(owner, deque())
+            if self._dry and not held:
+                held.extend(self._half(owner))
+                if held:
+                    return held
+            self._claiming += 1
         claimed: list[Message] = []
         try:
             claimed = claim()
         finally:
             with self._cond:
                 self._claiming -= 1
+                self._dry = not claimed
                 held.extend(claimed)
                 self._cond.notify_all()
         if not held:
@@ -98,18 +107,21 @@ class Pool:
         sibling's claim is on its way (it may bring a batch to share)."""
         with self._cond:
             while True:
-                most = max(
-                    (held for name, held in self._held.items() if name != owner),
-                    key=len,
-                    default=None,
-                )
-                if most is not None and len(most) >= 2:
-                    taken = [most.pop() for _ in range(len(most) // 2)][::-1]
-                    for message in taken:
-                        self._lent.setdefault(message.claimed_by, set()).add(message.pk)
+                taken = self._half(owner)
+                if taken or not self._claiming or not self._cond.wait(timeout):
                     return taken
-                if not self._claiming or not self._cond.wait(timeout):
-                    return []
+
+    def _half(self, owner: str) -> list[Message]:
+        """Half of the most another connection holds, if at least two (holding ``_cond``)."""
+        most = max(
+            (held for name, held in self._held.items() if name != owner), key=len, default=None
+        )
+        if most is None or len(most) < 2:
+            return []
+        taken = [most.pop() for _ in range(len(most) // 2)][::-1]
+        for message in taken:
+            self._lent.setdefault(message.claimed_by, set()).add(message.pk)
+        return taken
 
 
 __all__ = ["Pool"]

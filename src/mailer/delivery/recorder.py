@@ -13,12 +13,14 @@ no batch is waited for.
 
 What a crash sends twice is what a server accepted and the database had not
 committed yet. The ``Gate`` keeps that small across a worker's delivery
-connections. Before a message is handed to a server:
+connections. Before a message is handed over (``admit``; for SMTP, before its
+final "." is written -- its envelope and content go meanwhile, while the
+previous results are being written):
 
 * a connection may always have one message going, and more only while its
   unwritten results are worth less than ``AHEAD_SECONDS`` of its sending --
-  so against a slow server each message waits for the commit of the one
-  before it, and a crash re-sends at most one per connection;
+  so against a slow server each message's final "." waits for the commit of
+  the one before it, and a crash re-sends at most one per connection;
 * in all, no more than ``EXPOSED_LIMIT`` messages are sent or being sent
   without their result committed.
 
@@ -67,7 +69,8 @@ class Gate:
 
     def __init__(self, limit: int = EXPOSED_LIMIT) -> None:
         self.limit = limit
-        self.cond = threading.Condition()
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)  # the connections wait here, for writes
         self.exposed: dict[str, int] = {}  # owner -> messages admitted, results not committed
         self.failing: set[str] = set()  # owners whose recorder cannot write
         # A connection waits to be admitted: write what there is. Cleared by every
@@ -104,6 +107,46 @@ def group_size(seconds_per_message: float | None, limit: int = EXPOSED_LIMIT) ->
     return max(1, allowance(seconds_per_message, limit) - 1)
 
 
+class Admission:
+    """One message's way past the gate, asked for by the transport at the last moment
+    (its ``hand_over``): for SMTP just before the final ".", so that waiting for the
+    results before it to be committed overlaps with the envelope's round trips. Keeps
+    what the engine needs after the attempt: whether it was admitted, how long it
+    waited (not the server's time), and what asking raised (for the engine to raise
+    once the transport has left the server)."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        owner: str,
+        seconds_per_message: float | None,
+        give_up_after: float | None,
+    ) -> None:
+        self.recorder = recorder
+        self.owner = owner
+        self.seconds_per_message = seconds_per_message
+        self.give_up_after = give_up_after
+        self.admitted = False
+        self.waited = 0.0
+        self.error: BaseException | None = None
+
+    def __call__(self, wait: bool) -> bool:
+        """May the message go (``Recorder.admit``)? False, too, once asking has raised."""
+        if self.error is not None:
+            return False
+        began = time.monotonic()
+        try:
+            self.admitted = self.recorder.admit(
+                self.seconds_per_message, self.give_up_after, self.owner, wait=wait
+            )
+        except BaseException as error:  # raised by the engine, out of the transport
+            self.error = error
+            return False
+        finally:
+            self.waited += time.monotonic() - began
+        return self.admitted
+
+
 class Recorder:
     """Writes the results of delivery connections as they come (see the module's docs).
 
@@ -131,6 +174,9 @@ class Recorder:
         self.outage = outage or Outage(logger)
         self.stop = stop or threading.Event()
         self._part = f"recording results of {owner}"
+        # The recorder's thread waits here for work: handing a result over wakes it
+        # alone, not every connection waiting for a write.
+        self._work = threading.Condition(self.gate.lock)
         self._pending: list[_Item] = []
         self._owners: set[str] = {owner}  # connections whose results it wrote
         self._first_pending = 0.0  # when the oldest pending result was handed over
@@ -161,9 +207,12 @@ class Recorder:
         with self.gate.cond:
             return {message.pk for message, _, _ in self._writing + self._pending}
 
-    def add(self, message: Message, outcome: Outcome, owner: str | None = None) -> None:
+    def add(
+        self, message: Message, outcome: Outcome, owner: str | None = None, *, admitted: bool = True
+    ) -> None:
         """Hand over one result of connection ``owner``; it is written as soon as the
-        recorder can."""
+        recorder can. ``admitted``: the message was admitted (``admit``) before it went;
+        one that never reached a server is counted here, as every result is until written."""
         item = (message, outcome, owner or self.owner)
         if self._thread is None:
             self._pending.append(item)
@@ -171,24 +220,29 @@ class Recorder:
                 self._write_here()
             return
         with self.gate.cond:
+            if not admitted:
+                self.gate.exposed[item[2]] = self.gate.exposed.get(item[2], 0) + 1
             if not self._pending:
                 self._first_pending = time.monotonic()
             self._pending.append(item)
             if len(self._pending) >= self._group:
-                self.gate.cond.notify_all()
+                self._work.notify()
 
     def admit(
         self,
         seconds_per_message: float | None,
         give_up_after: float | None = None,
         owner: str | None = None,
+        *,
+        wait: bool = True,
     ) -> bool:
         """Wait until connection ``owner``, sending a message in ``seconds_per_message``,
         may hand a server another one.
 
         False when ``stop`` was set, or when recording failed while waiting:
         the claims in hand may have lapsed meanwhile, so the caller gives them
-        back and claims again.
+        back and claims again. Without ``wait``: False when it would have to wait
+        (the write it waits for is started).
         """
         if self._thread is None:
             return not self.stop.is_set()
@@ -213,17 +267,10 @@ class Recorder:
                 self._give_up_if_due(give_up_after)
                 if not gate.wanted:
                     gate.wanted = True
-                    gate.cond.notify_all()
+                    self._work.notify()
+                if not wait:
+                    return False
                 gate.cond.wait(0.1)
-
-    def withdraw(self, owner: str | None = None) -> None:
-        """The message connection ``owner`` was admitted last was not handed to a server
-        after all (its alias's quota was used up): it has no result to wait for."""
-        if self._thread is None:
-            return
-        with self.gate.cond:
-            self.gate.exposed[owner or self.owner] -= 1
-            self.gate.cond.notify_all()
 
     def flush(self, give_up_after: float | None = None, owner: str | None = None) -> None:
         """Return once everything handed over is written (or raise ``DatabaseUnreachable``);
@@ -233,7 +280,7 @@ class Recorder:
             return
         with self.gate.cond:
             self._flushing = True
-            self.gate.cond.notify_all()
+            self._work.notify()
             try:
                 while self._pending or self._writing:
                     self._raise_crash()
@@ -260,6 +307,7 @@ class Recorder:
                 self.gate.exposed[owner] = 0
             self.gate.failing.discard(self.owner)
             self.gate.cond.notify_all()
+            self._work.notify()
         lost = [
             (message.pk, outcome.message_id or message.stored_message_id or "")
             for message, outcome, _ in unwritten
@@ -279,7 +327,7 @@ class Recorder:
             return
         with self.gate.cond:
             self._closing = True
-            self.gate.cond.notify_all()
+            self._work.notify()
         # A write stuck on an unreachable database is not waited for (a daemon thread).
         self._thread.join(timeout=0.5 if self.abandoned else 30)
         with self.gate.cond:
@@ -327,7 +375,7 @@ class Recorder:
             while not self.abandoned:
                 with gate.cond:
                     while (wait := self._due()) != 0 and not (self._closing and not self._pending):
-                        gate.cond.wait(wait)
+                        self._work.wait(wait)
                     if not self._pending:
                         return
                     batch, self._pending = self._pending, []
@@ -401,6 +449,7 @@ __all__ = [
     "AHEAD_SECONDS",
     "EXPOSED_LIMIT",
     "GROUP_SECONDS",
+    "Admission",
     "Gate",
     "Recorder",
     "allowance",

@@ -1,7 +1,8 @@
 """One delivery connection, opened once and reused for every message of a run.
 
 For Django's SMTP backend (and subclasses) the SMTP conversation is held
-here, recipient by recipient, so that each recipient's reply is kept: when
+by mailer (``mailer.delivery.conversation``), recipient by recipient, so that
+each recipient's reply is kept: when
 the server refuses some RCPT TO and accepts others, the message goes to the
 accepted ones and the refused ones are recorded. Django's own ``_send``
 discards those replies. Other backends (console, locmem, ESP APIs) get
@@ -11,9 +12,7 @@ django-anymail, by its status per recipient (``mailer.esp``).
 
 from __future__ import annotations
 
-import abc
 import contextlib
-import re
 import smtplib
 import time
 from email.utils import parseaddr
@@ -26,7 +25,8 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from mailer import compat
 from mailer.conf import settings
 from mailer.delivery import backends, esp
-from mailer.delivery.classify import breaks_connection, classify, exception_name, verdict_for_code
+from mailer.delivery.classify import breaks_connection, classify, exception_name
+from mailer.delivery.conversation import HandOver, NotHandedOver, converse, no_delay
 from mailer.exceptions import MailerError, UndecodableMessage
 from mailer.message import codec
 from mailer.message.letter import Letter
@@ -85,6 +85,7 @@ class Transport:
                 self.opened += 1
                 if self.backend.connection is None:  # fail_silently swallowed an error
                     raise smtplib.SMTPConnectError(421, b"the backend could not connect")
+                no_delay(self.backend.connection)
             self.last_used = time.monotonic()
         elif not getattr(self, "_open_called", False):
             self.backend.open()
@@ -134,12 +135,18 @@ class Transport:
 
     # -- sending --------------------------------------------------------------------
 
-    def send(self, letter: Letter, recipients: list[str]) -> Outcome:
+    def send(
+        self, letter: Letter, recipients: list[str], hand_over: HandOver | None = None
+    ) -> Outcome:
         """Deliver ``letter`` to ``recipients``; return the outcome, or raise.
 
         An SMTP server is sent the letter's bytes, rendered from the stored
         document where the renderer can; any other backend is given the
         ``EmailMessage`` Django rebuilds.
+
+        ``hand_over`` is asked at the last moment (see ``HandOver``): an SMTP server
+        gets the envelope and the content first, the final "." only once it says
+        so; raises ``NotHandedOver`` (the connection closed) when it says no.
 
         Raises what the backend raised for anything that is not a reply to a
         command (connection failures, timeouts, bad data); after a broken
@@ -148,8 +155,14 @@ class Transport:
         try:
             backend = self.connect()
             if isinstance(backend, SMTPBackend):
-                return self._send_smtp(backend, letter, recipients)
+                return self._send_smtp(backend, letter, recipients, hand_over)
+            if hand_over is not None and not hand_over(True):
+                raise NotHandedOver("not handed over: the delivery was called off")
             return self._send_other(backend, letter.email, recipients)
+        except NotHandedOver:
+            if self.smtp:
+                self.close()  # left in the middle of DATA: the next message reconnects
+            raise
         except BaseException as error:
             if breaks_connection(error) or esp.misconfigured(error):
                 self.close()
@@ -174,7 +187,13 @@ class Transport:
             outcome.sent_data = _as_sent(message)
         return outcome
 
-    def _send_smtp(self, backend: SMTPBackend, letter: Letter, recipients: list[str]) -> Outcome:
+    def _send_smtp(
+        self,
+        backend: SMTPBackend,
+        letter: Letter,
+        recipients: list[str],
+        hand_over: HandOver | None,
+    ) -> Outcome:
         connection = backend.connection
         assert connection is not None
         with _Rendering():
@@ -197,7 +216,7 @@ class Transport:
                 for address in recipients
             ]
             data = letter.render(utf8=utf8)
-        return _converse(connection, sender, envelope, data, utf8, self.pipelining)
+        return converse(connection, sender, envelope, data, utf8, self.pipelining, hand_over)
 
 
 class _Rendering:
@@ -215,212 +234,6 @@ class _Rendering:
             ) from error
 
 
-def _converse(
-    connection: smtplib.SMTP,
-    sender: str,
-    envelope: list[tuple[str, str]],
-    data: bytes,
-    utf8: bool,
-    pipelining: bool,
-) -> Outcome:
-    """MAIL FROM, one RCPT TO per recipient, DATA: every reply kept."""
-    connection.ehlo_or_helo_if_needed()
-    options: list[str] = []
-    if connection.does_esmtp:
-        if connection.has_extn("size"):
-            options.append(f"SIZE={len(data)}")
-        if utf8:
-            options += ["SMTPUTF8", "BODY=8BITMIME"]
-    dialogue: _Dialogue
-    if pipelining and connection.has_extn("pipelining"):
-        dialogue = _Pipelined(connection, sender, options, [e for _, e in envelope])
-    else:
-        dialogue = _OneByOne(connection, sender, options)
-
-    code, text = dialogue.mail()
-    if code != 250:
-        dialogue.abandon(code)
-        reply = Reply(code, _text(text))
-        verdict = _failure(code)
-        return Outcome(
-            verdict, reply, "", [RecipientResult(a, verdict, reply) for a, _ in envelope]
-        )
-
-    accepted: list[str] = []
-    results: dict[str, RecipientResult] = {}
-    for address, envelope_address in envelope:
-        code, text = dialogue.rcpt(envelope_address)
-        if code in (250, 251):
-            accepted.append(address)
-        else:
-            reply = Reply(code, _text(text))
-            results[address] = RecipientResult(address, _failure(code), reply, refused=code != 421)
-            if code == 421:  # the server is closing: nobody gets this message now
-                connection.close()
-                return Outcome(
-                    Verdict.TRANSIENT,
-                    reply,
-                    "",
-                    [
-                        results.get(a) or RecipientResult(a, Verdict.TRANSIENT, reply)
-                        for a, _ in envelope
-                    ],
-                )
-    if not accepted:
-        dialogue.abandon(0)
-        ordered = [results[a] for a, _ in envelope]
-        verdict = (
-            Verdict.TRANSIENT
-            if any(r.verdict is Verdict.TRANSIENT for r in ordered)
-            else Verdict.PERMANENT
-        )
-        return Outcome(verdict, ordered[0].reply, "", ordered, stage="rcpt")
-
-    code, text = dialogue.data()
-    if code == 354:
-        connection.send(_dot_stuffed(data))
-        code, text = connection.getreply()
-    reply = Reply(code, _text(text))
-    if code != 250:
-        _reset_after(connection, code)
-        for address in accepted:
-            results[address] = RecipientResult(address, _failure(code), reply)
-    else:
-        for address in accepted:
-            results[address] = RecipientResult(address, Verdict.SENT, reply)
-    ordered = [results[a] for a, _ in envelope]
-    if any(r.verdict is Verdict.SENT for r in ordered):
-        # Sent to everyone who accepted it; anyone refused is recorded, and a
-        # transient refusal makes the caller retry for that recipient alone.
-        transient = [r for r in ordered if r.verdict is Verdict.TRANSIENT]
-        return Outcome(
-            Verdict.TRANSIENT if transient else Verdict.SENT,
-            transient[0].reply if transient else reply,
-            "",
-            ordered,
-        )
-    verdict = (
-        Verdict.TRANSIENT
-        if any(r.verdict is Verdict.TRANSIENT for r in ordered)
-        else Verdict.PERMANENT
-    )
-    return Outcome(verdict, reply, "", ordered)
-
-
-class _Dialogue(abc.ABC):
-    """The envelope commands of one message, each reply read when it is wanted."""
-
-    def __init__(self, connection: smtplib.SMTP) -> None:
-        self.connection = connection
-
-    @abc.abstractmethod
-    def mail(self) -> tuple[int, bytes]: ...
-
-    @abc.abstractmethod
-    def rcpt(self, address: str) -> tuple[int, bytes]: ...
-
-    @abc.abstractmethod
-    def data(self) -> tuple[int, bytes]:
-        """The reply to DATA: 354 means the content is awaited."""
-
-    def abandon(self, code: int) -> None:
-        """Give up on this message after a refusal (``code``: the refusal that ended it)."""
-        _reset_after(self.connection, code)
-
-
-class _OneByOne(_Dialogue):
-    """One command, one reply: for servers without PIPELINING (and by choice)."""
-
-    def __init__(self, connection: smtplib.SMTP, sender: str, options: list[str]) -> None:
-        super().__init__(connection)
-        self.sender = sender
-        self.options = options
-
-    def mail(self) -> tuple[int, bytes]:
-        # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
-        self.connection.command_encoding = "utf-8" if "SMTPUTF8" in self.options else "ascii"
-        extra = "".join(f" {option}" for option in self.options)
-        self.connection.putcmd("mail", f"FROM:{_quoted(self.sender)}{extra}")
-        return self.connection.getreply()
-
-    def rcpt(self, address: str) -> tuple[int, bytes]:
-        self.connection.putcmd("rcpt", f"TO:{_quoted(address)}")
-        return self.connection.getreply()
-
-    def data(self) -> tuple[int, bytes]:
-        return self.connection.docmd("data")
-
-
-class _Pipelined(_Dialogue):
-    """RFC 2920: MAIL FROM, every RCPT TO and DATA in one write; replies read in order.
-
-    The content is sent only after DATA was answered 354, so a refused
-    envelope never transfers the message.
-    """
-
-    def __init__(
-        self, connection: smtplib.SMTP, sender: str, options: list[str], recipients: list[str]
-    ) -> None:
-        super().__init__(connection)
-        # As smtplib's mail() does: SMTPUTF8 lets the commands carry UTF-8.
-        connection.command_encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-        extra = "".join(f" {option}" for option in options)
-        commands = [f"MAIL FROM:{_quoted(sender)}{extra}"]
-        commands += [f"RCPT TO:{_quoted(address)}" for address in recipients]
-        commands.append("DATA")
-        connection.send("".join(f"{command}\r\n" for command in commands))
-        self.unread = len(commands)
-
-    def _next(self) -> tuple[int, bytes]:
-        self.unread -= 1
-        return self.connection.getreply()
-
-    def mail(self) -> tuple[int, bytes]:
-        return self._next()
-
-    def rcpt(self, address: str) -> tuple[int, bytes]:
-        return self._next()
-
-    def data(self) -> tuple[int, bytes]:
-        return self._next()
-
-    def abandon(self, code: int) -> None:
-        if code != 421 and self.connection.sock is not None:
-            # The rest of the group was sent: read its replies before anything else.
-            last = 0
-            try:
-                while self.unread:
-                    last, _ = self._next()
-                if last == 354:  # DATA accepted after all: end it with no content
-                    self.connection.send(b".\r\n")
-                    self.connection.getreply()
-            except smtplib.SMTPServerDisconnected:
-                self.connection.close()
-                return
-        super().abandon(code)
-
-
-def _quoted(address: str) -> str:
-    """``<address>`` as smtplib's quoteaddr() makes it, without its parser for a plain one."""
-    return f"<{address}>" if compat.plain_address(address) else smtplib.quoteaddr(address)
-
-
-def _dot_stuffed(data: bytes) -> bytes:
-    """The content as DATA carries it: CRLF line ends, leading dots doubled, ended by a dot."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # (rendered: CRLF already)
-        data = _LINE_ENDS.sub(b"\r\n", data)
-    if data.startswith(b".") or b"\n." in data:
-        data = _LEADING_DOT.sub(b"..", data)
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
-
-
-_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
-
-
 def _needs_smtputf8(address: str) -> bool:
     """Does ``address`` have a non-ASCII local part, which only SMTPUTF8 can carry?
 
@@ -433,25 +246,6 @@ def _needs_smtputf8(address: str) -> bool:
     addr_spec = parseaddr(text)[1] or text
     local = addr_spec.rpartition("@")[0] or addr_spec
     return not local.isascii()
-
-
-def _failure(code: int) -> Verdict:
-    verdict = verdict_for_code(code)
-    return Verdict.TRANSIENT if verdict is Verdict.SENT else verdict
-
-
-def _reset_after(connection: smtplib.SMTP, code: int) -> None:
-    if code == 421 or connection.sock is None:
-        connection.close()
-        return
-    try:
-        connection.rset()
-    except smtplib.SMTPServerDisconnected:
-        connection.close()
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _all(recipients: list[str], verdict: Verdict, reply: Reply) -> list[RecipientResult]:
@@ -495,4 +289,4 @@ def _restrict(message: EmailMessage, recipients: list[str]) -> None:
     message.bcc = [a for a in message.bcc if a.lower() in keep]
 
 
-__all__ = ["Letter", "Transport", "classify"]
+__all__ = ["HandOver", "Letter", "NotHandedOver", "Transport", "classify"]

@@ -6,7 +6,7 @@ The statements are each database's own (``mailer.queue.sql``).
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
@@ -35,11 +35,21 @@ def claim_rows(
         "lease_expires_at": now + datetime.timedelta(seconds=lease),
     }
     due = queryset.due(now).in_send_order()
-    ids = sql.of(queryset.db).claim_ids(queryset, due, limit, claim)
+    return _claimed(queryset, due, limit, claim)
+
+
+def _claimed(
+    queryset: MessageQuerySet, due: MessageQuerySet, limit: int, claim: dict[str, Any]
+) -> list[Message]:
+    """The claim's statements: where the database can, one that also returns the rows."""
+    dialect = sql.of(queryset.db)
+    # Rows over MAILER_MAX_MESSAGE_SIZE come without their data (rows.bounded).
+    if dialect.claim_rows is not None:
+        return dialect.claim_rows(queryset, due, limit, claim, settings.MAX_MESSAGE_SIZE)
+    ids = dialect.claim_ids(queryset, due, limit, claim)
     if not ids:
         return []
     mine = queryset.model.objects.using(queryset.db)
-    # Rows over MAILER_MAX_MESSAGE_SIZE come without their data (rows.bounded).
     claimed = list(bounded(mine.filter(pk__in=ids).in_send_order(), settings.MAX_MESSAGE_SIZE))
     take_bounded(claimed)
     return claimed

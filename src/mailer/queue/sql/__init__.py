@@ -17,12 +17,15 @@ from django.db import connections, models
 from mailer.queue.sql import mysql, postgres, sqlite, standard
 
 if TYPE_CHECKING:
-    from mailer.queue.message import MessageQuerySet
+    from mailer.queue.message import Message, MessageQuerySet
     from mailer.queue.sql.standard import Column
 
     Deleting: TypeAlias = tuple[type[models.Model], Sequence[int]] | None
     InsertFromJson: TypeAlias = Callable[
         [Any, Sequence[models.Field[Any, Any]], str, Deleting], list[Any]
+    ]
+    ClaimRows: TypeAlias = Callable[
+        [MessageQuerySet, MessageQuerySet, int, dict[str, Any], int | None], list[Message]
     ]
 
 T = TypeVar("T")
@@ -71,6 +74,9 @@ class Dialect(Protocol):
 
     @property
     def insert_from_json(self) -> InsertFromJson | None: ...
+
+    @property
+    def claim_rows(self) -> ClaimRows | None: ...
 
 
 DIALECTS: dict[str, Dialect] = {"postgresql": postgres, "mysql": mysql, "sqlite": sqlite}

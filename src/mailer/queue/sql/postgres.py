@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
 
-from mailer.queue.sql.returning import update_returning
+from mailer.queue.sql.returning import rows_returning, update_returning
 
 # The functions this database shares with every other (mailer.queue.sql.Dialect).
 from mailer.queue.sql.standard import IGNORED_KEYS_LOCKED as IGNORED_KEYS_LOCKED
@@ -27,7 +27,7 @@ from mailer.queue.sql.standard import retrying_deadlocks as retrying_deadlocks
 from mailer.queue.sql.standard import waiting_at_most as waiting_at_most
 
 if TYPE_CHECKING:
-    from mailer.queue.message import MessageQuerySet
+    from mailer.queue.message import Message, MessageQuerySet
     from mailer.queue.sql.standard import Column
 
 # The INSERT that queues mail sends the NOTIFY itself (:func:`insert_sql`).
@@ -50,6 +50,17 @@ def claim_ids(
 ) -> list[int]:
     """Mark up to ``limit`` rows of ``due`` with ``claim``; the ids, skipping locked rows."""
     return update_returning(queryset, due, limit, claim, " FOR UPDATE SKIP LOCKED")
+
+
+def claim_rows(
+    queryset: MessageQuerySet,
+    due: MessageQuerySet,
+    limit: int,
+    claim: dict[str, Any],
+    max_size: int | None,
+) -> list[Message]:
+    """``claim_ids``, and the rows claimed read in the same statement."""
+    return rows_returning(queryset, due, limit, claim, " FOR UPDATE SKIP LOCKED", max_size)
 
 
 def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:

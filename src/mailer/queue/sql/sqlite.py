@@ -25,6 +25,10 @@ from mailer.queue.sql.returning import update_returning
 from mailer.queue.sql.standard import CHANNEL as CHANNEL
 from mailer.queue.sql.standard import IGNORED_KEYS_LOCKED as IGNORED_KEYS_LOCKED
 from mailer.queue.sql.standard import any_of as any_of
+
+# Its rows are read by a second statement: a row rewritten by the claim and read in the
+# same statement holds more copies of a large row in this process at once.
+from mailer.queue.sql.standard import claim_rows as claim_rows
 from mailer.queue.sql.standard import insert_from_json as insert_from_json
 from mailer.queue.sql.standard import insert_ignoring as insert_ignoring
 from mailer.queue.sql.standard import insert_sql as insert_sql

@@ -33,6 +33,10 @@ IGNORED_KEYS_LOCKED = False
 # (``mailer.queue.sql.postgres.insert_from_json``); None elsewhere.
 insert_from_json = None
 
+# The claim that reads the rows it claims in the same statement (``claim_ids`` and the
+# rows, ``mailer.queue.sql.returning.rows_returning``); None: ids first, then a SELECT.
+claim_rows = None
+
 
 def claim_ids(
     queryset: MessageQuerySet, due: MessageQuerySet, limit: int, claim: dict[str, Any]
