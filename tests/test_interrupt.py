@@ -26,10 +26,11 @@ LIMIT = 1.0  # seconds the claim may wait
 ROOM = 15.0  # a busy machine's margin on top; a statement nothing ends waits forever
 
 
-def claim_under_deadline() -> float:
+def claim_under_deadline(idle_first: float = 0.0) -> float:
     """Claim under a deadline, in a thread of its own as each delivery connection
     has; how long it took to fail. A claim that never comes back fails the test
-    (when the lock is given up) instead of hanging it."""
+    (when the lock is given up) instead of hanging it. ``idle_first``: seconds the
+    block spends outside any statement before it claims."""
     took: list[float] = []
     errors: list[BaseException] = []
 
@@ -37,6 +38,7 @@ def claim_under_deadline() -> float:
         started = time.monotonic()
         try:
             with deadline("default", LIMIT):
+                time.sleep(idle_first)
                 Message.objects.claim("worker-under-deadline", 10, lease=60)
         except DatabaseError:
             took.append(time.monotonic() - started)
@@ -62,6 +64,13 @@ class TestDeadline:
         Message.objects.enqueue(batch(3))
         took = claim_under_deadline()
         assert took >= LIMIT * 0.9, f"interrupted after {took:.2f} s, before its deadline"
+        assert Message.objects.filter(claimed_by="worker-under-deadline").count() == 0
+
+    def test_a_statement_started_after_the_deadline_is_interrupted_too(self) -> None:
+        """The first interrupt finds no statement running (it ends nothing); the
+        claim that follows is interrupted all the same."""
+        Message.objects.enqueue(batch(3))
+        claim_under_deadline(idle_first=LIMIT + 0.5)
         assert Message.objects.filter(claimed_by="worker-under-deadline").count() == 0
 
     def test_a_statement_that_finishes_in_time_is_not_interrupted(self) -> None:

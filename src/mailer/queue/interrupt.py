@@ -2,15 +2,15 @@
 
 ``send_mail`` gives up on a database that stops answering within
 ``MAILER_RECORD_TIMEOUT``, also when the statement it waits for hangs (on a
-lock held elsewhere, say). ``deadline`` bounds the statements this thread
-runs in a block, each database its own way (``mailer.queue.sql``): on
-PostgreSQL, MySQL and MariaDB a timer interrupts the one
-running when the time is up (a cancel request, or ``KILL QUERY`` over a second
-connection); on SQLite, whose wait for another process's lock nothing
-interrupts, the busy timeout is shortened for the block. Either way the
-statement raises a ``DatabaseError`` like any other failure. Where the server cannot be reached
-at all, the driver's own timeouts (connect and TCP keepalive settings) are
-what ends a hung statement.
+lock held elsewhere, say). ``deadline`` bounds the statements this thread runs
+in a block, each database its own way (``mailer.queue.sql``): on PostgreSQL,
+MySQL and MariaDB a timer interrupts the one running when the time is up (a
+cancel request, or ``KILL QUERY`` over a second connection), and again each
+second until the block ends; on SQLite, whose wait for another process's lock
+nothing interrupts, the busy timeout is shortened for the block. Either way the
+statement raises a ``DatabaseError`` like any other failure. Where the server
+cannot be reached at all, the driver's own timeouts (connect and TCP keepalive
+settings) are what ends a hung statement.
 """
 
 from __future__ import annotations
@@ -40,20 +40,35 @@ def deadline(using: str, seconds: float | None) -> Iterator[None]:
         if interrupt is None:
             yield
             return
-        timer = threading.Timer(max(seconds, 0.0), _interrupt, args=(interrupt, using))
-        timer.daemon = True
-        timer.start()
+        over = threading.Event()
+        watch = threading.Thread(
+            target=_interrupt_until, args=(interrupt, using, seconds, over), daemon=True
+        )
+        watch.start()
         try:
             yield
         finally:
-            timer.cancel()
+            over.set()
 
 
-def _interrupt(interrupt: Callable[[], None], using: str) -> None:
-    try:
-        interrupt()
-    except Exception as error:  # the database may be beyond reach: nothing more to do
-        logger.warning("could not interrupt a statement on %s: %s", using, error)
+AGAIN = 1.0  # seconds between interrupts while the block goes on past its deadline
+
+
+def _interrupt_until(
+    interrupt: Callable[[], None], using: str, seconds: float, over: threading.Event
+) -> None:
+    """After ``seconds``, interrupt until the block is over: one interrupt may land
+    between two statements of the block, where it ends neither."""
+    if over.wait(max(seconds, 0.0)):
+        return
+    while True:
+        try:
+            interrupt()
+        except Exception as error:  # the database may be beyond reach: nothing more to do
+            logger.warning("could not interrupt a statement on %s: %s", using, error)
+            return
+        if over.wait(AGAIN):
+            return
 
 
 __all__ = ["deadline"]
