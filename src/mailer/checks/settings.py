@@ -42,27 +42,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 @register(TAG)
 def check_error_handling(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """mailer.E005: the error handler or a classifier cannot be imported."""
-    messages: list[CheckMessage] = []
     paths: list[tuple[str, str]] = []
     if valid(MailerSettings.ERROR_HANDLER):
         paths.append(("MAILER_ERROR_HANDLER", settings.ERROR_HANDLER))
     if valid(MailerSettings.ERROR_CLASSIFIERS):
         paths.extend(("MAILER_ERROR_CLASSIFIERS", path) for path in settings.ERROR_CLASSIFIERS)
-    for name, path in paths:
-        problem = import_problem(path)
-        if problem is None and not callable(import_string(path)):
-            problem = "it is not callable"
-        if problem:
-            messages.append(
-                Error(
-                    f"{name}: {path!r} cannot be used: {problem}",
-                    hint="Give the dotted path of a function that is installed "
-                    "(see README.md's settings table for its signature).",
-                    id="mailer.E005",
-                    obj=name,
-                )
-            )
-    return messages
+    unusable = [(name, path, _call_problem(path)) for name, path in paths]
+    return [
+        Error(
+            f"{name}: {path!r} cannot be used: {problem}",
+            hint="Give the dotted path of a function that is installed "
+            "(see README.md's settings table for its signature).",
+            id="mailer.E005",
+            obj=name,
+        )
+        for name, path, problem in unusable
+        if problem
+    ]
+
+
+def _call_problem(path: str) -> str | None:
+    """Why the function at dotted ``path`` cannot be called, or None if it can."""
+    problem = import_problem(path)
+    if problem is None and not callable(import_string(path)):
+        return "it is not callable"
+    return problem
 
 
 @register(TAG)
