@@ -92,12 +92,130 @@ run_cells() {  # run_cells ENV [pytest args...]: every database's cell for one D
         fi
     done
 }
+# The checks that are not a cell: each writes its verdict to the stream's results file.
+record() {  # record ENV STATUS "summary when passed" "name when failed" ["summary when 5"]
+    if [ "$2" = 0 ]; then
+        echo "OK $3" >> "$results/$1"
+    elif [ "$2" = 5 ] && [ -n "${5:-}" ]; then
+        echo "OK $5" >> "$results/$1"
+    else
+        echo "FAIL $4" >> "$results/$1"
+    fi
+}
+
+# django-mailer 2.3.2's own tests of its commands, backend and engine, run against mailer
+# (SQLite in memory, a few seconds); its deliberate differences are expected failures.
+django_mailer_suite() {
+    local start status=0
+    echo "=== django-mailer's own tests / dj52 ==="
+    start=$(date +%s)
+    .venvs/dj52/bin/python scripts/django_mailer_suite.py "$@" || status=$?
+    record "$stream" "$status" "django-mailer's tests: passed in $(( $(date +%s) - start ))s" \
+        "django-mailer's tests" "django-mailer's tests: no test selected"
+}
+
+# The browser tests start the demo project themselves (SQLite): one run, not one per database.
+browser() {
+    local start status=0
+    echo "=== browser / dj61 / demo project on SQLite ==="
+    if ! ensure_chromium; then
+        if [ "${CI:-}" = "true" ]; then
+            echo "FAIL: no Chromium at ${MAILER_CHROMIUM:-/usr/bin/chromium}" >&2
+            echo "FAIL browser (no chromium)" >> "$results/$stream"
+        else
+            echo "SKIP: no Chromium at ${MAILER_CHROMIUM:-/usr/bin/chromium} (apt-get install chromium); the browser tests are not run" >&2
+            echo "OK browser: skipped, no chromium" >> "$results/$stream"
+        fi
+        return
+    fi
+    mkdir -p "$MAILER_SCREENSHOTS"
+    rm -f "$MAILER_SCREENSHOTS"/*.png
+    start=$(date +%s)
+    .venvs/dj61/bin/python -W error -m pytest -q -p no:cacheprovider tests/browser "$@" || status=$?
+    record "$stream" "$status" \
+        "browser: passed in $(( $(date +%s) - start ))s, screenshots in $MAILER_SCREENSHOTS" \
+        browser "browser: no test selected"
+}
+
+# The distribution as a user gets it: sdist and wheel built and checked, the wheel installed
+# in a fresh virtualenv outside the checkout, the demo run from it (scripts/package.sh).
+package() {
+    local start status=0
+    echo "=== package ==="
+    start=$(date +%s)
+    bash scripts/package.sh || status=$?
+    record "$stream" "$status" "package: built, checked, installed and run in $(( $(date +%s) - start ))s" package
+}
+
+# The benchmark's correctness mode: tiny sizes, ours, django-mailer's and post-office's,
+# every message delivered exactly once (bench/run.sh; no timing is judged).
+bench_check() {
+    local start status=0 db port bench_dbs=()
+    echo "=== bench/run.sh --check ==="
+    for db in $dbs; do
+        port=$(port_for "$db")
+        if [ -z "$port" ] || answers "$port"; then bench_dbs+=(--db "$db"); fi
+    done
+    start=$(date +%s)
+    bash bench/run.sh --check "${bench_dbs[@]}" || status=$?
+    record "$stream" "$status" "bench --check: passed in $(( $(date +%s) - start ))s" "bench --check"
+}
+
+lint() {
+    local status
+    echo "=== ruff, mypy, lint-imports ==="
+    status=0
+    { .venvs/dj61/bin/ruff check . && .venvs/dj61/bin/ruff format --check .; } || status=$?
+    record "$stream" "$status" "ruff: clean" ruff
+    status=0
+    .venvs/dj61/bin/mypy || status=$?
+    record "$stream" "$status" "mypy --strict: clean" mypy
+    # The rooms' import directions (pyproject.toml [tool.importlinter]).
+    status=0
+    .venvs/dj61/bin/lint-imports --no-cache || status=$?
+    record "$stream" "$status" "lint-imports: contracts kept" import-linter
+}
+
+docs() {
+    local status=0
+    echo "=== docs ==="
+    if [ ! -x .venvs/docs/bin/python ]; then
+        "$py312" -m venv .venvs/docs
+    fi
+    .venvs/docs/bin/python -m pip install -q --disable-pip-version-check -e ".[docs]" "Django>=6.1,<6.2" \
+        2>&1 | grep -v "^WARNING: Location" || true
+    .venvs/docs/bin/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html || status=$?
+    record "$stream" "$status" "docs: built without warnings" docs
+}
+
+export MAILER_SCREENSHOTS=${MAILER_SCREENSHOTS:-$PWD/.ci/artifacts/screenshots}
+# Each stream runs its cells, then its share of the other checks: Django 5.2's stream
+# django-mailer's own tests, the package and the benchmark's check; Django 6.1's the
+# browser, the linters and the docs (all of them on the one stream there is, if one).
+stream_run() {  # stream_run ENV [pytest args...]
+    local stream=$1
+    run_cells "$@"
+    shift
+    if [ "$stream" = dj52 ]; then
+        django_mailer_suite "$@"
+    fi
+    if [ "$stream" = dj52 ] || [[ " $djangos " != *" dj52 "* ]]; then
+        [ -n "${MAILER_SKIP_PACKAGE:-}" ] || package
+        [ -n "${MAILER_SKIP_BENCH:-}" ] || bench_check
+    fi
+    if [ "$stream" = dj61 ]; then
+        browser "$@"
+        lint
+        docs
+    fi
+}
+
 if [ -n "${MAILER_TEST_SERIAL:-}" ]; then
-    for env in $djangos; do run_cells "$env" "$@"; done
+    for env in $djangos; do stream_run "$env" "$@"; done
 else
     pids=()
     for env in $djangos; do
-        run_cells "$env" "$@" > "$results/$env.log" 2>&1 &
+        stream_run "$env" "$@" > "$results/$env.log" 2>&1 &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid" || true; done
@@ -113,105 +231,6 @@ for env in $djangos; do
         fi
     done < "$results/$env"
 done
-
-# django-mailer 2.3.2's own tests of its commands, backend and engine, run against mailer
-# (SQLite in memory, a few seconds); its deliberate differences are expected failures.
-if [[ " $djangos " == *" dj52 "* ]]; then
-    echo "=== django-mailer's own tests / dj52 ==="
-    start=$(date +%s)
-    status=0
-    .venvs/dj52/bin/python scripts/django_mailer_suite.py "$@" || status=$?
-    if [ "$status" = 0 ]; then
-        summary+=("django-mailer's tests: passed in $(( $(date +%s) - start ))s")
-    elif [ "$status" = 5 ]; then
-        summary+=("django-mailer's tests: no test selected")
-    else
-        failed+=("django-mailer's tests")
-        summary+=("django-mailer's tests: FAILED")
-    fi
-fi
-
-# The browser tests start the demo project themselves (SQLite): one run, not one per database.
-if [[ " $djangos " == *" dj61 "* ]]; then
-    echo "=== browser / dj61 / demo project on SQLite ==="
-    export MAILER_SCREENSHOTS=${MAILER_SCREENSHOTS:-$PWD/.ci/artifacts/screenshots}
-    if ! ensure_chromium; then
-        if [ "${CI:-}" = "true" ]; then
-            echo "FAIL: no Chromium at ${MAILER_CHROMIUM:-/usr/bin/chromium}" >&2
-            failed+=("browser (no chromium)")
-        else
-            echo "SKIP: no Chromium at ${MAILER_CHROMIUM:-/usr/bin/chromium} (apt-get install chromium); the browser tests are not run" >&2
-            summary+=("browser: skipped, no chromium")
-        fi
-    else
-        mkdir -p "$MAILER_SCREENSHOTS"
-        rm -f "$MAILER_SCREENSHOTS"/*.png
-        start=$(date +%s)
-        status=0
-        .venvs/dj61/bin/python -W error -m pytest -q -p no:cacheprovider tests/browser "$@" || status=$?
-        if [ "$status" = 0 ]; then
-            summary+=("browser: passed in $(( $(date +%s) - start ))s, screenshots in $MAILER_SCREENSHOTS")
-        elif [ "$status" = 5 ]; then
-            summary+=("browser: no test selected")
-        else
-            failed+=("browser")
-            summary+=("browser: FAILED")
-        fi
-    fi
-fi
-
-# The distribution as a user gets it: sdist and wheel built and checked, the wheel installed
-# in a fresh virtualenv outside the checkout, the demo run from it (scripts/package.sh).
-if [ -z "${MAILER_SKIP_PACKAGE:-}" ]; then
-    echo "=== package ==="
-    start=$(date +%s)
-    if bash scripts/package.sh; then
-        summary+=("package: built, checked, installed and run in $(( $(date +%s) - start ))s")
-    else
-        failed+=("package")
-        summary+=("package: FAILED")
-    fi
-fi
-
-# The benchmark's correctness mode: tiny sizes, ours, django-mailer's and post-office's,
-# every message delivered exactly once (bench/run.sh; no timing is judged).
-if [ -z "${MAILER_SKIP_BENCH:-}" ]; then
-    echo "=== bench/run.sh --check ==="
-    bench_dbs=()
-    for db in $dbs; do
-        port=$(port_for "$db")
-        if [ -z "$port" ] || answers "$port"; then bench_dbs+=(--db "$db"); fi
-    done
-    start=$(date +%s)
-    if bash bench/run.sh --check "${bench_dbs[@]}"; then
-        summary+=("bench --check: passed in $(( $(date +%s) - start ))s")
-    else
-        failed+=("bench --check")
-        summary+=("bench --check: FAILED")
-    fi
-fi
-
-if [[ " $djangos " == *" dj61 "* ]]; then
-    echo "=== ruff, mypy, lint-imports ==="
-    .venvs/dj61/bin/ruff check . && .venvs/dj61/bin/ruff format --check . \
-        || failed+=("ruff")
-    .venvs/dj61/bin/mypy || failed+=("mypy")
-    # The rooms' import directions (pyproject.toml [tool.importlinter]).
-    .venvs/dj61/bin/lint-imports --no-cache || failed+=("import-linter")
-
-    echo "=== docs ==="
-    if [ ! -x .venvs/docs/bin/python ]; then
-        "$py312" -m venv .venvs/docs
-    fi
-    .venvs/docs/bin/python -m pip install -q --disable-pip-version-check -e ".[docs]" "Django>=6.1,<6.2" \
-        2>&1 | grep -v "^WARNING: Location" || true
-    if .venvs/docs/bin/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html; then
-        summary+=("docs: built without warnings")
-    else
-        failed+=("docs")
-        summary+=("docs: FAILED")
-    fi
-fi
 
 printf '%s\n' "${summary[@]}"
 if [ "${#failed[@]}" -gt 0 ]; then
