@@ -302,8 +302,10 @@ def cmd_wakeup(k: int, prefix: str, control: int, gap: float, timeout: float = 3
         for i in range(k):
             time.sleep(gap * (0.5 + rng.random()))  # the worker is idle, at a random phase
             token = f"tok-{prefix}-{i}"
-            with transaction.atomic():
-                mail.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
+            # Queued in autocommit: committed when it returns. (Inside a transaction of
+            # its own, SQLite's deferred one cannot upgrade to a writer once the idle
+            # worker has written: "database is locked" at once; docs/troubleshooting.rst.)
+            mail.send_mail(subject(prefix, i), BODY, FROM, [recipient(i)])
             committed = time.monotonic()
             deadline = committed + timeout
             while True:
