@@ -63,6 +63,15 @@ def start(command: list[str], smtp_port: int, **extra: str) -> Child:
     return spawn([sys.executable, "-m", "django", *command], command_env(smtp_port, **extra))
 
 
+def workers_until_idle(
+    count: int, smtp_port: int, timeout: float = 120, **extra: str
+) -> list[tuple[int, str, str]]:
+    """Run ``count`` ``runmailer --exit-when-idle`` side by side until each exits;
+    their (exit code, stdout, stderr)."""
+    procs = [start(["runmailer", "--exit-when-idle"], smtp_port, **extra) for _ in range(count)]
+    return [wait(proc, timeout) for proc in procs]
+
+
 def spawn(argv: list[str], env: dict[str, str], new_session: bool = False) -> Child:
     """Start ``argv`` in the checkout, in the background (in a session of its own if asked)."""
     out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by Child.output)

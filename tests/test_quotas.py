@@ -193,12 +193,7 @@ class TestManyWorkers(MailAssertions):
     def test_workers_give_back_what_they_took_of_a_large_quota_and_did_not_send(self) -> None:
         tokens = queue_many(33)
         env = processes.settings_env(quotas={delivery_alias(): {"per_day": 10_000}})
-        procs = [
-            processes.start(["runmailer", "--exit-when-idle"], self.server.port, **env)
-            for _ in range(2)
-        ]
-        for proc in procs:
-            code, _, err = processes.wait(proc, timeout=120)
+        for code, _, err in processes.workers_until_idle(2, self.server.port, **env):
             assert code == 0, err[-2000:]
 
         self.assert_each_delivered_once(tokens)

@@ -135,12 +135,7 @@ class TestManyWorkers(MailAssertions):
     def test_several_workers_deliver_each_message_exactly_once(self) -> None:
         count, workers = (10_000, 4) if vendor() != "sqlite" else (2_000, 2)
         tokens = queue_many(count)
-        procs = [
-            processes.start(["runmailer", "--exit-when-idle"], self.server.port)
-            for _ in range(workers)
-        ]
-        outputs = [processes.wait(p, timeout=300) for p in procs]
-        for code, _, err in outputs:
+        for code, _, err in processes.workers_until_idle(workers, self.server.port, timeout=300):
             assert code == 0, err[-2000:]
             assert "database is locked" not in err
         self.assert_each_delivered_once(tokens)
@@ -161,12 +156,7 @@ class TestManyWorkers(MailAssertions):
         tokens = queue_many(30)
         env = settings_env(rate_limit=20)
         started = time.monotonic()
-        procs = [
-            processes.start(["runmailer", "--exit-when-idle"], self.server.port, **env)
-            for _ in range(2)
-        ]
-        for proc in procs:
-            code, _, err = processes.wait(proc, timeout=120)
+        for code, _, err in processes.workers_until_idle(2, self.server.port, **env):
             assert code == 0, err[-2000:]
         elapsed = time.monotonic() - started
         self.assert_each_delivered_once(tokens)
