@@ -51,7 +51,11 @@ def describe(
     busy = [c for c in timeline if c["accepts"]]
     firsts = sorted(c["accepts"][0] - started for c in busy)
     lasts = sorted(c["accepts"][-1] - started for c in busy)
-    gaps = [b - a for c in busy for a, b in itertools.pairwise(c["accepts"])]
+    # Between accepts on one connection (django-mailer opens one connection per message:
+    # then between accepts, whatever connection they came over).
+    gaps = [b - a for c in busy for a, b in itertools.pairwise(c["accepts"])] or [
+        b - a for a, b in itertools.pairwise(accepts)
+    ]
     print(
         f"{label}: {len(accepts)}/{n} in {total:.3f} s = {n / total:.0f} msg/s; "
         f"{len(timeline)} connections; first accept {firsts[0]:.3f} s, all busy by "
