@@ -191,7 +191,8 @@ class Delivery:
         finally:
             pool.close()
             self._dont_send = None
-            self._give_back(pool)
+            if not recorder.abandoned:  # else the database is not asked again
+                self._give_back(pool)
             recorder.close()
             self.recorder = None
             caller = connections[self.using]
@@ -228,7 +229,9 @@ class Delivery:
         self.pool.prime({owner: claimed[n :: len(owners)] for n, owner in enumerate(owners)})
 
     def _give_back(self, pool: Pool) -> None:
-        """Give back what connections that never ran were handed (``_prime``)."""
+        """Give back what connections that never ran were handed (``_prime``). After
+        giving up on the database, nothing is: the claims come back when their lease
+        ends, or at once when a run starts again on this host."""
         left = [message for owner in pool.owners() for message in pool.drop_all(owner)]
         owners: dict[str, list[int]] = {}
         for message in left:
