@@ -22,6 +22,8 @@ The control port speaks one JSON object per line, answered by one JSON line:
     {"cmd": "times", "tokens": ["p-0"]}            accept time of each token (null: not yet)
     {"cmd": "dupes"}                               tokens accepted more than once: for
                                                    each copy, when its connection opened
+    {"cmd": "timeline"}                            per connection, in the order they opened:
+                                                   when it opened, and each accept's time
     {"cmd": "quit"}
 """
 
@@ -57,9 +59,12 @@ class State:
         # brought it was opened.
         self.opened: dict[bytes, list[float]] = {}
         self.first_opened: dict[bytes, float] = {}
+        self.accepts: dict[int, list[float]] = {}  # connection number -> accept times
+        self.opened_at: dict[int, float] = {}  # connection number -> when it opened
 
-    def accept(self, data: bytes, opened: float = 0.0) -> None:
+    def accept(self, data: bytes, opened: float = 0.0, connection: int = 0) -> None:
         now = time.monotonic()
+        self.accepts.setdefault(connection, []).append(now)
         self.messages += 1
         self.bytes += len(data)
         if self.first is None:
@@ -142,6 +147,8 @@ class SMTPSession(asyncio.Protocol):
         self.scan = 0
         self.opened = time.monotonic()
         STATE.connections += 1
+        self.number = STATE.connections
+        STATE.opened_at[self.number] = self.opened
         transport.write(b"220 sink ESMTP ready\r\n")
 
     def data_received(self, data: bytes) -> None:
@@ -163,7 +170,7 @@ class SMTPSession(asyncio.Protocol):
                 message, rest = bytes(self.buffer[2 : at + 2]), self.buffer[at + 5 :]
                 self.buffer = bytearray(rest)
                 self.in_data = False
-                STATE.accept(message, self.opened)
+                STATE.accept(message, self.opened, self.number)
                 if STATE.latency > 0:
                     self.busy = True
                     asyncio.get_running_loop().call_later(STATE.latency, self._answer_data)
@@ -236,6 +243,11 @@ async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             answer = {t: STATE.times.get(t.encode()) for t in request["tokens"]}
         elif command == "dupes":
             answer = {t.decode(): opened for t, opened in STATE.opened.items()}
+        elif command == "timeline":
+            answer = [
+                {"opened": opened, "accepts": STATE.accepts.get(number, [])}
+                for number, opened in sorted(STATE.opened_at.items())
+            ]
         elif command == "quit":
             writer.write(b'{"ok": true}\n')
             await writer.drain()

@@ -46,6 +46,10 @@ class Sink:
         """Tokens accepted more than once: for each copy, when its connection opened."""
         return self.call("dupes")
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """Per connection, in the order they opened: ``opened`` and its ``accepts`` times."""
+        return self.call("timeline")
+
     def close(self) -> None:
         self.file.close()
         self.sock.close()

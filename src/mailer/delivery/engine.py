@@ -40,7 +40,7 @@ from mailer.delivery.handlers import (
 from mailer.delivery.holds import Holds, Limiter, QuotaReached
 from mailer.delivery.outage import Backoff, Outage
 from mailer.delivery.pool import Pool
-from mailer.delivery.recipients import blocked_recipients, pending_recipients
+from mailer.delivery.recipients import blocked_recipients, dont_send_active, pending_recipients
 from mailer.delivery.recorder import Admission, Gate, Recorder
 from mailer.delivery.tally import SendCounts, Tally
 from mailer.delivery.transport import ConnectionDown, NotHandedOver, Transport
@@ -48,7 +48,6 @@ from mailer.exceptions import DatabaseUnreachable, UndecodableMessage
 from mailer.message.letter import Letter
 from mailer.queue import retry
 from mailer.queue.aliases import alias_problem
-from mailer.queue.dontsend import DontSendEntry
 from mailer.queue.interrupt import deadline
 from mailer.queue.message import Message, MessageQuerySet
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
@@ -83,6 +82,7 @@ class Engine:
         pool: Pool | None = None,
         tally: Tally | None = None,
         recorder: Recorder | None = None,
+        dont_send: bool | None = None,
     ) -> None:
         """``owner`` is the claim owner (see ``mailer.runner.leases``); ``before_send`` the rate
         limiter (``mailer.delivery.holds``); ``share`` how many engines of one worker drain the
@@ -90,12 +90,10 @@ class Engine:
         where they say the database is away, ``pool`` where they share out claimed batches
         at the end of the queue, ``tally`` what they did together (the run's limits;
         ``on_result`` is told) and ``recorder`` what writes their results (without, each
-        engine has its own). With ``give_up_after``, a run that cannot reach the database
-        for that many seconds raises ``DatabaseUnreachable``; without, it waits (until
-        ``stop``).
-
-        An Engine may ``run()`` many times; its delivery connections stay open
-        between runs until ``close()``.
+        engine has its own); ``dont_send``: has the don't-send list entries (the caller just
+        asked, for the first run). With ``give_up_after``, a run that cannot reach the
+        database for that many seconds raises ``DatabaseUnreachable``; else it waits.
+        An Engine may ``run()`` many times; its connections stay open until ``close()``.
         """
         self.owner = owner
         self.queue: MessageQuerySet = queryset if queryset is not None else Message.objects.all()
@@ -117,7 +115,7 @@ class Engine:
         self._seconds_per_message: float | None = None
         self._bytes_per_message: float | None = None
         self._recorder: Recorder | None = None
-        self._check_dont_send = True
+        self._dont_send_known = dont_send
         self._alias_problems: dict[str, str | None] = {}  # per mailer alias, for this engine
         self.share = max(share, 1)
         self.connection_down = False  # the last run stopped: the delivery server was unreachable
@@ -150,7 +148,8 @@ class Engine:
             self._recorder.close()
             self._recorder = None
         try:
-            self._check_dont_send = DontSendEntry.objects.using(self.using).active().exists()
+            known, self._dont_send_known = self._dont_send_known, None
+            self._check_dont_send = dont_send_active(self.using) if known is None else known
             while not self.stop.is_set() and not self._limit_reached():
                 self._release_unfinished([])  # what could not be given back before
                 held = self.pool.take(self.owner, self._claim)

@@ -10,35 +10,88 @@ keeper renews them all), and results are recorded by message id. What a sibling
 took is still its claimer's (``lent``): not a stray to give back. Once a claim
 has found nothing, the others take their share without asking the database
 again first, until a claim finds mail again.
+
+With ``ahead`` (the threaded connections of a ``Delivery``), a connection's next
+claim is made while it sends its last message: as that message is taken, the
+pool's claiming thread, with a database connection of its own, runs the
+connection's claim, and what it brings is that connection's next batch. So a
+connection does not wait for a claim between batches. What a claim brings after
+its connection stopped is given back with the rest (``drop_all`` waits for it).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from django.db import connections
+
 if TYPE_CHECKING:
     from mailer.queue.message import Message
+
+Claim = Callable[[], "list[Message]"]  # a connection's claim of its next batch
 
 
 class Pool:
     """The batches in hand of one process's connections (one per worker or run)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ahead: bool = False) -> None:
         self._cond = threading.Condition()
         self._held: dict[str, deque[Message]] = {}  # owner -> messages not started yet
         self._claiming = 0  # connections between a claim and holding what it returned
         self._lent: dict[str, set[int]] = {}  # owner -> its claims a sibling took, not done
         self._dry = False  # the last claim found nothing due
+        self._claims: dict[str, Claim] = {}  # owner -> its claim, for claiming ahead
+        self._coming: set[str] = set()  # owners whose next claim is on its way
+        self._next: dict[str, list[Message]] = {}  # owner -> its batch claimed ahead
+        self._failed: dict[str, BaseException] = {}  # owner -> what its claim ahead raised
+        self._jobs: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._claimer: threading.Thread | None = None
+        if ahead:
+            self._claimer = threading.Thread(target=self._claim_ahead, name="mailer-claim")
+            self._claimer.daemon = True
+            self._claimer.start()
 
-    def take(self, owner: str, claim: Callable[[], list[Message]]) -> deque[Message]:
+    def close(self) -> None:
+        """Stop the claiming thread (after every connection has stopped)."""
+        if self._claimer is not None:
+            self._jobs.put(None)
+            self._claimer.join()
+            self._claimer = None
+
+    def prime(self, batches: dict[str, list[Message]]) -> None:
+        """Hand each connection its first batch, claimed for all of them at once (by the
+        first): what a connection takes is lent to it by that claimer."""
+        with self._cond:
+            for owner, batch in batches.items():
+                for message in batch:
+                    if message.claimed_by != owner:
+                        self._lent.setdefault(message.claimed_by, set()).add(message.pk)
+                self._next.setdefault(owner, []).extend(batch)
+
+    def owners(self) -> list[str]:
+        """The connections that hold messages, or have a batch waiting for them."""
+        with self._cond:
+            return sorted({*self._held, *self._next})
+
+    def take(self, owner: str, claim: Claim) -> deque[Message]:
         """``owner``'s next messages: what ``claim()`` returns, or when it returns nothing,
         a share of a sibling's (at once, without claiming, while the queue is dry). The
-        deque returned is ``owner``'s batch (empty: done)."""
+        deque returned is ``owner``'s batch (empty: done). A claim made ahead is waited
+        for, and what it raised is raised here."""
         with self._cond:
             held = self._held.setdefault(owner, deque())
+            self._claims[owner] = claim
+            self._cond.wait_for(lambda: owner not in self._coming)
+            failed = self._failed.pop(owner, None)
+            if failed is not None:
+                raise failed
+            if not held and self._next.get(owner):
+                held.extend(self._next.pop(owner))
+                return held  # claimed ahead
             if self._dry and not held:
                 held.extend(self._half(owner))
                 if held:
@@ -62,7 +115,12 @@ class Pool:
     def next(self, held: deque[Message]) -> Message | None:
         """The next message of a batch, or None when it is done (or was shared out)."""
         with self._cond:
-            return held.popleft() if held else None
+            if not held:
+                return None
+            message = held.popleft()
+            if not held and self._claimer is not None and not self._dry:
+                self._ahead(held)
+            return message
 
     def drop(self, held: deque[Message]) -> list[Message]:
         """Everything still held in a batch, taken out of the pool (to be given back)."""
@@ -84,8 +142,12 @@ class Pool:
     def drop_all(self, owner: str) -> list[Message]:
         """Everything ``owner`` still holds, taken out of the pool (to be given back)."""
         with self._cond:
+            self._cond.wait_for(lambda: owner not in self._coming)  # a claim on its way
+            self._failed.pop(owner, None)  # nothing claimed: nothing to give back
+            self._claims.pop(owner, None)
             held = self._held.pop(owner, None)
-        return list(held or ())
+            ahead = self._next.pop(owner, [])
+        return [*(held or ()), *ahead]
 
     def lent(self, owner: str) -> set[int]:
         """``owner``'s claims that siblings took over and have not finished with."""
@@ -111,6 +173,40 @@ class Pool:
                 if taken or not self._claiming or not self._cond.wait(timeout):
                     return taken
 
+    def _ahead(self, held: deque[Message]) -> None:
+        """Have the claiming thread claim the next batch of the connection whose batch
+        ``held`` just ran out (holding ``_cond``)."""
+        owner = next((name for name, mine in self._held.items() if mine is held), None)
+        if owner is None or owner in self._coming or owner not in self._claims:
+            return
+        self._coming.add(owner)
+        self._claiming += 1
+        self._jobs.put(owner)
+
+    def _claim_ahead(self) -> None:
+        """The claiming thread: run each connection's claim asked for, one at a time."""
+        try:
+            while (owner := self._jobs.get()) is not None:
+                with self._cond:
+                    claim = self._claims[owner]
+                claimed: list[Message] = []
+                failed: BaseException | None = None
+                try:
+                    claimed = claim()
+                except BaseException as error:  # raised to the connection, by take()
+                    failed = error
+                with self._cond:
+                    self._claiming -= 1
+                    self._coming.discard(owner)
+                    if failed is not None:
+                        self._failed[owner] = failed
+                    else:
+                        self._dry = not claimed
+                        self._next.setdefault(owner, []).extend(claimed)
+                    self._cond.notify_all()
+        finally:
+            connections.close_all()  # this thread's own database connection
+
     def _half(self, owner: str) -> list[Message]:
         """Half of the most another connection holds, if at least two (holding ``_cond``)."""
         most = max(
@@ -124,4 +220,4 @@ class Pool:
         return taken
 
 
-__all__ = ["Pool"]
+__all__ = ["Claim", "Pool"]

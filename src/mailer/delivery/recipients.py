@@ -57,3 +57,8 @@ def blocked_recipients(batch: list[Message], using: str) -> set[str]:
         for field in ("to", "cc", "bcc"):
             addresses.extend(summary.get(field, ()))
     return DontSendEntry.objects.using(using).blocked(addresses)
+
+
+def dont_send_active(using: str) -> bool:
+    """Has the don't-send list any entry in force? (If not, no batch need be checked.)"""
+    return DontSendEntry.objects.using(using).active().exists()

@@ -23,9 +23,10 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from mailer.conf import mailers_configured, settings
-from mailer.delivery.engine import Engine, SendCounts
+from mailer.delivery.engine import FIRST_BATCH, Engine, SendCounts
 from mailer.delivery.outage import Outage
 from mailer.delivery.pool import Pool
+from mailer.delivery.recipients import dont_send_active
 from mailer.delivery.recorder import Gate, Recorder
 from mailer.delivery.tally import Tally
 from mailer.exceptions import DatabaseUnreachable
@@ -94,6 +95,7 @@ class Delivery:
         self.limiter: RateLimiter | None = None  # while running
         self.recorder: Recorder | None = None  # the connections' one writer, while they run
         self._tally: Tally | None = None  # the run's limits, when its connections run once
+        self._dont_send: bool | None = None  # asked for the connections' first run
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Delivery]:
@@ -144,6 +146,7 @@ class Delivery:
             pool=self.pool,
             tally=self._tally,
             recorder=self.recorder,
+            dont_send=self._dont_send,
         )
 
     def run(
@@ -155,8 +158,9 @@ class Delivery:
         limits count for all, and one connection runs in the caller's thread (inside
         its transaction, if any). With ``slot``, each connection is a thread calling
         ``slot(number, engine)`` (a worker's slot, until stopped). Each connection of
-        several has a thread and a database connection of its own, and one recorder
-        writes the results of all. ``halt()`` (default: set ``stop``) ends the others
+        several has a thread and a database connection of its own, one recorder
+        writes the results of all, and the pool's thread claims each one's next batch
+        while it sends its last message. ``halt()`` (default: set ``stop``) ends the others
         when one raises; then this raises what it raised, after they finished what
         they hold. When several could not reach the database, one
         ``DatabaseUnreachable`` lists all they could not record.
@@ -178,14 +182,65 @@ class Delivery:
             outage=self.outage,
             stop=self.stop,
         )
+        # Each connection's next claim is made while it sends its last message.
+        pool = self.pool = Pool(ahead=True)
         try:
+            if not once:
+                self._prime()
             return self._threads(slot or _once, "send" if once else "slot", halt or self.stop.set)
         finally:
+            pool.close()
+            self._dont_send = None
+            if not recorder.abandoned:  # else the database is not asked again
+                self._give_back(pool)
             recorder.close()
             self.recorder = None
             caller = connections[self.using]
             if caller.connection is not None and not caller.is_usable():
                 caller.close()  # what cut the connections' database connections cut this one too
+
+    def _prime(self) -> None:
+        """Claim every connection's first batch in one statement, and ask once whether the
+        don't-send list has entries, before the connections start: so each has a message
+        going within the first round trip, none waiting first for a claim or for a
+        database connection of its own. A database that does not answer is left to the
+        connections (they wait for it, and claim for themselves)."""
+        if paused() or self.stop.is_set():
+            return
+        owners = [self.identity.slot(n) for n in range(self.connections)]
+        per = max(
+            1,
+            min(
+                min(settings.CLAIM_BATCH_SIZE, FIRST_BATCH) // len(owners),
+                self.first_claim or FIRST_BATCH,
+            ),
+        )
+        total = per * len(owners)
+        if self.max_batch is not None:
+            total = max(1, min(total, self.max_batch))
+        try:
+            self._dont_send = dont_send_active(self.using)
+            claimed = self.queue.claim(owners[0], total, lease=settings.LEASE_SECONDS)
+        except DatabaseError as error:
+            self._dont_send = None
+            self._log.warning("could not claim the first batches: %s", error)
+            return
+        # Dealt out in send order: each connection's first message is among the first due.
+        self.pool.prime({owner: claimed[n :: len(owners)] for n, owner in enumerate(owners)})
+
+    def _give_back(self, pool: Pool) -> None:
+        """Give back what connections that never ran were handed (``_prime``). After
+        giving up on the database, nothing is: the claims come back when their lease
+        ends, or at once when a run starts again on this host."""
+        left = [message for owner in pool.owners() for message in pool.drop_all(owner)]
+        owners: dict[str, list[int]] = {}
+        for message in left:
+            owners.setdefault(message.claimed_by, []).append(message.pk)
+        try:
+            for owner, ids in owners.items():
+                self.queue.model.objects.using(self.using).release(owner, ids)
+        except DatabaseError as error:  # their lease ends, or a run here takes them back
+            self._log.warning("could not give back %d claim(s): %s", len(left), error)
 
     def _threads(self, slot: Slot, kind: str, halt: Callable[[], None]) -> SendCounts:
         counts: list[SendCounts] = [SendCounts()] * self.connections
