@@ -30,19 +30,25 @@ import threading
 import time
 from collections import defaultdict
 
+from sinkclient import Sink
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 os.environ.setdefault("BENCH_TMP", tempfile.mkdtemp(prefix="mailer-profile-"))
 os.environ.setdefault("BENCH_DB_NAME", f"profile_{os.environ.get('BENCH_SIDE', 'ours')}")
 
 
-def _start_sink() -> subprocess.Popen[str]:
+def _start_sink(pipelining: bool) -> subprocess.Popen[str]:
     """The benchmark's SMTP sink on a free port; BENCH_SMTP_PORT must be set before Django."""
     sink = subprocess.Popen(
         [sys.executable, os.path.join(HERE, "sink.py")], stdout=subprocess.PIPE, text=True
     )
     assert sink.stdout is not None
-    os.environ["BENCH_SMTP_PORT"] = str(json.loads(sink.stdout.readline())["smtp"])
+    ports = json.loads(sink.stdout.readline())
+    os.environ["BENCH_SMTP_PORT"] = str(ports["smtp"])
+    control = Sink(ports["control"])
+    control.pipelining(pipelining)
+    control.close()
     return sink
 
 
@@ -122,9 +128,15 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="list only functions whose file path contains this"
     )
+    parser.add_argument(
+        "--server",
+        choices=["pipelining", "no-pipelining"],
+        default="no-pipelining",
+        help="the sink offers PIPELINING or not (default no-pipelining, as the drain target)",
+    )
     args = parser.parse_args()
 
-    sink = _start_sink() if args.scenario == "drain" else None
+    sink = _start_sink(args.server == "pipelining") if args.scenario == "drain" else None
     import driver  # sets Django up with the environment above
 
     driver.cmd_setup()
