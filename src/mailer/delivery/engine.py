@@ -329,12 +329,8 @@ class Engine:
         self._unreleased = []
         if not left:
             return
-        owners: dict[str, list[int]] = {}  # a message shared by a sibling is still its claim
-        for message in left:
-            owners.setdefault(message.claimed_by or self.owner, []).append(message.pk)
         try:
-            for owner, ids in owners.items():
-                self.queue.model.objects.using(self.using).release(owner, ids)
+            self.queue.model.objects.using(self.using).release_each(left, self.owner)
             self.pool.done(left)
         except DatabaseError as error:
             self._unreleased = left

@@ -232,6 +232,14 @@ class MessageQuerySet(models.QuerySet["Message"]):
             claims = claims.filter(pk__in=list(ids))
         return claims.update(status=Status.QUEUED, claimed_by="", lease_expires_at=None)
 
+    def release_each(self, messages: Iterable[Message], owner: str = "") -> int:
+        """Give back ``messages`` without an attempt, each under the claim it came with
+        (a message a sibling connection took is still its claimer's; ``owner`` if none)."""
+        claims: dict[str, list[int]] = {}
+        for message in messages:
+            claims.setdefault(message.claimed_by or owner, []).append(message.pk)
+        return sum(self.release(claimer, ids) for claimer, ids in claims.items())
+
     def still_claimed(self, ids: Iterable[int]) -> set[int]:
         """Which of ``ids`` are claimed still: their results are not recorded yet. Asked
         before a failed write is tried again, since its COMMIT may have gone through."""

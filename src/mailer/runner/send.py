@@ -233,12 +233,8 @@ class Delivery:
         giving up on the database, nothing is: the claims come back when their lease
         ends, or at once when a run starts again on this host."""
         left = [message for owner in pool.owners() for message in pool.drop_all(owner)]
-        owners: dict[str, list[int]] = {}
-        for message in left:
-            owners.setdefault(message.claimed_by, []).append(message.pk)
         try:
-            for owner, ids in owners.items():
-                self.queue.model.objects.using(self.using).release(owner, ids)
+            self.queue.model.objects.using(self.using).release_each(left)
         except DatabaseError as error:  # their lease ends, or a run here takes them back
             self._log.warning("could not give back %d claim(s): %s", len(left), error)
 
