@@ -9,6 +9,7 @@ import pickle
 import uuid
 from email.message import MIMEPart
 from email.mime.image import MIMEImage
+from types import SimpleNamespace
 from typing import Any
 
 import django
@@ -146,3 +147,13 @@ def with_attachment(content: bytes, filename: str = "big.bin") -> EmailMessage:
     message = plain()
     message.attach(filename, content, "application/octet-stream")
     return message
+
+
+def claims(owner: str, *ids: int) -> list[Any]:
+    """Claimed messages as a delivery pool sees them: an id and who claimed it."""
+    return [SimpleNamespace(pk=pk, claimed_by=owner) for pk in ids]
+
+
+def ids(messages: Any) -> list[int]:
+    """The ids of messages, in order."""
+    return [message.pk for message in messages]

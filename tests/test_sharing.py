@@ -6,7 +6,6 @@ A run's connections and a runmailer worker's slots are those of one ``Delivery``
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from mailer.runner.sharing import MIN_SHARE
 from mailer.runner.worker import MailWorker
 
 from .assertions import MailAssertions
-from .samples import batch
+from .samples import batch, claims, ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,15 +158,6 @@ class TestOneDeliveryPath(MailAssertions):
             (2, True, SendCounts(sent=len(messages))),
             (3, False, SendCounts(sent=len(more))),
         ]
-
-
-def claims(owner: str, *ids: int) -> list[Any]:
-    """Claimed messages as the pool sees them: an id and who claimed it."""
-    return [SimpleNamespace(pk=pk, claimed_by=owner) for pk in ids]
-
-
-def ids(messages: Any) -> list[int]:
-    return [message.pk for message in messages]
 
 
 class TestPool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from mailer.runner.worker import MailWorker
 
 from .assertions import MailAssertions
 from .processes import wait_until
-from .samples import batch
+from .samples import batch, claims, ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,14 +124,6 @@ class TestAWorkersSlots(MailAssertions):
         assert [n for _, _, n in self.claims] == [12]
         assert Message.objects.filter(status=Status.QUEUED).count() == len(messages)
         assert self.server.received == []
-
-
-def claims(owner: str, *ids: int) -> list[Any]:
-    return [SimpleNamespace(pk=pk, claimed_by=owner) for pk in ids]
-
-
-def ids(messages: Any) -> list[int]:
-    return [message.pk for message in messages]
 
 
 class TestClaimingAhead:
