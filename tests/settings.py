@@ -48,7 +48,7 @@ SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "25"))
 if DB == "postgres":
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "tests.backends.postgresql",
             "NAME": FORCED_NAME or "test",
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": "127.0.0.1",
