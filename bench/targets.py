@@ -159,11 +159,12 @@ class Targets:
 
     def relay(self) -> None:
         db = "postgres"
+        server = self.servers[0]  # the relay scenario runs against the first server only
         sizes = sorted({m.key[1] for m in self.r.matching(db, "relay") if m.key[2] == "dm"})
         n = 1000 if 1000 in sizes or not sizes else sizes[-1]  # --check: its tiny size
         self.target(
             f"50 ms relay, {n:,} messages: runmailer --concurrency 16 / django-mailer's "
-            f"send_mail [{db}]",
+            f"send_mail [{db}, {SERVERS[server]}]",
             _ratio(
                 self.median(("relay", n, "ours", RELAY_OURS), db, "ours"),
                 self.median(("relay", n, "dm", "send_mail"), db, "dm"),
@@ -171,7 +172,7 @@ class Targets:
             ">=",
             15,
             "msg/s from process start to last accept",
-            reproduce(self.mode, ["relay"], db),
+            reproduce(self.mode, ["relay"], db, server),
         )
 
     # -- earlier issues --
