@@ -28,7 +28,7 @@ from typing import Any
 
 import targets
 from drains import DRAIN_COMMANDS, DrainScenarios, runmailer
-from procs import DB_PACKAGES, SIDES, BenchFailure, Driver, Env
+from procs import DB_PACKAGES, SAME_PYTHON, SIDES, BenchFailure, Driver, Env
 from report import (
     SERVERS,
     Results,
@@ -46,6 +46,8 @@ ROOT = BENCH.parent
 MODES: dict[str, dict[str, Any]] = {
     "check": {
         "reps": 1,
+        # Drain rounds of ours alone after the `reps` of all (bench/drains.py).
+        "pair_reps": 1,  # with --dj61 only (the same-Python side runs with Django 6.1)
         "slow_reps": 1,
         "enqueue_each": 10,
         "enqueue_mass": 40,
@@ -69,6 +71,7 @@ MODES: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "reps": 3,
+        "pair_reps": 2,
         "slow_reps": 2,
         "enqueue_each": 200,
         "enqueue_mass": 2000,
@@ -92,6 +95,7 @@ MODES: dict[str, dict[str, Any]] = {
     },
     "full": {
         "reps": 3,
+        "pair_reps": 3,
         "slow_reps": 2,
         "enqueue_each": 500,
         "enqueue_mass": 5000,
@@ -136,6 +140,14 @@ NOTES = [
     "django-mailer 2.3.2 declares Django>=2.2 with no upper bound; on Django 6.1 it runs "
     "with the EMAIL_* settings, which Django 6.1 deprecates in favour of MAILERS.",
 ]
+
+SAME_PYTHON_NOTE = (
+    "Django 6.1 needs Python 3.12+, so its sides run Python {python} where the Django 5.2 "
+    "sides run Python {python52}: ours on Django 5.2 also runs on Python {python} (the drain "
+    'only), and the target "our drain on Django 6.1 / on Django 5.2" compares the two on '
+    "Python {python}, so that it measures Django alone; the ratio across the interpreters "
+    "stays beside it, for information."
+)
 
 
 class Bench(DrainScenarios):
@@ -193,16 +205,24 @@ class Bench(DrainScenarios):
         return SIDES[side].package
 
     def sides(
-        self, db: str, packages: tuple[str, ...] = ("ours", "dm", "po"), dj61: bool = True
+        self,
+        db: str,
+        packages: tuple[str, ...] = ("ours", "dm", "po"),
+        dj61: bool = True,
+        same_python: bool = False,
     ) -> list[str]:
-        """The sides that run on db, in trial order, of those packages and Django versions."""
-        djangos = ("5.2", "6.1") if self.size["dj61"] and dj61 else ("5.2",)
+        """The sides that run on db, in trial order, of those packages and Django versions;
+        with same_python (the drain only) and Django 6.1, also ours on Django 5.2 on 6.1's
+        Python."""
+        with_dj61 = self.size["dj61"] and dj61
+        djangos = ("5.2", "6.1") if with_dj61 else ("5.2",)
         return [
             name
             for name, side in SIDES.items()
             if side.package in packages
             and side.package in DB_PACKAGES[db]
             and side.django in djangos
+            and (not side.drain_only or (same_python and with_dj61))
             and name not in self.broken
         ]
 
@@ -465,7 +485,7 @@ class Bench(DrainScenarios):
         """One driver per side and database. Another package that cannot start (say, on a
         Django version it does not support) is left out, and the table says so; ours fails."""
         for db in dbs:
-            for side in self.sides(db):
+            for side in self.sides(db, same_python=self.wanted("drain")):
                 try:
                     hello = self.driver(side, db).hello
                 except (BenchFailure, OSError) as error:
@@ -478,6 +498,22 @@ class Bench(DrainScenarios):
                 self.info.setdefault("sides", {})[side] = {
                     k: hello[k] for k in ("python", "django", "package")
                 }
+        self.check_same_python()
+
+    def check_same_python(self) -> None:
+        """The same-Python side must run on the Python of ours on Django 6.1 (bench/venvs.sh
+        names its virtualenv after it): say why it is there, or stop the run."""
+        sides = self.info.get("sides", {})
+        if not {SAME_PYTHON, "ours61", "ours"} <= sides.keys():
+            return
+        python, python61 = sides[SAME_PYTHON]["python"], sides["ours61"]["python"]
+        if python != python61:
+            raise BenchFailure(
+                f"{SAME_PYTHON} runs Python {python}, ours61 {python61}: "
+                "remake bench/.venvs (bash bench/run.sh makes them)"
+            )
+        note = SAME_PYTHON_NOTE.format(python=python, python52=sides["ours"]["python"])
+        self.info["notes"].append(note)
 
     def run(self) -> int:
         started = time.time()
@@ -542,7 +578,8 @@ class Bench(DrainScenarios):
         path = out / f"{stamp}.json"
         djangos = ["5.2", "6.1"] if self.size["dj61"] else ["5.2"]
         # Computed in --check too, so that CI runs this code; at those sizes they mean nothing.
-        found = targets.compute(self.results, self.mode, self.servers, djangos)
+        pythons = {side: d["python"] for side, d in self.info.get("sides", {}).items()}
+        found = targets.compute(self.results, self.mode, self.servers, djangos, pythons)
         narrowed = bool(self.only or self.args.db or self.args.server)
         if narrowed:  # what the run left out is not news
             found = [t for t in found if t["value"] is not None]

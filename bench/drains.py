@@ -8,6 +8,8 @@ and every message is checked by its token to have arrived exactly once.
 - ``drain``: each package's own drain in its driver process, with its defaults
   (ours and django-mailer: ``send_all()``; post-office:
   ``send_queued_mail_until_done()``): msg/s, CPU per message, SQL per message.
+  With Django 6.1, ours on Django 5.2 also runs on 6.1's Python, and each round
+  gives the ratio of ours on 6.1 to ours on 5.2, on one Python and across the two.
 - ``baselines``: Django's SMTP backend over one connection, and smtplib with
   pre-rendered messages over one connection (smtplib never pipelines).
 - ``command``: ``manage.py send_mail`` / ``send_queued_mail`` with their defaults,
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from procs import SAME_PYTHON
 from report import SERVERS
 
 DRAIN_COMMANDS = {"ours": ["send_mail"], "dm": ["send_mail"], "po": ["send_queued_mail"]}
@@ -51,6 +54,7 @@ class DrainScenarios:
     servers: list[str]
     sink: Any
     smtp_port: int
+    info: dict[str, Any]
 
     def per_message(
         self, db: str, side: str, server: str, key: tuple[Any, ...], name: str, **got: Any
@@ -85,20 +89,59 @@ class DrainScenarios:
         process start-ups (the in-process drain covers both)."""
         return self.servers[:1] if self.mode == "check" else list(self.servers)
 
+    def drain_rounds(self, db: str) -> list[list[str]]:
+        """The drain's rounds, each its sides in trial order: every side ``reps`` times, then
+        ours alone (its three sides) ``pair_reps`` times more, for steadier ratios between
+        them. Ours on Django 5.2 and 6.1 on one Python run back to back, in turn first."""
+        every = self.sides(db, same_python=True)
+        ours = [side for side in every if self.package(side) == "ours"]
+        rounds = [list(every) for _ in range(self.size["reps"])]
+        if SAME_PYTHON in every and "ours61" in every:
+            rounds += [list(ours) for _ in range(self.size["pair_reps"])]
+        for number, sides in enumerate(rounds):
+            if number % 2 and SAME_PYTHON in sides and "ours61" in sides:
+                a, b = sides.index(SAME_PYTHON), sides.index("ours61")
+                sides[a], sides[b] = sides[b], sides[a]
+        return rounds
+
+    def drain_ratios(self, db: str, server: str, rates: dict[str, float]) -> None:
+        """Ours on Django 6.1 / on 5.2 within one round: on one Python (the target), and
+        across the two Pythons (for information)."""
+        python = {side: d["python"] for side, d in self.info.get("sides", {}).items()}
+        py61, py52 = python.get("ours61", "?"), python.get("ours", "?")
+        for key, label, base in (
+            ("same-python", f"both on Python {py61}", SAME_PYTHON),
+            ("cross-python", f"Python {py61} / Python {py52}", "ours"),
+        ):
+            if "ours61" in rates and base in rates:
+                self.results.add(
+                    f"drain in process: ours on Django 6.1 / on Django 5.2, {label}, "
+                    f"each round, {SERVERS[server]}",
+                    db,
+                    "ratio",
+                    "higher",
+                    "ours61",
+                    rates["ours61"] / rates[base],
+                    server,
+                    ("drain-ratio", server, key),
+                )
+
     def scenario_drain(self, db: str) -> None:
         n = self.size["drain"]
         name = "drain in process: the package's drain, its defaults"
         for server in self.servers:
             self.rows(db, server, ("drain", server), name, n)
-        for _rep in range(self.size["reps"]):
+        for sides in self.drain_rounds(db):
             for server in self.servers:
                 self.serve(server)
-                for side in self.sides(db):
+                rates: dict[str, float] = {}
+                for side in sides:
                     drive = self.driver(side, db)
                     prefix = self.fresh_queue(drive, n)
                     got = drive("drain")
                     stats = self.delivered(f"drain {side}/{db}/{server}", prefix, n)
                     self.per_message(db, side, server, ("drain", server), name, n=n, **got)
+                    rates[side] = n / got["seconds"]
                     for label, unit, value, key in (
                         ("SQL statements", "stmt/msg", got["statements"] / n, "drain-sql"),
                         ("transactions", "txn/msg", got["transactions"] / n, "drain-txn"),
@@ -123,6 +166,7 @@ class DrainScenarios:
                         key=("drain-connections",),
                     )
                     drive("clear")
+                self.drain_ratios(db, server, rates)
 
     def scenario_baselines(self) -> None:
         n = self.size["drain"]

@@ -28,15 +28,59 @@ class Side:
     package: str  # ours | dm | po: what bench/benchsettings.py and bench/driver.py set up
     django: str  # "5.2" | "6.1"
     label: str
+    # Only in the drain scenario: ours on Django 5.2 on the Python of the Django 6.1 sides,
+    # so that "6.1 / 5.2" can be compared on one interpreter (see SAME_PYTHON).
+    drain_only: bool = False
+
+
+def venv_python_version(venv: str) -> str | None:
+    """The Python version a virtualenv under bench/.venvs/ was made with ("3.13.0")."""
+    try:
+        config = (VENVS / venv / "pyvenv.cfg").read_text()
+    except OSError:
+        return None
+    for line in config.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "version":
+            return value.strip()
+    return None
+
+
+def same_python_venv(version: str | None) -> str | None:
+    """bench/venvs.sh's name for ours on Django 5.2 on that Python: ours-dj52py313."""
+    if not version:
+        return None
+    major, minor = version.split(".")[:2]
+    return f"ours-dj52py{major}{minor}"
 
 
 PACKAGE_NAMES = {"ours": "mailer", "dm": "django-mailer 2.3.2", "po": "django-post-office 3.12"}
-# In table order: the columns of bench/RESULTS.md and the A B C ... order of every trial.
-SIDES = {
-    f"{package}{suffix}": Side(f"{package}-dj{tag}", package, django, f"{name} (Django {django})")
-    for suffix, tag, django in (("", "52", "5.2"), ("61", "61", "6.1"))
-    for package, name in PACKAGE_NAMES.items()
-}
+# Ours on Django 5.2 and the Django 6.1 sides' Python (bench/venvs.sh makes its virtualenv
+# with theirs): Django 6.1 / 5.2 with the interpreter held equal.
+SAME_PYTHON = "ours52py"
+
+
+def make_sides(dj61_python: str | None) -> dict[str, Side]:
+    """In table order: the columns of bench/RESULTS.md and the A B C ... order of every trial;
+    the same-Python side (when its Python is known) right before ours on Django 6.1, so that
+    the two run back to back."""
+    sides = [
+        (
+            f"{package}{suffix}",
+            Side(f"{package}-dj{tag}", package, django, f"{name} (Django {django})"),
+        )
+        for suffix, tag, django in (("", "52", "5.2"), ("61", "61", "6.1"))
+        for package, name in PACKAGE_NAMES.items()
+    ]
+    venv = same_python_venv(dj61_python)
+    if venv and dj61_python:
+        python = ".".join(dj61_python.split(".")[:2])
+        label = f"mailer (Django 5.2, Python {python})"
+        sides.insert(3, (SAME_PYTHON, Side(venv, "ours", "5.2", label, drain_only=True)))
+    return dict(sides)
+
+
+SIDES = make_sides(venv_python_version("ours-dj61"))
 # Which packages run on which database: the others are compared on SQLite and PostgreSQL.
 DB_PACKAGES = {
     "sqlite": ("ours", "dm", "po"),

@@ -134,6 +134,11 @@ def main() -> None:
         default="no-pipelining",
         help="the sink offers PIPELINING or not (default no-pipelining, as the drain target)",
     )
+    parser.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="only the unprofiled runs (to compare interpreters or checkouts, run in turns)",
+    )
     args = parser.parse_args()
 
     sink = _start_sink(args.server == "pipelining") if args.scenario == "drain" else None
@@ -162,6 +167,10 @@ def main() -> None:
     print(f"  unprofiled median {median:.3f} s = {args.n / median:,.0f} msg/s, ")
     print(f"  {median / args.n * 1e6:.1f} µs per message (wall), ")
     print(f"  CPU {cpu / args.n * 1e6:.1f} µs per message (median of {args.reps})\n")
+    if args.no_profile:
+        if sink is not None:
+            sink.terminate()
+        return
 
     profiler = cProfile.Profile()
     driver.cmd_clear()

@@ -173,6 +173,8 @@ def render_targets(targets: list[dict[str, Any]]) -> str:
         value = "-" if t["value"] is None else fmt(t["value"])
         met = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
         goal = f"{t['op']} {fmt(t['goal'])}"
+        if t.get("informational"):
+            met, goal = "(information)", "-"
         lines.append(
             f"| {t['target']} | {value} | {goal} | {met} | {t.get('how', '')} | "
             f"`{t.get('command', '')}` |"

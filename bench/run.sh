@@ -29,7 +29,7 @@ ensure_system_packages
 bench_venvs "$with_dj61"
 # Ours is installed editable: compile it as pip compiles an installed package (django-mailer's),
 # so that no run pays for compiling it (and PYTHONDONTWRITEBYTECODE makes no difference).
-for venv in bench/.venvs/ours-dj52 bench/.venvs/ours-dj61; do
+for venv in bench/.venvs/ours-dj52 bench/.venvs/ours-dj61 bench/.venvs/ours-dj52py*/; do
     if [ -x "$venv/bin/python" ]; then "$venv/bin/python" -m compileall -q src/mailer >/dev/null; fi
 done
 # The crash section (bench/crash.py) runs after the others, with the same arguments.

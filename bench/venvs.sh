@@ -3,6 +3,8 @@
 #   dm-dj52    Python 3.11, Django 5.2, django-mailer 2.3.2
 #   po-dj52    Python 3.11, Django 5.2, django-post-office 3.12.0
 #   ours-dj61, dm-dj61, po-dj61: the same on Python 3.12+ and Django 6.1 (not with --no-dj61)
+#   ours-dj52py313 (named after that Python): ours on Django 5.2 and the Django 6.1 sides'
+#              Python, for Django 6.1 / 5.2 on one interpreter (the drain scenario only)
 # Each also gets the PostgreSQL and MariaDB drivers. A stamp file skips pip when nothing changed.
 
 DM_SPEC="django-mailer==2.3.2"
@@ -47,5 +49,8 @@ bench_venvs() {
     if [ "$with_dj61" = 1 ]; then
         py312=$(find_python 3.13 3.12) || { echo "bench: Python 3.12+ is needed for Django 6.1" >&2; return 1; }
         bench_venvs_for dj61 "$py312" "Django>=6.1,<6.2"
+        local tag
+        tag=$("$py312" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+        bench_venv "ours-dj52py$tag" "$py312" mailer -e ".[postgres,mysql]" "Django>=5.2,<5.3"
     fi
 }

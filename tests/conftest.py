@@ -169,9 +169,10 @@ def operator() -> Client:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out tests about another database (or about none, but in the SQLite run),
-    a Django without MAILERS, Django Tasks' database backend where it is not
-    installed, or another user's files and processes when not run as root.
+    """Leave out tests about another database (or about none, or the same on every
+    one, but in the SQLite run), a Django without MAILERS, Django Tasks' database
+    backend where it is not installed, or another user's files and processes when
+    not run as root.
 
     They are deselected (and counted so), not skipped; and legacy-style tests may
     meet Django 6.1's deprecation warnings for that style.
@@ -191,6 +192,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         or (item.get_closest_marker("server_database") and database == "sqlite")
         or (item.get_closest_marker("sqlite_only") and database != "sqlite")
         or (item.get_closest_marker("no_database") and database != "sqlite")
+        or (item.get_closest_marker("any_database") and database != "sqlite")
         or (item.get_closest_marker("before_mailers") and HAS_MAILERS)
         or (item.get_closest_marker("modern_email") and not MODERN_EMAIL)
         or ("mailers_style" in getattr(item, "fixturenames", ()) and not HAS_MAILERS)

@@ -42,6 +42,7 @@ TEMPLATES = [
 ]
 
 DB = os.environ.get("MAILER_TEST_DB", "sqlite")
+# Django's backends with a quicker flush between transactional tests (tests/backends).
 # Worker processes started by the tests connect to the test database itself.
 FORCED_NAME = os.environ.get("MAILER_TEST_DB_NAME")
 SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "25"))
@@ -59,7 +60,7 @@ if DB == "postgres":
 elif DB == "mariadb":
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.mysql",
+            "ENGINE": "tests.backends.mysql",
             "NAME": FORCED_NAME or "test",
             "USER": "root",
             "PASSWORD": "",
@@ -73,7 +74,7 @@ else:
     # A file, not :memory:, so that worker processes in the tests share it.
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "tests.backends.sqlite3",
             "NAME": FORCED_NAME
             or os.path.join(tempfile.gettempdir(), f"mailer-tests-{os.getpid()}.sqlite3"),
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},

@@ -11,12 +11,15 @@ import pytest
 from django.core import mail
 from django.core.checks import Tags, run_checks
 from django.core.management import call_command
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 
 import mailer
 from mailer.engine import send_all
 from mailer.exceptions import InvalidAddress, MailerError, TablesMissing
 from mailer.models import Message, MessageLog
+from mailer.queue.schema import migration_names, unapplied_migrations
 
 from . import processes
 
@@ -56,6 +59,27 @@ class TestTheSystemCheck:
 
     def test_says_nothing_once_migrated(self) -> None:
         assert migration_warnings() == []
+
+    def test_names_the_one_migration_missing_from_the_history(self) -> None:
+        """Only mailer's rows of the history are read: one of them missing is reported."""
+        latest = migration_names()[-1]
+        MigrationRecorder(connection).record_unapplied("mailer", latest)
+        try:
+            assert unapplied_migrations() == [latest]
+            (warning,) = migration_warnings()
+            assert f"1 migration of mailer is not applied ({latest})" in warning.msg
+        finally:
+            MigrationRecorder(connection).record_applied("mailer", latest)
+        assert unapplied_migrations() == []
+
+    def test_every_migration_on_disk_is_one_django_knows(self) -> None:
+        """The check reads names, not the migration graph: that holds while mailer has no
+        squashed migration (one that replaces others would be reported as unapplied)."""
+        graph = MigrationLoader(None, ignore_no_migrations=True).graph
+        known = sorted(name for app, name in graph.nodes if app == "mailer")
+        assert migration_names() == known
+        for name in known:
+            assert not graph.nodes[("mailer", name)].replaces, name
 
     def test_is_a_database_check_not_run_without_a_database(self, never_migrated: None) -> None:
         assert [m for m in run_checks() if m.id == "mailer.W050"] == []

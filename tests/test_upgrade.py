@@ -101,14 +101,20 @@ class Databases:
         self.tmp = tmp
         self.suite = settings.DATABASES["default"]
         self.vendor = self.suite["ENGINE"].rsplit(".", 1)[-1]
+        # Django's own backend: django-mailer's virtualenv has not the suite's (tests/backends).
+        self.engine = f"django.db.backends.{self.vendor}"
         self.created: list[str] = []
 
     def config(self, name: str) -> dict[str, Any]:
         """The DATABASES entry that reaches database ``name``."""
         if self.vendor == "sqlite3":
-            return {"ENGINE": self.suite["ENGINE"], "NAME": str(self.tmp / f"{name}.sqlite3")}
-        keys = ("ENGINE", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
-        return {**{k: self.suite[k] for k in keys if k in self.suite}, "NAME": name}
+            return {"ENGINE": self.engine, "NAME": str(self.tmp / f"{name}.sqlite3")}
+        keys = ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+        return {
+            **{k: self.suite[k] for k in keys if k in self.suite},
+            "ENGINE": self.engine,
+            "NAME": name,
+        }
 
     def _admin(self, statements: list[str]) -> list[tuple[Any, ...]]:
         """Run statements as the server's administrator; return the last one's rows."""
