@@ -174,11 +174,23 @@ class TestPool:
     def test_what_a_sibling_took_stays_its_claimers_until_done(self) -> None:
         pool = Pool()
         pool.take("a", lambda: claims("a", *range(4)))
-        shared = list(pool.take("b", list))
-        assert pool.lent("a") == {2, 3}
-        pool.done(shared[:1])
-        assert pool.lent("a") == {3}
-        assert pool.lent("b") == set()
+        shared = pool.take("b", list)
+        assert ids(shared) == [2, 3]
+        assert pool.in_hand("a") == {0, 1, 2, 3}
+        sent = pool.next(shared)  # being sent by the sibling: still in hand
+        assert pool.in_hand("a") == {0, 1, 2, 3}
+        pool.done([sent])
+        assert pool.in_hand("a") == {0, 1, 3}
+        assert pool.in_hand("b") == set()
+
+    def test_what_is_being_sent_or_given_back_stays_in_hand_until_done(self) -> None:
+        pool = Pool()
+        held = pool.take("a", lambda: claims("a", 1, 2, 3))
+        sending = pool.next(held)
+        left = pool.drop(held)  # to be given back
+        assert pool.in_hand("a") == {1, 2, 3}
+        pool.done([sending, *left[:1]])
+        assert pool.in_hand("a") == {3}
 
     def test_one_message_left_is_not_shared(self) -> None:
         pool = Pool()

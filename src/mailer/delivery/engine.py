@@ -128,7 +128,7 @@ class Engine:
         self._own_tally = tally is None
         self.tally = tally or Tally()
         self._max_size = settings.MAX_MESSAGE_SIZE
-        self.holds = Holds(owner, self.queue, self.outage, logger)
+        self.holds = Holds(owner, self.queue, self.outage, logger, done=self.pool.done)
 
     # -- the run ---------------------------------------------------------------------
 
@@ -229,7 +229,9 @@ class Engine:
             return claimed
 
     def _release_strays(self) -> None:
-        keep = {m.pk for m in self._unreleased} | self.pool.lent(self.owner)
+        # Every claim of this connection in hand -- above all the message it may be
+        # sending while the pool's thread claims its next batch -- is not a stray.
+        keep = {m.pk for m in self._unreleased} | self.pool.in_hand(self.owner)
         recorder = self._recorder_in_use()
         if recorder is not None:
             keep |= recorder.holding()
@@ -280,6 +282,7 @@ class Engine:
         kept: set[int] = set()  # held back with an earlier message of their alias
         while (message := self.pool.next(held)) is not None:
             if message.pk in kept:
+                self.pool.done([message])  # held back already
                 continue
             if self.holds.held(message.mailer):
                 alias = [message, *self.pool.remove(held, message.mailer)]

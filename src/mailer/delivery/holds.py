@@ -34,8 +34,17 @@ class QuotaReached(MailerError):
 class Holds:
     """The aliases an engine holds mail for, and until when."""
 
-    def __init__(self, owner: str, queue: MessageQuerySet, outage: Outage, logger: logging.Logger):
+    def __init__(
+        self,
+        owner: str,
+        queue: MessageQuerySet,
+        outage: Outage,
+        logger: logging.Logger,
+        done: Callable[[list[Message]], None] | None = None,
+    ):
+        """``done`` is told of the messages held back (their claims given back)."""
         self.owner = owner
+        self.done = done
         self.queue = queue
         self.outage = outage
         self.logger = logger
@@ -75,6 +84,8 @@ class Holds:
             if not connections[self.queue.db].in_atomic_block:
                 close_old_connections()
             return found
+        if self.done is not None:
+            self.done(found)
         self.logger.info(
             "quota of %s used up: %d message(s) wait until %s",
             mailer or "the delivery backend",

@@ -6,10 +6,16 @@ what the connection with the most left still holds, from the end of its
 batch, so no connection stands idle while another still holds several
 messages: the end of a drain goes at the full width of the connections.
 Nothing is written for it: the claims belong to the same process (its lease
-keeper renews them all), and results are recorded by message id. What a sibling
-took is still its claimer's (``lent``): not a stray to give back. Once a claim
+keeper renews them all), and results are recorded by message id. Once a claim
 has found nothing, the others take their share without asking the database
 again first, until a claim finds mail again.
+
+The pool knows every claim its connections hold (``in_hand``): in a batch,
+claimed ahead, or taken out of a batch -- being sent, or taken by a sibling --
+until the connection is ``done`` with it (its result handed to the recorder, or
+the claim given back). None of those is a stray to give back: a message being
+sent when a claim of its connection fails and is retried stays its claim, and
+is not claimed again for the next batch while it is being sent.
 
 With ``ahead`` (the threaded connections of a ``Delivery``), a connection's next
 claim is made while it sends its last message: as that message is taken, the
@@ -42,7 +48,9 @@ class Pool:
         self._cond = threading.Condition()
         self._held: dict[str, deque[Message]] = {}  # owner -> messages not started yet
         self._claiming = 0  # connections between a claim and holding what it returned
-        self._lent: dict[str, set[int]] = {}  # owner -> its claims a sibling took, not done
+        # claimer -> its claims taken out of a batch (being sent, or taken by a sibling)
+        # that the connection is not done with
+        self._out: dict[str, set[int]] = {}
         self._dry = False  # the last claim found nothing due
         self._claims: dict[str, Claim] = {}  # owner -> its claim, for claiming ahead
         self._coming: set[str] = set()  # owners whose next claim is on its way
@@ -67,9 +75,6 @@ class Pool:
         first): what a connection takes is lent to it by that claimer."""
         with self._cond:
             for owner, batch in batches.items():
-                for message in batch:
-                    if message.claimed_by != owner:
-                        self._lent.setdefault(message.claimed_by, set()).add(message.pk)
                 self._next.setdefault(owner, []).extend(batch)
 
     def owners(self) -> list[str]:
@@ -118,6 +123,7 @@ class Pool:
             if not held:
                 return None
             message = held.popleft()
+            self._taken_out([message])  # being sent: its claim until done
             if not held and self._claimer is not None and not self._dry:
                 self._ahead(held)
             return message
@@ -127,6 +133,7 @@ class Pool:
         with self._cond:
             left = list(held)
             held.clear()
+            self._taken_out(left)  # in hand until given back
             return left
 
     def remove(self, held: deque[Message], mailer: str) -> list[Message]:
@@ -137,6 +144,7 @@ class Pool:
                 kept = [m for m in held if m.mailer != mailer]
                 held.clear()
                 held.extend(kept)
+                self._taken_out(taken)  # in hand until held back
             return taken
 
     def drop_all(self, owner: str) -> list[Message]:
@@ -147,22 +155,32 @@ class Pool:
             self._claims.pop(owner, None)
             held = self._held.pop(owner, None)
             ahead = self._next.pop(owner, [])
-        return [*(held or ()), *ahead]
+            left = [*(held or ()), *ahead]
+            self._taken_out(left)  # in hand until given back
+        return left
 
-    def lent(self, owner: str) -> set[int]:
-        """``owner``'s claims that siblings took over and have not finished with."""
+    def in_hand(self, owner: str) -> set[int]:
+        """The ids of ``owner``'s claims the connections hold: in a batch, claimed ahead,
+        or taken out of a batch (being sent by ``owner`` or a sibling) and not ``done``."""
         with self._cond:
-            return set(self._lent.get(owner, ()))
+            found = set(self._out.get(owner, ()))
+            for batch in [*self._held.values(), *self._next.values()]:
+                found.update(m.pk for m in batch if m.claimed_by == owner)
+            return found
 
     def done(self, messages: list[Message]) -> None:
-        """These messages were handed to the recorder, or given back."""
-        if not self._lent:
-            return
+        """These messages were handed to the recorder, or their claims given back (or
+        postponed): no longer in hand."""
         with self._cond:
             for message in messages:
-                lent = self._lent.get(message.claimed_by)
-                if lent is not None:
-                    lent.discard(message.pk)
+                out = self._out.get(message.claimed_by)
+                if out is not None:
+                    out.discard(message.pk)
+
+    def _taken_out(self, messages: list[Message]) -> None:
+        """These messages left their batch and are in hand until ``done`` (holding ``_cond``)."""
+        for message in messages:
+            self._out.setdefault(message.claimed_by, set()).add(message.pk)
 
     def _share(self, owner: str, timeout: float = 5.0) -> list[Message]:
         """Half of the most another connection holds (if at least two), waiting while a
@@ -214,10 +232,7 @@ class Pool:
         )
         if most is None or len(most) < 2:
             return []
-        taken = [most.pop() for _ in range(len(most) // 2)][::-1]
-        for message in taken:
-            self._lent.setdefault(message.claimed_by, set()).add(message.pk)
-        return taken
+        return [most.pop() for _ in range(len(most) // 2)][::-1]
 
 
 __all__ = ["Claim", "Pool"]
