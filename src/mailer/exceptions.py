@@ -94,6 +94,12 @@ class DatabaseUnreachable(MailerError, DatabaseError):
             + (" and may be sent again (ids and Message-IDs in the log)" if count else "")
         )
 
+    @classmethod
+    def of_all(cls, raised: list[DatabaseUnreachable]) -> DatabaseUnreachable:
+        """One error for a run whose connections all gave up: each message named once."""
+        unrecorded = list(dict.fromkeys(item for error in raised for item in error.unrecorded))
+        return cls(raised[0].error, unrecorded)
+
 
 class TablesMissing(MailerError, DatabaseError):
     """mailer's tables are missing or older than its models: ``manage.py migrate`` was not run.

@@ -188,6 +188,7 @@ class Recorder:
         self._error = ""  # what the current write met, while it fails or hangs
         self._crashed: BaseException | None = None
         self._abandoned = threading.Event()
+        self._lost: list[tuple[int, str]] = []  # what abandon() found unwritten
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(
@@ -295,11 +296,14 @@ class Recorder:
                 self._flushing = False
 
     def abandon(self, error: str) -> list[tuple[int, str]]:
-        """Stop trying; log and return ``(id, Message-ID)`` of every result not written
-        (once: a second call returns nothing)."""
+        """Stop trying; log and return ``(id, Message-ID)`` of every result not written.
+
+        Logged once; every later call returns the same list: whichever thread gives up
+        first (a connection, or the pool's thread claiming ahead, whose error no
+        connection may ever raise), each error names them all."""
         with self.gate.cond:
             if self._abandoned.is_set():
-                return []  # said and returned by the first to give up (a sibling connection)
+                return list(self._lost)
             unwritten = self._writing + self._pending
             self._pending = []
             self._abandoned.set()
@@ -312,6 +316,7 @@ class Recorder:
             (message.pk, outcome.message_id or message.stored_message_id or "")
             for message, outcome, _ in unwritten
         ]
+        self._lost = lost
         if lost:
             logger.error(
                 "gave up recording %d accepted message(s), which may be sent again (%s): %s",

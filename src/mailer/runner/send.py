@@ -276,8 +276,7 @@ class Delivery:
             raise
         unreachable = [e for e in errors if isinstance(e, DatabaseUnreachable)]
         if unreachable and len(unreachable) == len(errors):
-            lost = [item for error in unreachable for item in error.unrecorded]
-            raise DatabaseUnreachable(unreachable[0].error, lost) from unreachable[0]
+            raise DatabaseUnreachable.of_all(unreachable) from unreachable[0]
         if errors:
             raise next(e for e in errors if not isinstance(e, DatabaseUnreachable))
         return sum(counts, SendCounts())
