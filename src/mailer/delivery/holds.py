@@ -40,7 +40,7 @@ class Holds:
         queue: MessageQuerySet,
         outage: Outage,
         logger: logging.Logger,
-        done: Callable[[list[Message]], None] | None = None,
+        done: Callable[[list[Message]], None],
     ):
         """``done`` is told of the messages held back (their claims given back)."""
         self.owner = owner
@@ -84,8 +84,7 @@ class Holds:
             if not connections[self.queue.db].in_atomic_block:
                 close_old_connections()
             return found
-        if self.done is not None:
-            self.done(found)
+        self.done(found)
         self.logger.info(
             "quota of %s used up: %d message(s) wait until %s",
             mailer or "the delivery backend",
