@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 
+from mailer.delivery.engine import Engine
 from mailer.delivery.pool import Pool
 from mailer.engine import SendCounts, send_all
 from mailer.models import Message, MessageLog, Status
@@ -62,6 +63,26 @@ class TestSeveralConnections(MailAssertions):
         self.assert_each_delivered_once(messages)
         assert len(self.peers()) == 2
         assert min(self.peers().values()) >= 10, self.peers()
+
+    def test_a_connection_whose_batch_a_sibling_took_before_it_started_takes_again(
+        self,
+    ) -> None:
+        # The last message a connection holds goes to a sibling that ran out, even
+        # before the connection starts it: it finds its batch empty and takes again.
+        messages = queue(1)
+        pool = Pool()
+        engine = Engine("tests-sharing/0", pool=pool)
+        try:
+            held = pool.take(engine.owner, engine._claim)
+            taken = pool.take("tests-sharing/1", list)  # found nothing due: takes the last
+            assert len(taken) == 1 and not held
+            engine._deliver_batch(held)  # nothing left in it: nothing to do
+            # Not started by the sibling yet: taken back, as the last of what it holds.
+            assert engine.run() == SendCounts(sent=1)
+            assert not taken
+            self.assert_each_delivered_once(messages)
+        finally:
+            engine.close()
 
     def test_every_message_is_logged_once_as_sent(self) -> None:
         messages = queue(60)
@@ -192,9 +213,20 @@ class TestPool:
         pool.done([sending, *left[:1]])
         assert pool.in_hand("a") == {3}
 
-    def test_one_message_left_is_not_shared(self) -> None:
+    def test_the_last_message_a_sibling_holds_is_taken_while_it_sends_the_one_before(
+        self,
+    ) -> None:
         pool = Pool()
-        pool.take("a", lambda: claims("a", 1))
+        busy = pool.take("a", lambda: claims("a", 1, 2))
+        assert pool.next(busy).pk == 1
+        assert ids(pool.take("b", list)) == [2]  # sent now, not after a's message 1
+        assert pool.next(busy) is None
+        assert pool.in_hand("a") == {1, 2}
+
+    def test_nothing_is_taken_from_a_sibling_that_holds_nothing(self) -> None:
+        pool = Pool()
+        busy = pool.take("a", lambda: claims("a", 1))
+        pool.next(busy)
         assert not pool.take("b", list)
 
     def test_a_connection_waits_for_a_siblings_claim_on_its_way(self) -> None:
@@ -239,5 +271,6 @@ class TestPool:
         for taken in held:
             pool.drop(taken)
         assert ids(pool.take("d", claim("d", 20))) == [20]  # nothing to share: d claims
-        assert ids(pool.take("e", claim("e"))) == []  # mail found: e claims first
+        # Mail was found since: e claims first (finding nothing, it takes d's last).
+        assert ids(pool.take("e", claim("e"))) == [20]
         assert asked == ["a", "b", "d", "e"]

@@ -275,6 +275,8 @@ class Engine:
         """Deliver the batch in hand, in order, while it lasts (a sibling that ran out
         may take some of its end: see ``mailer.delivery.pool``)."""
         batch = list(held)
+        if not batch:  # a sibling that ran out took it before this connection started it
+            return
         size = sum(m.stored_size for m in batch) / len(batch)  # set by claim(): read or not
         previous = self._bytes_per_message
         self._bytes_per_message = size if previous is None else 0.5 * previous + 0.5 * size

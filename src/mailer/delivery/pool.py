@@ -2,9 +2,10 @@
 
 Each connection (an ``Engine``) delivers the batch it claimed, in order. When
 the queue has nothing left to claim, a connection that ran out takes half of
-what the connection with the most left still holds, from the end of its
-batch, so no connection stands idle while another still holds several
-messages: the end of a drain goes at the full width of the connections.
+what the connection with the most left still holds (its last one, if it holds
+one), from the end of its batch, so no connection stands idle while another
+still holds a message it has not started: the end of a drain goes at the full
+width of the connections, and the last messages end within one message's time.
 Nothing is written for it: the claims belong to the same process (its lease
 keeper renews them all), and results are recorded by message id. Once a claim
 has found nothing, the others take their share without asking the database
@@ -183,7 +184,7 @@ class Pool:
             self._out.setdefault(message.claimed_by, set()).add(message.pk)
 
     def _share(self, owner: str, timeout: float = 5.0) -> list[Message]:
-        """Half of the most another connection holds (if at least two), waiting while a
+        """Half of the most another connection holds (at least one), waiting while a
         sibling's claim is on its way (it may bring a batch to share)."""
         with self._cond:
             while True:
@@ -226,13 +227,16 @@ class Pool:
             connections.close_all()  # this thread's own database connection
 
     def _half(self, owner: str) -> list[Message]:
-        """Half of the most another connection holds, if at least two (holding ``_cond``)."""
+        """Half of the most another connection holds, at least one (holding ``_cond``).
+
+        Its last one, too: its holder is sending a message before it, or is about to
+        start it (then the batch it took may be empty: it takes again)."""
         most = max(
             (held for name, held in self._held.items() if name != owner), key=len, default=None
         )
-        if most is None or len(most) < 2:
+        if not most:
             return []
-        return [most.pop() for _ in range(len(most) // 2)][::-1]
+        return [most.pop() for _ in range(max(1, len(most) // 2))][::-1]
 
 
 __all__ = ["Claim", "Pool"]
