@@ -229,7 +229,9 @@ class Recorder:
             if len(self._pending) < self._group:
                 return
             self._work.notify()
-        _yield_to_others()  # the write just asked for: what this connection's next "." waits for
+            waits = self._group == 1  # a slow connection: its next "." waits for this write
+        if waits:
+            _yield_to_others()
 
     def admit(
         self,
@@ -395,9 +397,10 @@ class Recorder:
                     if written and not self.abandoned:
                         for _, _, owner in batch:
                             gate.exposed[owner] -= 1
-                    gate.wanted = False
+                    waited, gate.wanted = gate.wanted, False
                     gate.cond.notify_all()
-                _yield_to_others()  # the connections this write let go, before the next write
+                if waited:  # connections waited for this write: let them go first
+                    _yield_to_others()
         finally:
             connections.close_all()
 
@@ -447,8 +450,9 @@ class Recorder:
 def _yield_to_others() -> None:
     """Let a thread just woken run now (CPython: hand over the GIL).
 
-    A connection, a moment before its next message's final ".", waits for the write of
-    its last result; the recorder's thread, for the connection that handed it over.
+    Against a slow server a connection, a moment before its next message's final ".",
+    waits for the write of its last result; the recorder's thread, for the connection
+    that handed it over. (A fast connection does not wait: it is not made to yield.)
     A thread woken on a condition still needs the GIL, which the waker keeps until it
     blocks or the interpreter's switch interval (5 ms) ends -- typically for its next
     message's work or the next write's. Measured against a relay at 50 ms with 16
