@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
@@ -170,7 +171,8 @@ def operator() -> Client:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out tests about another database (or about none, or the same on every
-    one, but in the SQLite run), a Django without MAILERS, Django Tasks' database
+    one, but in the SQLite run; or long ones about the database alone, but under
+    Django 5.2), a Django without MAILERS, Django Tasks' database
     backend where it is not installed, or another user's files and processes when
     not run as root.
 
@@ -190,6 +192,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         or (item.get_closest_marker("not_postgres") and database == "postgres")
         or (item.get_closest_marker("mariadb_only") and database != "mariadb")
         or (item.get_closest_marker("server_database") and database == "sqlite")
+        or (item.get_closest_marker("oldest_django") and django.VERSION[:2] != (5, 2))
         or (item.get_closest_marker("sqlite_only") and database != "sqlite")
         or (item.get_closest_marker("no_database") and database != "sqlite")
         or (item.get_closest_marker("any_database") and database != "sqlite")

@@ -132,6 +132,7 @@ class TestManyWorkers(MailAssertions):
     def _server(self, smtp: Any) -> None:
         self.server = smtp
 
+    @pytest.mark.oldest_django  # 10,000 messages; the claims are the database's work
     def test_several_workers_deliver_each_message_exactly_once(self) -> None:
         count, workers = (10_000, 4) if vendor() != "sqlite" else (2_000, 2)
         tokens = queue_many(count)
