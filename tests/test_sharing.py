@@ -9,12 +9,13 @@ import threading
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from mailer.delivery.engine import Engine
 from mailer.delivery.pool import Pool
 from mailer.engine import SendCounts, send_all
 from mailer.models import Message, MessageLog, Status
+from mailer.queue.message import MessageQuerySet
 from mailer.runner.send import Delivery
 from mailer.runner.sharing import MIN_SHARE
 from mailer.runner.worker import MailWorker
@@ -249,6 +250,32 @@ class TestPool:
         waiter.join()
         assert ids(got) == [4, 5, 6, 7]
 
+    def test_settling_a_give_back_waits_for_a_claim_on_its_way_and_leaves_out_its_take(
+        self,
+    ) -> None:
+        pool = Pool()
+        claiming, release = threading.Event(), threading.Event()
+        (message,) = claims("a", 7)
+
+        def slow_claim() -> list[Any]:
+            claiming.set()
+            release.wait(5)
+            return [message]  # the give-back had committed: claimed again
+
+        taker = threading.Thread(target=pool.take, args=("a", slow_claim))
+        taker.start()
+        claiming.wait(5)
+        pool.owe([message], "a")  # its give-back failed (maybe committed)
+        given: list[Any] = []
+        settler = threading.Thread(target=pool.settle, args=([message], "a", given.append, set()))
+        settler.start()
+        settler.join(0.2)
+        assert settler.is_alive() and not given  # it waits for the claim on its way
+        release.set()
+        taker.join(5)
+        settler.join(5)
+        assert given == [[]]
+
     def test_what_is_left_is_given_back_by_its_owner(self) -> None:
         pool = Pool()
         pool.take("a", lambda: claims("a", 1, 2, 3))
@@ -274,3 +301,65 @@ class TestPool:
         # Mail was found since: e claims first (finding nothing, it takes d's last).
         assert ids(pool.take("e", claim("e"))) == [20]
         assert asked == ["a", "b", "d", "e"]
+
+
+class TestAGiveBackWhoseAnswerWasLost:
+    """A give-back may commit and its answer be lost (the connection cut after COMMIT):
+    it is tried again later. Until then no claim is made in its claimer's name, and
+    what a claim already on its way took again is left out of the second try: else the
+    second give-back would take the message from under the connection now sending it,
+    and it would be queued and sent at once."""
+
+    owner = "tests-lost/0"
+
+    @pytest.fixture(autouse=True)
+    def _answer_lost_once(self, monkeypatch: Any) -> None:
+        release = MessageQuerySet.release_each
+        lost = iter([True])
+
+        def release_each(queryset: MessageQuerySet, messages: Any, owner: str = "") -> int:
+            released = release(queryset, messages, owner)
+            if next(lost, False):
+                raise OperationalError("server closed the connection unexpectedly")
+            return released
+
+        monkeypatch.setattr(MessageQuerySet, "release_each", release_each)
+
+    def give_back_losing_the_answer(self, engine: Engine, pool: Pool) -> Message:
+        held = pool.take(self.owner, engine._claim)
+        (message,) = pool.drop(held)
+        engine._release_unfinished([message])
+        assert engine.owes_claims
+        assert Message.objects.get(pk=message.pk).status == Status.QUEUED  # it committed
+        return message
+
+    def test_no_claim_is_made_in_its_name_until_it_is_tried_again(self) -> None:
+        Message.objects.enqueue(batch(1))
+        pool = Pool()
+        engine = Engine(self.owner, pool=pool)
+        try:
+            message = self.give_back_losing_the_answer(engine, pool)
+            assert not pool.take(self.owner, engine._claim)
+            engine._release_unfinished([])  # tried again
+            assert not engine.owes_claims
+            assert ids(pool.take(self.owner, engine._claim)) == [message.pk]
+            assert Message.objects.get(pk=message.pk).claimed_by == self.owner
+        finally:
+            engine.close()
+
+    def test_what_a_claim_on_its_way_took_again_is_left_out_of_the_second_try(self) -> None:
+        Message.objects.enqueue(batch(1))
+        pool = Pool()
+        engine = Engine(self.owner, pool=pool)
+        try:
+            message = self.give_back_losing_the_answer(engine, pool)
+            # The pool's thread was claiming this connection's next batch meanwhile: it
+            # took the message again, after the give-back's COMMIT.
+            pool.prime({self.owner: Message.objects.claim(self.owner, 1, lease=60)})
+            engine._release_unfinished([])
+            assert not engine.owes_claims
+            row = Message.objects.get(pk=message.pk)
+            assert (row.status, row.claimed_by) == (Status.CLAIMED, self.owner)
+            assert ids(pool.take(self.owner, engine._claim)) == [message.pk]
+        finally:
+            engine.close()

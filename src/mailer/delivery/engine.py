@@ -31,10 +31,9 @@ from mailer.conf import DEFAULT_ERROR_HANDLER, settings
 from mailer.delivery.classify import classify
 from mailer.delivery.handlers import (
     as_exception,
+    ask_handler,
     handle_backend_exception,
     handle_delivery_exception,
-    handler_raised,
-    handler_said,
     undecodable,
 )
 from mailer.delivery.holds import Holds, Limiter, QuotaReached
@@ -288,7 +287,7 @@ class Engine:
                 continue
             if self.holds.held(message.mailer):
                 alias = [message, *self.pool.remove(held, message.mailer)]
-                self._unreleased += self.holds.hold(alias, message.mailer, kept)
+                self._owe(self.holds.hold(alias, message.mailer, kept))
                 continue
             if self.stop.is_set() or self._limit_reached(start=True):
                 self._release_unfinished([message, *self.pool.drop(held)])
@@ -312,7 +311,7 @@ class Engine:
             except QuotaReached as used_up:
                 self.tally.cancel()
                 alias = [message, *self.pool.remove(held, message.mailer)]
-                self._unreleased += self.holds.hold(alias, message.mailer, kept, used_up)
+                self._owe(self.holds.hold(alias, message.mailer, kept, used_up))
                 continue
             self._add(message, outcome)
             self._measure(time.monotonic() - started - admission.waited)
@@ -324,26 +323,41 @@ class Engine:
         self._seconds_per_message = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
     def _release_unfinished(self, messages: list[Message]) -> None:
-        """Give back claims not attempted; those that cannot be given back now are
-        tried again before the next claim (their lease is renewed while this worker
-        lives; after it exits, the next run on this host takes them back)."""
+        """Give back claims not attempted; those that cannot be given back now are tried
+        again before the next claim (``Pool.owe``: a failed give-back may have committed;
+        until then no claim is made in their claimers' names)."""
         recorder = self._recorder_in_use()
         if recorder is not None and recorder.abandoned:
             return  # gave up on the database (maybe a sibling did): it is not asked again
-        left = [m for m in self._unreleased + messages if m.pk not in self._handed]
+        owed = [m for m in self._unreleased if m.pk not in self._handed]
+        fresh = [m for m in messages if m.pk not in self._handed]
         self._unreleased = []
-        if not left:
+        if not owed and not fresh:
             return
+        queue = self.queue.model.objects.using(self.using)
         try:
-            self.queue.model.objects.using(self.using).release_each(left, self.owner)
-            self.pool.done(left)
+            if owed:
+                keep = recorder.holding() if recorder is not None else set()
+                self.pool.settle(
+                    owed, self.owner, lambda rest: queue.release_each(rest, self.owner), keep
+                )
+                owed = []
+            if fresh:
+                queue.release_each(fresh, self.owner)
+                self.pool.done(fresh)
         except DatabaseError as error:
-            self._unreleased = left
+            self._unreleased = owed
+            self._owe(fresh)
             self.outage.failed("giving back claims", error)
             if not connections[self.using].in_atomic_block:
                 close_old_connections()  # a connection cut: the next try opens another
         else:
             self.outage.ok("giving back claims")
+
+    def _owe(self, messages: list[Message]) -> None:
+        """These claims could not be given back: tried again later (``_release_unfinished``)."""
+        self.pool.owe(messages, self.owner)
+        self._unreleased += messages
 
     def _add(self, message: Message, outcome: Outcome) -> None:
         verdict = outcome.verdict
@@ -466,29 +480,15 @@ class Engine:
         except (ConnectionDown, NotHandedOver):
             raise  # a misconfigured backend (every message would fail alike), or not sent
         except Exception as error:
-            return self._ask_handler(transport, message, error, recipients)
+            return ask_handler(
+                self.handler, self.handler_path, transport, message, error, recipients
+            )
         if outcome.verdict is not Verdict.SENT and self.custom_handler:
             refusal = as_exception(outcome, letter.from_email)
-            return self._ask_handler(transport, message, refusal, recipients, outcome)
+            return ask_handler(
+                self.handler, self.handler_path, transport, message, refusal, recipients, outcome
+            )
         return outcome
-
-    def _ask_handler(
-        self,
-        transport: Transport,
-        message: Message,
-        error: BaseException,
-        recipients: list[str],
-        outcome: Outcome | None = None,
-    ) -> Outcome:
-        """Ask ``MAILER_ERROR_HANDLER`` about ``error``; never let it stop the run."""
-        try:
-            connection, action = self.handler(transport.backend, message, error)
-        except Exception as handler_error:
-            logger.exception("MAILER_ERROR_HANDLER %s raised", self.handler_path)
-            transport.close()
-            return handler_raised(error, handler_error, recipients, outcome)
-        transport.replace(connection)
-        return handler_said(action, message, error, recipients, outcome)
 
 
 __all__ = [

@@ -5,14 +5,19 @@ for django-mailer are given.
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mailer.delivery.classify import breaks_connection, classify, exception_name
 from mailer.exceptions import UndecodableMessage
 from mailer.queue.outcome import Outcome, RecipientResult, Reply, Verdict
+from mailer.scrub import scrubbed_logger
 
 if TYPE_CHECKING:
+    from mailer.delivery.transport import Transport
     from mailer.queue.message import Message
+
+logger = scrubbed_logger("mailer.engine")  # the engine's log: tracebacks may quote secrets
 
 
 def handle_delivery_exception(
@@ -50,6 +55,27 @@ def as_exception(outcome: Outcome, sender: str) -> BaseException:
         }
         return smtplib.SMTPRecipientsRefused(refused)
     return smtplib.SMTPDataError(code, text)
+
+
+def ask_handler(
+    handler: Callable[..., tuple[Any, str]],
+    path: str,
+    transport: Transport,
+    message: Message,
+    error: BaseException,
+    recipients: list[str],
+    outcome: Outcome | None = None,
+) -> Outcome:
+    """Ask ``MAILER_ERROR_HANDLER`` (``handler``, imported from ``path``) about ``error``
+    met delivering ``message`` over ``transport``; never let it stop the run."""
+    try:
+        connection, action = handler(transport.backend, message, error)
+    except Exception as handler_error:
+        logger.exception("MAILER_ERROR_HANDLER %s raised", path)
+        transport.close()
+        return handler_raised(error, handler_error, recipients, outcome)
+    transport.replace(connection)
+    return handler_said(action, message, error, recipients, outcome)
 
 
 def handler_raised(

@@ -18,6 +18,12 @@ the claim given back). None of those is a stray to give back: a message being
 sent when a claim of its connection fails and is retried stays its claim, and
 is not claimed again for the next batch while it is being sent.
 
+A give-back that failed may have committed all the same (its answer lost). Until it
+is given back again (``settle``), no claim is made in its claimer's name: that claim
+could take the message again, and the second give-back take it from under the
+connection now holding it, queued and being sent at once. ``settle`` waits for a
+claim in that name on its way, and leaves out what one took again.
+
 With ``ahead`` (the threaded connections of a ``Delivery``), a connection's next
 claim is made while it sends its last message: as that message is taken, the
 pool's claiming thread, with a database connection of its own, runs the
@@ -49,6 +55,9 @@ class Pool:
         self._cond = threading.Condition()
         self._held: dict[str, deque[Message]] = {}  # owner -> messages not started yet
         self._claiming = 0  # connections between a claim and holding what it returned
+        self._claiming_for: dict[str, int] = {}  # owner -> its claims made by take() now
+        # claimer -> the ids of its claims whose give-back failed, and may have committed
+        self._owed: dict[str, set[int]] = {}
         # claimer -> its claims taken out of a batch (being sent, or taken by a sibling)
         # that the connection is not done with
         self._out: dict[str, set[int]] = {}
@@ -102,13 +111,18 @@ class Pool:
                 held.extend(self._half(owner))
                 if held:
                     return held
+            if self._owed.get(owner):  # no claim in its name until its give-backs are settled
+                held.extend(self._half(owner))
+                return held
             self._claiming += 1
+            self._claiming_for[owner] = self._claiming_for.get(owner, 0) + 1
         claimed: list[Message] = []
         try:
             claimed = claim()
         finally:
             with self._cond:
                 self._claiming -= 1
+                self._claiming_for[owner] -= 1
                 self._dry = not claimed
                 held.extend(claimed)
                 self._cond.notify_all()
@@ -164,10 +178,56 @@ class Pool:
         """The ids of ``owner``'s claims the connections hold: in a batch, claimed ahead,
         or taken out of a batch (being sent by ``owner`` or a sibling) and not ``done``."""
         with self._cond:
-            found = set(self._out.get(owner, ()))
-            for batch in [*self._held.values(), *self._next.values()]:
-                found.update(m.pk for m in batch if m.claimed_by == owner)
-            return found
+            return self._in_hand(owner)
+
+    def _in_hand(self, owner: str) -> set[int]:
+        found = set(self._out.get(owner, ()))
+        for batch in [*self._held.values(), *self._next.values()]:
+            found.update(m.pk for m in batch if m.claimed_by == owner)
+        return found
+
+    def owe(self, messages: list[Message], owner: str) -> None:
+        """Giving these back failed (``owner`` gave them back; each is its claimer's, or
+        ``owner``'s): no claim is made in their claimers' names until they are ``settle``d.
+        No longer in hand."""
+        with self._cond:
+            for message in messages:
+                claimer = message.claimed_by or owner
+                self._owed.setdefault(claimer, set()).add(message.pk)
+                out = self._out.get(claimer)
+                if out is not None:
+                    out.discard(message.pk)
+
+    def settle(
+        self,
+        messages: list[Message],
+        owner: str,
+        give_back: Callable[[list[Message]], object],
+        keep: set[int],
+    ) -> None:
+        """Give back again the ``messages`` owed (``owe``) with ``give_back``, leaving out
+        those a claim took again since (the first give-back had committed) and those in
+        ``keep`` (results not written yet). Waits for a claim on its way in their
+        claimers' names first; no other starts until they are settled. If ``give_back``
+        raises, they are owed still."""
+        claimers = {message.claimed_by or owner for message in messages}
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not any(c in self._coming or self._claiming_for.get(c) for c in claimers)
+            )
+            again = set(keep)
+            for claimer in claimers:
+                again |= self._in_hand(claimer)
+        give_back([m for m in messages if m.pk not in again])
+        with self._cond:
+            for message in messages:
+                claimer = message.claimed_by or owner
+                owed = self._owed.get(claimer)
+                if owed is not None:
+                    owed.discard(message.pk)
+                    if not owed:
+                        del self._owed[claimer]
+            self._cond.notify_all()
 
     def done(self, messages: list[Message]) -> None:
         """These messages were handed to the recorder, or their claims given back (or
@@ -197,6 +257,8 @@ class Pool:
         ``held`` just ran out (holding ``_cond``)."""
         owner = next((name for name, mine in self._held.items() if mine is held), None)
         if owner is None or owner in self._coming or owner not in self._claims:
+            return
+        if self._owed.get(owner):  # no claim in its name until its give-backs are settled
             return
         self._coming.add(owner)
         self._claiming += 1
