@@ -1,4 +1,5 @@
-"""The recorder gives up: every error names every accepted message it could not record.
+"""The recorder gives up: every error names every accepted message it could not record;
+and a write tried again after a lost answer applies nothing twice.
 
 A ``send_mail`` run's connections and the pool's thread claiming ahead share one
 recorder; whichever gives up first, the run's error lists them all (once), as the log
@@ -8,14 +9,18 @@ does.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
+from django.db import OperationalError
+from django.utils import timezone
 
 import mailer
 from mailer.delivery.recorder import Recorder
 from mailer.exceptions import DatabaseUnreachable
-from mailer.models import Message
+from mailer.models import Message, MessageLog, Status
 from mailer.outcome import Outcome, Reply, Verdict
+from mailer.queue.message import MessageQuerySet
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +59,41 @@ def test_a_run_whose_connections_all_gave_up_names_each_message_once() -> None:
     error = DatabaseUnreachable.of_all(raised)
     assert error.unrecorded == named
     assert "2 accepted messages could not be recorded" in str(error)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_whose_answer_was_lost_is_not_applied_again_to_a_message_claimed_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A deferral commits and its answer is lost (the connection cut after COMMIT); the
+    # database stays away until the message is due again, and another worker claims it
+    # first. The write tried again leaves it alone: applied again, it would queue the
+    # message from under that worker, which is sending it, and count the attempt twice.
+    mailer.send_mail("Receipt", "Thanks.", "shop@example.com", ["c@example.com"])
+    (message,) = Message.objects.claim("vm:1:2/0", 1, lease=60)
+    record = MessageQuerySet.record
+    calls: list[int] = []
+
+    def answer_lost_once(queryset: MessageQuerySet, *args: Any, **kwargs: Any) -> None:
+        record(queryset, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            Message.objects.filter(pk=message.pk).update(due_at=timezone.now())
+            assert Message.objects.claim("vm:9:9/0", 1, lease=60)
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(MessageQuerySet, "record", answer_lost_once)
+    recorder = Recorder(Message, "default", "vm:1:2")
+    try:
+        recorder.add(
+            message,
+            Outcome(Verdict.TRANSIENT, Reply(451, "4.3.0 try again later")),
+            "vm:1:2/0",
+            admitted=False,
+        )
+        recorder.flush(give_up_after=30)
+    finally:
+        recorder.close()
+    row = Message.objects.get(pk=message.pk)
+    assert (row.status, row.claimed_by, row.retry_count) == (Status.CLAIMED, "vm:9:9/0", 1)
+    assert MessageLog.objects.count() == 1

@@ -38,6 +38,7 @@ anyway).
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -408,14 +409,20 @@ class Recorder:
         """Write ``batch``, retrying while the database fails; False if abandoned."""
         backoff = Backoff()
         retrying = False
+        # Each message as claimed: a write changes the instances it records.
+        claimed = {message.pk: copy.copy(message) for message, _, _ in batch}
         while not self.abandoned:
             began = time.monotonic()
             try:
-                if retrying:  # the failed write may have committed: never log a result twice
+                if retrying:  # the failed write may have committed: never apply a result twice
                     left = self.model.objects.using(self.using).still_claimed(
-                        message.pk for message, _, _ in batch
+                        {pk: (m.claimed_by, m.retry_count) for pk, m in claimed.items()}
                     )
-                    batch = [item for item in batch if item[0].pk in left]
+                    batch = [
+                        (copy.copy(claimed[message.pk]), outcome, owner)
+                        for message, outcome, owner in batch
+                        if message.pk in left
+                    ]
                 if batch:
                     _record(self.model, self.using, batch)
             except DatabaseError as error:

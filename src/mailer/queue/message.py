@@ -240,10 +240,17 @@ class MessageQuerySet(models.QuerySet["Message"]):
             claims.setdefault(message.claimed_by or owner, []).append(message.pk)
         return sum(self.release(claimer, ids) for claimer, ids in claims.items())
 
-    def still_claimed(self, ids: Iterable[int]) -> set[int]:
-        """Which of ``ids`` are claimed still: their results are not recorded yet. Asked
-        before a failed write is tried again, since its COMMIT may have gone through."""
-        return set(self.claimed().filter(pk__in=list(ids)).values_list("pk", flat=True))
+    def still_claimed(self, claims: Mapping[int, tuple[str, int]]) -> set[int]:
+        """Which of these claims (id -> (claimed_by, retry_count) when it was claimed) are
+        held still: their results are not recorded yet. Asked before a failed write is
+        tried again, since its COMMIT may have gone through -- and the message been
+        claimed again since (by then its retry count, or its claimer, is another)."""
+        rows = self.claimed().filter(pk__in=list(claims))
+        return {
+            pk
+            for pk, claimer, retries in rows.values_list("pk", "claimed_by", "retry_count")
+            if claims[pk] == (claimer, retries)
+        }
 
     def release_strays(self, owner: str, keep: Iterable[int]) -> int:
         """Give back what ``owner`` holds apart from ``keep``: claims it does not know
