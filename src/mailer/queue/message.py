@@ -241,10 +241,8 @@ class MessageQuerySet(models.QuerySet["Message"]):
         return sum(self.release(claimer, ids) for claimer, ids in claims.items())
 
     def still_claimed(self, claims: Mapping[int, tuple[str, int]]) -> set[int]:
-        """Which of these claims (id -> (claimed_by, retry_count) when it was claimed) are
-        held still: their results are not recorded yet. Asked before a failed write is
-        tried again, since its COMMIT may have gone through -- and the message been
-        claimed again since (by then its retry count, or its claimer, is another)."""
+        """Which claims (id -> (claimed_by, retry_count) when claimed) are held still,
+        unrecorded: asked before a failed write, maybe committed, is tried again."""
         rows = self.claimed().filter(pk__in=list(claims))
         return {
             pk
