@@ -6,6 +6,7 @@ A run's connections and a runmailer worker's slots are those of one ``Delivery``
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -325,41 +326,36 @@ class TestAGiveBackWhoseAnswerWasLost:
 
         monkeypatch.setattr(MessageQuerySet, "release_each", release_each)
 
-    def give_back_losing_the_answer(self, engine: Engine, pool: Pool) -> Message:
-        held = pool.take(self.owner, engine._claim)
-        (message,) = pool.drop(held)
-        engine._release_unfinished([message])
-        assert engine.owes_claims
-        assert Message.objects.get(pk=message.pk).status == Status.QUEUED  # it committed
-        return message
-
-    def test_no_claim_is_made_in_its_name_until_it_is_tried_again(self) -> None:
+    @pytest.fixture
+    def engine(self) -> Iterator[Engine]:
+        """A connection that claimed one message and gave it back, the answer lost."""
         Message.objects.enqueue(batch(1))
-        pool = Pool()
-        engine = Engine(self.owner, pool=pool)
+        engine = Engine(self.owner, pool=Pool())
         try:
-            message = self.give_back_losing_the_answer(engine, pool)
-            assert not pool.take(self.owner, engine._claim)
-            engine._release_unfinished([])  # tried again
-            assert not engine.owes_claims
-            assert ids(pool.take(self.owner, engine._claim)) == [message.pk]
-            assert Message.objects.get(pk=message.pk).claimed_by == self.owner
+            held = engine.pool.take(self.owner, engine._claim)
+            (self.message,) = engine.pool.drop(held)
+            engine._release_unfinished([self.message])
+            assert engine.owes_claims
+            assert Message.objects.get(pk=self.message.pk).status == Status.QUEUED  # committed
+            yield engine
         finally:
             engine.close()
 
-    def test_what_a_claim_on_its_way_took_again_is_left_out_of_the_second_try(self) -> None:
-        Message.objects.enqueue(batch(1))
-        pool = Pool()
-        engine = Engine(self.owner, pool=pool)
-        try:
-            message = self.give_back_losing_the_answer(engine, pool)
-            # The pool's thread was claiming this connection's next batch meanwhile: it
-            # took the message again, after the give-back's COMMIT.
-            pool.prime({self.owner: Message.objects.claim(self.owner, 1, lease=60)})
-            engine._release_unfinished([])
-            assert not engine.owes_claims
-            row = Message.objects.get(pk=message.pk)
-            assert (row.status, row.claimed_by) == (Status.CLAIMED, self.owner)
-            assert ids(pool.take(self.owner, engine._claim)) == [message.pk]
-        finally:
-            engine.close()
+    def test_no_claim_is_made_in_its_name_until_it_is_tried_again(self, engine: Engine) -> None:
+        assert not engine.pool.take(self.owner, engine._claim)
+        engine._release_unfinished([])  # tried again
+        assert not engine.owes_claims
+        assert ids(engine.pool.take(self.owner, engine._claim)) == [self.message.pk]
+        assert Message.objects.get(pk=self.message.pk).claimed_by == self.owner
+
+    def test_what_a_claim_on_its_way_took_again_is_left_out_of_the_second_try(
+        self, engine: Engine
+    ) -> None:
+        # The pool's thread was claiming this connection's next batch meanwhile: it
+        # took the message again, after the give-back's COMMIT.
+        engine.pool.prime({self.owner: Message.objects.claim(self.owner, 1, lease=60)})
+        engine._release_unfinished([])
+        assert not engine.owes_claims
+        row = Message.objects.get(pk=self.message.pk)
+        assert (row.status, row.claimed_by) == (Status.CLAIMED, self.owner)
+        assert ids(engine.pool.take(self.owner, engine._claim)) == [self.message.pk]
