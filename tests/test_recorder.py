@@ -1,5 +1,5 @@
 """The recorder gives up: every error names every accepted message it could not record;
-and a write tried again after a lost answer applies nothing twice.
+and a write tried again after a lost answer applies nothing twice, and leaves nothing out.
 
 A ``send_mail`` run's connections and the pool's thread claiming ahead share one
 recorder; whichever gives up first, the run's error lists them all (once), as the log
@@ -97,3 +97,57 @@ def test_a_write_whose_answer_was_lost_is_not_applied_again_to_a_message_claimed
     row = Message.objects.get(pk=message.pk)
     assert (row.status, row.claimed_by, row.retry_count) == (Status.CLAIMED, "vm:9:9/0", 1)
     assert MessageLog.objects.count() == 1
+
+
+def _deferred_by_an_error_handler() -> Message:
+    """A claimed message a django-mailer style error handler deferred (saved at once)."""
+    mailer.send_mail("Receipt", "Thanks.", "shop@example.com", ["c@example.com"])
+    (message,) = Message.objects.claim("vm:1:2/0", 1, lease=60)
+    message.defer("451 4.3.0 try again later")
+    return message
+
+
+def _record_failing_once(monkeypatch: pytest.MonkeyPatch, *, committed: bool) -> None:
+    """The first write fails: before its COMMIT, or (``committed``) with its answer lost."""
+    record = MessageQuerySet.record
+    calls: list[int] = []
+
+    def failing_once(queryset: MessageQuerySet, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1 or committed:
+            record(queryset, *args, **kwargs)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(MessageQuerySet, "record", failing_once)
+
+
+def _record_through_a_recorder(message: Message) -> None:
+    recorder = Recorder(Message, "default", "vm:1:2")
+    try:
+        recorder.add(
+            message,
+            Outcome(Verdict.TRANSIENT, Reply(451, "4.3.0 try again later")),
+            "vm:1:2/0",
+            admitted=False,
+        )
+        recorder.flush(give_up_after=30)
+    finally:
+        recorder.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("committed", [False, True], ids=["failed", "answer-lost"])
+def test_a_write_tried_again_logs_an_attempt_an_error_handler_deferred_once(
+    monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    # The handler's defer() saved the message (deferred, no claim): only its log row is
+    # left to write. Tried again, the write finds no claim to match; the attempt is
+    # logged all the same, and once, whether or not the failed write had committed.
+    message = _deferred_by_an_error_handler()
+    _record_failing_once(monkeypatch, committed=committed)
+    _record_through_a_recorder(message)
+    row = Message.objects.get(pk=message.pk)
+    assert (row.status, row.claimed_by, row.retry_count) == (Status.DEFERRED, "", 1)
+    logged = MessageLog.objects.filter(queue_id=message.pk)
+    assert list(logged.values_list("attempt", flat=True)) == [1]

@@ -49,6 +49,7 @@ from mailer.delivery.outage import Backoff, Outage
 from mailer.exceptions import DatabaseUnreachable
 from mailer.queue.message import Message
 from mailer.queue.outcome import Outcome
+from mailer.queue.record import still_unrecorded
 
 logger = logging.getLogger("mailer.engine")
 
@@ -414,9 +415,7 @@ class Recorder:
             began = time.monotonic()
             try:
                 if retrying:  # the failed write may have committed: never apply a result twice
-                    left = self.model.objects.using(self.using).still_claimed(
-                        {pk: (m["claimed_by"], m["retry_count"]) for pk, m in claimed.items()}
-                    )
+                    left = still_unrecorded(self.model.objects.using(self.using), claimed)
                     batch = [
                         (_restored(message, claimed[message.pk]), outcome, owner)
                         for message, outcome, owner in batch

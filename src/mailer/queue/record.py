@@ -215,7 +215,7 @@ def _statement(
     return statement
 
 
-__all__ = ["delete_ids", "insert_logs", "insert_values"]
+__all__ = ["delete_ids", "insert_logs", "insert_values", "still_unrecorded"]
 
 
 def record_results(
@@ -284,6 +284,33 @@ def record_results(
         return
     write = functools.partial(_write, queryset, done, changed, logs, signalled)
     sql.of(db).retrying_deadlocks(db, write)
+
+
+def still_unrecorded(
+    queryset: MessageQuerySet, claimed: Mapping[int, Mapping[str, Any]]
+) -> set[int]:
+    """Of the results of a write that failed, and may have committed all the same (its
+    answer lost), the messages whose result is not written yet: each message's fields
+    as claimed in ``claimed``. A claim must be held still as it was (same claimer,
+    same retry count); an attempt an error handler saved itself (``Message.defer``)
+    must have no log row yet."""
+    held = queryset.still_claimed(
+        {
+            pk: (fields["claimed_by"], fields["retry_count"])
+            for pk, fields in claimed.items()
+            if not fields.get("_deferred_by_handler")
+        }
+    )
+    saved = {
+        pk: fields["retry_count"]
+        for pk, fields in claimed.items()
+        if fields.get("_deferred_by_handler") and not fields.get("_logged_attempt")
+    }
+    if saved:
+        logged = MessageLog.objects.using(queryset.db).filter(queue_id__in=list(saved))
+        found = set(logged.values_list("queue_id", "attempt"))
+        held |= {pk for pk, attempt in saved.items() if (pk, attempt) not in found}
+    return held
 
 
 _RESULTS = {Verdict.SENT: RESULT_SUCCESS, Verdict.SKIPPED: RESULT_DONT_SEND}
