@@ -190,3 +190,14 @@ class TestRunmailerOptions:
     def test_concurrency_must_be_positive(self) -> None:
         with pytest.raises(CommandError, match="--concurrency"):
             run("runmailer", "--concurrency", "0")
+
+    def test_debug_sets_the_mailer_log_to_debug(self) -> None:
+        logger = logging.getLogger("mailer")
+        level = logger.level
+        try:
+            assert (
+                run("runmailer", "--debug", "--exit-when-idle") == "sent 0, deferred 0, failed 0\n"
+            )
+            assert logger.getEffectiveLevel() == logging.DEBUG
+        finally:
+            logger.setLevel(level)

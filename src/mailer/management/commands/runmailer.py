@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from argparse import ArgumentParser
 from typing import Any
 
 from django.db import DatabaseError
 
 from mailer.exceptions import TablesMissing
-from mailer.management.base import MailerCommand
+from mailer.management.base import CommandError, MailerCommand
 from mailer.queue.aliases import default_delivery_alias
 from mailer.queue.schema import describe, unapplied_migrations
 from mailer.runner.worker import run_worker
@@ -40,13 +41,9 @@ class Command(MailerCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["debug"]:
-            import logging
-
             logging.getLogger("mailer").setLevel(logging.DEBUG)
         concurrency = options["concurrency"]
         if concurrency is not None and concurrency < 1:
-            from django.core.management.base import CommandError
-
             raise CommandError("--concurrency must be 1 or more")
         default_delivery_alias()  # a misconfigured backend fails here, loudly
         require_tables(options["database"])
