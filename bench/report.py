@@ -85,9 +85,14 @@ class Results:
         return [m for (k, mdb), m in self.keyed.items() if mdb == db and k[: len(head)] == head]
 
 
-def reproduce(mode: str, scenarios: list[str], db: str, server: str = "") -> str:
-    """The command that measures a row (or a target's rows) again, alone."""
+def reproduce(
+    mode: str, scenarios: list[str], db: str, server: str = "", dj61: bool = False
+) -> str:
+    """The command that measures a row (or a target's rows) again, alone. ``dj61``: the
+    row needs the Django 6.1 sides, which --check leaves out unless told."""
     words = ["bash bench/run.sh", f"--{mode}"] + [f"--only {s}" for s in scenarios]
+    if dj61 and mode == "check":
+        words.append("--dj61")
     if db != "-":
         words.append(f"--db {db}")
     if server:

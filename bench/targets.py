@@ -96,7 +96,7 @@ class Targets:
         the same round). The target compares them on one Python: Django 6.1 needs 3.12+,
         and the interpreter alone moves the ratio across Pythons by more than the 10% the
         target allows. The ratio across the Pythons stays beside it, for information."""
-        command = reproduce(self.mode, ["drain"], db, server)
+        command = reproduce(self.mode, ["drain"], db, server, dj61=True)
         py61, py52 = self.pythons.get("ours61", "?"), self.pythons.get("ours", "?")
         for kind, what, goal in (
             ("same-python", f"both on Python {py61}", 0.9),
@@ -126,7 +126,7 @@ class Targets:
             ">=",
             1.5,
             "manage.py, msg/s incl. start-up",
-            reproduce(self.mode, ["command"], db, server),
+            reproduce(self.mode, ["command"], db, server, dj61=django == "6.1"),
         )
         (our_best, our_how), (their_best, their_how) = (
             self.best(db, server, ours),
@@ -138,7 +138,7 @@ class Targets:
             ">=",
             1.5,
             f"ours {our_how}; post-office {their_how}",
-            reproduce(self.mode, ["command", "parallel"], db, server),
+            reproduce(self.mode, ["command", "parallel"], db, server, dj61=django == "6.1"),
         )
 
     def against_django_mailer(self, db: str, server: str, django: str, where: str) -> None:
@@ -154,7 +154,7 @@ class Targets:
             ">=",
             5.0,
             how,
-            reproduce(self.mode, ["drain"], db, server),
+            reproduce(self.mode, ["drain"], db, server, dj61=django == "6.1"),
         )
 
     def relay(self) -> None:
