@@ -5,7 +5,8 @@
 #   ours-dj61, dm-dj61, po-dj61: the same on Python 3.12+ and Django 6.1 (not with --no-dj61)
 #   ours-dj52py313 (named after that Python): ours on Django 5.2 and the Django 6.1 sides'
 #              Python, for Django 6.1 / 5.2 on one interpreter (the drain scenario only)
-# Each also gets the PostgreSQL and MariaDB drivers. A stamp file skips pip when nothing changed.
+# Each also gets the PostgreSQL and MariaDB drivers. A stamp file (the Python and pip's
+# arguments) skips pip when nothing changed.
 
 DM_SPEC="django-mailer==2.3.2"
 PO_SPEC="django-post-office==3.12.0"
@@ -16,7 +17,9 @@ DB_DRIVERS=("psycopg[binary]>=3.1" "mysqlclient>=2.2.1")
 bench_venv() {
     local name=$1 python=$2 module=$3
     shift 3
-    local dir=bench/.venvs/$name stamp="bench/.venvs/$name.stamp" want="$*"
+    local dir=bench/.venvs/$name stamp="bench/.venvs/$name.stamp" want
+    # The interpreter too: another Python (or another patch release of it) makes a new venv.
+    want="$("$python" -c 'import sys; print(sys.executable, sys.version.split()[0])') $*"
     if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi
