@@ -19,6 +19,7 @@ from mailer.models import (
     RESULT_DONT_SEND,
     RESULT_FAILURE,
     RESULT_SUCCESS,
+    DeliveryRun,
     Message,
     MessageLog,
     Status,
@@ -64,6 +65,13 @@ def log(result: str, when: datetime.datetime, count: int = 1) -> None:
 def worker(name: str, heartbeat: datetime.datetime, concurrency: int = 1) -> None:
     Worker.objects.create(
         name=name, hostname="mail1", pid=4242, heartbeat_at=heartbeat, concurrency=concurrency
+    )
+
+
+def run(kind: str, finished: datetime.datetime, counts: tuple[int, int, int]) -> None:
+    """A run of ``kind`` on mail1 that finished at ``finished``, having done ``counts``."""
+    DeliveryRun.objects.record(
+        kind, "mail1", 2388, started_at=finished, counts=counts, finished_at=finished
     )
 
 
@@ -136,14 +144,28 @@ class TestHealth:
         ]
         assert found.alive_workers == 1
 
-    def test_three_queries_whatever_the_size_and_the_log_read_for_one_day_only(self) -> None:
+    def test_runs_most_recently_finished_first_and_the_age_of_the_last(self) -> None:
+        run("send_mail", ago(minutes=3), (3, 1, 0))
+        run("task", ago(seconds=30), (0, 0, 0))
+        found = health.check()
+        assert [(r.kind, r.sent, r.delivered_at is None) for r in found.runs] == [
+            ("task", 0, True),
+            ("send_mail", 3, False),
+        ]
+        assert 30 <= (found.last_run_age or 0) < 90
+
+    def test_no_run_has_no_age(self) -> None:
+        assert health.check().last_run_age is None
+
+    def test_four_queries_whatever_the_size_and_the_log_read_for_one_day_only(self) -> None:
         for _ in range(3):
             queue()
         log(RESULT_SUCCESS, ago(days=3), 50)
         worker("mail1:1:x", timezone.now())
+        run("send_mail", timezone.now(), (1, 0, 0))
         with CaptureQueriesContext(connection) as queries:
             health.check()
-        assert len(queries.captured_queries) == 3
+        assert len(queries.captured_queries) == 4
         (on_log,) = [q["sql"] for q in queries.captured_queries if "mailer_messagelog" in q["sql"]]
         assert "when_attempted" in on_log.split("WHERE", 1)[1]
 
@@ -163,6 +185,16 @@ class TestCommand:
         assert "workers: 1 alive" in out
         assert "mail1:7:abc (mail1, pid 4242): 2 connection(s), last heartbeat" in out
 
+    def test_reports_the_runs_cron_starts(self) -> None:
+        assert "runs: none finished (send_mail, send_all(), Tasks drains)" in status()
+        run("send_mail", ago(seconds=40), (12, 1, 0))
+        run("send_all", ago(minutes=5), (0, 0, 0))
+        out = status()
+        assert "runs: last finished 4" in out  # 40 s, or a little more
+        assert "  send_mail on mail1 (pid 2388): finished 4" in out
+        assert "ago: 12 sent, 1 deferred, 0 failed" in out
+        assert "  send_all on mail1 (pid 2388): finished 5 min ago; nothing delivered yet" in out
+
     def test_one_attempt_is_singular(self) -> None:
         log(RESULT_SUCCESS, ago(minutes=5))
         assert "last hour: 1 attempt, 0 deferred or failed (0.0%)" in status()
@@ -179,13 +211,22 @@ class TestCommand:
             "refused_recipients": 0,
         }
         assert report["workers"] == [] and report["alive_workers"] == 0
+        assert report["runs"] == [] and report["last_run_age"] is None
         assert report["problems"] == []
+
+    def test_json_lists_the_runs(self) -> None:
+        run("send_mail", ago(seconds=40), (12, 1, 0))
+        (found,) = json.loads(status("--json"))["runs"]
+        assert found["kind"] == "send_mail" and found["hostname"] == "mail1"
+        assert (found["sent"], found["deferred"], found["failed"]) == (12, 1, 0)
+        assert found["finished_age"] >= 40 and found["delivered_at"] == found["finished_at"]
 
     def test_within_every_limit_it_succeeds(self) -> None:
         queue(due_at=ago(seconds=10))
         queue(Status.FAILED)
         worker("mail1:1:x", timezone.now())
-        status("--max-age", "60", "--max-failed", "1", "--min-workers", "1")
+        run("send_mail", ago(seconds=10), (1, 0, 0))
+        status("--max-age", "60", "--max-failed", "1", "--min-workers", "1", "--max-run-age", "60")
 
     @pytest.mark.parametrize(
         ("limit", "reason"),
@@ -193,6 +234,7 @@ class TestCommand:
             (["--max-age", "60"], "waited 1"),
             (["--max-failed", "0"], "1 messages failed, more than --max-failed 0"),
             (["--min-workers", "1"], "0 workers alive, fewer than --min-workers 1"),
+            (["--max-run-age", "60"], "no run has finished, --max-run-age 60"),
         ],
     )
     def test_a_limit_crossed_exits_with_2_and_says_why(self, limit: list[str], reason: str) -> None:
@@ -202,6 +244,14 @@ class TestCommand:
             status(*limit)
         assert raised.value.returncode == 2
         assert reason in str(raised.value)
+
+    def test_a_run_that_finished_too_long_ago_is_a_limit_crossed(self) -> None:
+        run("send_mail", ago(minutes=10), (1, 0, 0))
+        with pytest.raises(CommandError) as raised:
+            status("--max-run-age", "300")
+        assert raised.value.returncode == 2
+        assert "the last run finished 6" in str(raised.value)
+        assert "more than --max-run-age 300" in str(raised.value)
 
     def test_json_lists_the_problems_too(self) -> None:
         queue(Status.FAILED)

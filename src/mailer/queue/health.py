@@ -1,4 +1,4 @@
-"""The queue's health in three bounded queries: what ``manage.py mailer_status`` reports.
+"""The queue's health in four bounded queries: what ``manage.py mailer_status`` reports.
 
 Every query stays fast on millions of rows:
 
@@ -7,7 +7,9 @@ Every query stays fast on millions of rows:
 * delivery attempts: one count per result over the ``(result,
   when_attempted)`` index of ``MessageLog``, for the last day only, with the
   recipients refused in them;
-* workers: the most recent ``MAX_WORKERS`` rows.
+* workers: the most recent ``MAX_WORKERS`` rows;
+* runs that deliver once and exit (``send_mail``, ``send_all()``, the Tasks
+  drain): the most recent ``MAX_WORKERS`` rows, one per kind and host.
 
 It reads only the models and the settings, and writes nothing.
 """
@@ -26,7 +28,7 @@ from mailer.conf import settings
 from mailer.queue.log import MessageLog
 from mailer.queue.message import Message
 from mailer.queue.states import RESULT_FAILURE, RESULT_SUCCESS, count_where
-from mailer.queue.workers import Worker
+from mailer.queue.workers import DeliveryRun, Worker
 
 STATES = ("queued", "scheduled", "sending", "deferred", "held", "failed")
 HOUR = datetime.timedelta(hours=1)
@@ -59,6 +61,21 @@ class WorkerHealth:
 
 
 @dataclass(frozen=True)
+class RunHealth:
+    """The last run of one kind on one host: when it finished, and what the last run
+    that had mail to deliver did (``delivered_at`` None: none had any yet)."""
+
+    kind: str  # "send_mail", "send_all" or "task"
+    hostname: str
+    pid: int
+    finished_at: datetime.datetime
+    delivered_at: datetime.datetime | None
+    sent: int
+    deferred: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class Health:
     now: datetime.datetime
     states: dict[str, int]  # every name in STATES
@@ -66,6 +83,7 @@ class Health:
     last_hour: Attempts
     last_day: Attempts
     workers: list[WorkerHealth]  # most recent heartbeat first
+    runs: list[RunHealth]  # most recently finished first
 
     @property
     def oldest_due_age(self) -> float | None:
@@ -77,6 +95,13 @@ class Health:
     @property
     def alive_workers(self) -> int:
         return sum(worker.alive for worker in self.workers)
+
+    @property
+    def last_run_age(self) -> float | None:
+        """Seconds since the last run that delivers once and exits finished (None: none has)."""
+        if not self.runs:
+            return None
+        return max((self.now - self.runs[0].finished_at).total_seconds(), 0.0)
 
     def as_json(self) -> dict[str, Any]:
         def attempts(window: Attempts) -> dict[str, Any]:
@@ -107,6 +132,21 @@ class Health:
                 }
                 for w in self.workers
             ],
+            "last_run_age": self.last_run_age,
+            "runs": [
+                {
+                    "kind": r.kind,
+                    "hostname": r.hostname,
+                    "pid": r.pid,
+                    "finished_at": r.finished_at.isoformat(),
+                    "finished_age": (self.now - r.finished_at).total_seconds(),
+                    "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None,
+                    "sent": r.sent,
+                    "deferred": r.deferred,
+                    "failed": r.failed,
+                }
+                for r in self.runs
+            ],
         }
 
 
@@ -115,7 +155,9 @@ def check(now: datetime.datetime | None = None, using: str = DEFAULT_DB_ALIAS) -
     now = now or timezone.now()
     states, oldest_due_at = Message.objects.using(using).states(now)
     last_hour, last_day = attempts(now, using)
-    return Health(now, states, oldest_due_at, last_hour, last_day, _workers(now, using))
+    return Health(
+        now, states, oldest_due_at, last_hour, last_day, _workers(now, using), _runs(using)
+    )
 
 
 def attempts(now: datetime.datetime, using: str) -> tuple[Attempts, Attempts]:
@@ -159,4 +201,14 @@ def _workers(now: datetime.datetime, using: str) -> list[WorkerHealth]:
     ]
 
 
-__all__ = ["STATES", "Attempts", "Health", "WorkerHealth", "attempts", "check"]
+def _runs(using: str) -> list[RunHealth]:
+    rows = DeliveryRun.objects.using(using).order_by("-finished_at")[:MAX_WORKERS]
+    return [
+        RunHealth(
+            r.kind, r.hostname, r.pid, r.finished_at, r.delivered_at, r.sent, r.deferred, r.failed
+        )
+        for r in rows
+    ]
+
+
+__all__ = ["STATES", "Attempts", "Health", "RunHealth", "WorkerHealth", "attempts", "check"]

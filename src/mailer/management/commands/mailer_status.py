@@ -7,6 +7,7 @@ be reached).
 
 from __future__ import annotations
 
+import datetime
 import json
 from argparse import ArgumentParser
 from typing import Any
@@ -27,8 +28,8 @@ class Command(MailerCommand):
     help = (
         "Show the queue's health: messages by state, how long the oldest due message has "
         "waited, failed attempts and refused recipients in the last hour and day, workers, "
-        "the quotas used. Exits with status 2 when "
-        "a limit given (--max-age, --max-failed, --min-workers) is crossed."
+        "send_mail runs, the quotas used. Exits with status 2 when a limit given "
+        "(--max-age, --max-failed, --min-workers, --max-run-age) is crossed."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -52,6 +53,13 @@ class Command(MailerCommand):
             metavar="N",
             help="Exit with 2 if fewer than N runmailer workers sent a heartbeat within "
             "MAILER_LEASE_SECONDS.",
+        )
+        parser.add_argument(
+            "--max-run-age",
+            type=float,
+            metavar="SECONDS",
+            help="Exit with 2 if no send_mail run, send_all() or Tasks drain finished within "
+            "SECONDS (a cron that stopped).",
         )
         parser.add_argument(
             "--database", default="default", help="Database alias holding the queue."
@@ -87,6 +95,13 @@ def limits_crossed(health: Health, options: dict[str, Any]) -> list[str]:
     min_workers, alive = options.get("min_workers"), health.alive_workers
     if min_workers is not None and alive < min_workers:
         problems.append(f"{alive} workers alive, fewer than --min-workers {min_workers}")
+    max_run_age, run_age = options.get("max_run_age"), health.last_run_age
+    if max_run_age is not None and run_age is None:
+        problems.append(f"no run has finished, --max-run-age {max_run_age:g}")
+    elif max_run_age is not None and run_age is not None and run_age > max_run_age:
+        problems.append(
+            f"the last run finished {run_age:.0f} s ago, more than --max-run-age {max_run_age:g}"
+        )
     return problems
 
 
@@ -109,7 +124,24 @@ def report(health: Health) -> str:
             f"  {w.name} ({w.hostname}, pid {w.pid}): {w.concurrency} connection(s), "
             f"last heartbeat {beat} ago{state}"
         )
+    if health.runs:
+        lines.append(f"runs: last finished {_ago(health, health.runs[0].finished_at)} ago")
+    else:
+        lines.append("runs: none finished (send_mail, send_all(), Tasks drains)")
+    for r in health.runs:
+        done = f"{r.kind} on {r.hostname} (pid {r.pid}): finished {_ago(health, r.finished_at)} ago"
+        if r.delivered_at is None:
+            lines.append(f"  {done}; nothing delivered yet")
+        else:
+            lines.append(
+                f"  {done}; last delivery {_ago(health, r.delivered_at)} ago: "
+                f"{r.sent} sent, {r.deferred} deferred, {r.failed} failed"
+            )
     return "\n".join(lines)
+
+
+def _ago(health: Health, when: datetime.datetime) -> str:
+    return _duration(max((health.now - when).total_seconds(), 0.0))
 
 
 def quota_json(use: QuotaUse) -> dict[str, Any]:
