@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast, overload
 
 from django.conf import settings as django_settings
+from django.db import connection
 
 from mailer.compat import HAS_MAILERS
 from mailer.exceptions import MailerConfigurationError
@@ -383,8 +384,6 @@ class MailerSettings:
         """
         base = self.LOCK_PATH
         if base is None:
-            from django.db import connection
-
             # One lock per database: two projects on a host must not block each other.
             db = f"{connection.vendor}:{connection.settings_dict.get('NAME')}"
             digest = hashlib.sha1(db.encode(), usedforsecurity=False).hexdigest()[:12]

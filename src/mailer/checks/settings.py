@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning, register
-from django.db import router
+from django.db import connections, router
 from django.utils.module_loading import import_string
 
 from mailer.checks.common import TAG, import_problem, valid
@@ -72,8 +72,6 @@ def _call_problem(path: str) -> str | None:
 @register(TAG)
 def check_workers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """mailer.W001: several workers (processes or connections) on SQLite."""
-    from django.db import connections
-
     if not (valid(MailerSettings.WORKERS) and valid(MailerSettings.CONCURRENCY)):
         return []  # mailer.E002
     workers, concurrency = settings.WORKERS, settings.CONCURRENCY

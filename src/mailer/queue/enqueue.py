@@ -9,6 +9,7 @@ import gc
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
 from django.db import DatabaseError, connections, models, transaction
 from django.utils import timezone
@@ -338,7 +339,6 @@ def schedule(
     as Django's ORM does; without it, an aware one is converted to local time.
     A message that would expire before it could be sent is refused.
     """
-    from django.conf import settings as django_settings
 
     def stored(name: str, value: Any) -> datetime.datetime | None:
         if value is None:
