@@ -61,6 +61,21 @@ def test_a_run_whose_connections_all_gave_up_names_each_message_once() -> None:
     assert "2 accepted messages could not be recorded" in str(error)
 
 
+def _record_through_a_recorder(message: Message) -> None:
+    """Hand a recorder a deferral of ``message`` and wait until it is written."""
+    recorder = Recorder(Message, "default", "vm:1:2")
+    try:
+        recorder.add(
+            message,
+            Outcome(Verdict.TRANSIENT, Reply(451, "4.3.0 try again later")),
+            "vm:1:2/0",
+            admitted=False,
+        )
+        recorder.flush(give_up_after=30)
+    finally:
+        recorder.close()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_write_whose_answer_was_lost_is_not_applied_again_to_a_message_claimed_since(
     monkeypatch: pytest.MonkeyPatch,
@@ -83,17 +98,7 @@ def test_a_write_whose_answer_was_lost_is_not_applied_again_to_a_message_claimed
             raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(MessageQuerySet, "record", answer_lost_once)
-    recorder = Recorder(Message, "default", "vm:1:2")
-    try:
-        recorder.add(
-            message,
-            Outcome(Verdict.TRANSIENT, Reply(451, "4.3.0 try again later")),
-            "vm:1:2/0",
-            admitted=False,
-        )
-        recorder.flush(give_up_after=30)
-    finally:
-        recorder.close()
+    _record_through_a_recorder(message)
     row = Message.objects.get(pk=message.pk)
     assert (row.status, row.claimed_by, row.retry_count) == (Status.CLAIMED, "vm:9:9/0", 1)
     assert MessageLog.objects.count() == 1
@@ -120,20 +125,6 @@ def _record_failing_once(monkeypatch: pytest.MonkeyPatch, *, committed: bool) ->
             raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(MessageQuerySet, "record", failing_once)
-
-
-def _record_through_a_recorder(message: Message) -> None:
-    recorder = Recorder(Message, "default", "vm:1:2")
-    try:
-        recorder.add(
-            message,
-            Outcome(Verdict.TRANSIENT, Reply(451, "4.3.0 try again later")),
-            "vm:1:2/0",
-            admitted=False,
-        )
-        recorder.flush(give_up_after=30)
-    finally:
-        recorder.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -291,7 +291,7 @@ def still_unrecorded(
 ) -> set[int]:
     """Of the results of a write that failed, and may have committed all the same (its
     answer lost), the messages whose result is not written yet: each message's fields
-    as claimed in ``claimed``. A claim must be held still as it was (same claimer,
+    as handed over in ``claimed``. A claim must be held still as it was (same claimer,
     same retry count); an attempt an error handler saved itself (``Message.defer``)
     must have no log row yet."""
     held = queryset.still_claimed(
