@@ -96,12 +96,14 @@ def limits_crossed(health: Health, options: dict[str, Any]) -> list[str]:
     if min_workers is not None and alive < min_workers:
         problems.append(f"{alive} workers alive, fewer than --min-workers {min_workers}")
     max_run_age, run_age = options.get("max_run_age"), health.last_run_age
-    if max_run_age is not None and run_age is None:
-        problems.append(f"no run has finished, --max-run-age {max_run_age:g}")
-    elif max_run_age is not None and run_age is not None and run_age > max_run_age:
-        problems.append(
-            f"the last run finished {run_age:.0f} s ago, more than --max-run-age {max_run_age:g}"
-        )
+    if max_run_age is not None:
+        if run_age is None:
+            problems.append(f"no run has finished, --max-run-age {max_run_age:g}")
+        elif run_age > max_run_age:
+            problems.append(
+                f"the last run finished {run_age:.0f} s ago, "
+                f"more than --max-run-age {max_run_age:g}"
+            )
     return problems
 
 
@@ -118,11 +120,10 @@ def report(health: Health) -> str:
     lines.append(f"last day: {_attempts(health.last_day)}")
     lines.append(f"workers: {health.alive_workers} alive")
     for w in health.workers:
-        beat = _duration((health.now - w.heartbeat_at).total_seconds())
         state = "" if w.alive else ", not alive"
         lines.append(
             f"  {w.name} ({w.hostname}, pid {w.pid}): {w.concurrency} connection(s), "
-            f"last heartbeat {beat} ago{state}"
+            f"last heartbeat {_ago(health, w.heartbeat_at)} ago{state}"
         )
     if health.runs:
         lines.append(f"runs: last finished {_ago(health, health.runs[0].finished_at)} ago")
