@@ -176,6 +176,13 @@ class UnsafeLockPath(MailerConfigurationError, PermissionError):
     """
 
 
+# -- Worker processes ------------------------------------------------------------
+
+
+class WorkerProcessFailed(MailerError, RuntimeError):
+    """A worker process of ``runmailer`` died or failed: its siblings were stopped."""
+
+
 # -- Warnings ----------------------------------------------------------------
 
 

@@ -8,10 +8,12 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from mailer.exceptions import TablesMissing
+from mailer.conf import settings
+from mailer.exceptions import TablesMissing, WorkerProcessFailed
 from mailer.management.base import CommandError, MailerCommand
 from mailer.queue.aliases import default_delivery_alias
 from mailer.queue.schema import describe, unapplied_migrations
+from mailer.runner.processes import can_fork, processes_for, run_processes, shares
 from mailer.runner.worker import run_worker
 
 
@@ -29,6 +31,12 @@ class Command(MailerCommand):
             "--concurrency",
             "Delivery connections used in parallel (default: MAILER_CONCURRENCY).",
         )
+        self.add_number_option(
+            parser,
+            "--processes",
+            "Worker processes the connections are spread over (default: one per 8 "
+            "connections, at most one per CPU; one on SQLite).",
+        )
         parser.add_argument(
             "--database", default="default", help="Database alias holding the queue."
         )
@@ -45,14 +53,32 @@ class Command(MailerCommand):
         concurrency = options["concurrency"]
         if concurrency is not None and concurrency < 1:
             raise CommandError("--concurrency must be 1 or more")
+        processes = options["processes"]
+        if processes is not None and processes < 1:
+            raise CommandError("--processes must be 1 or more")
+        using = options["database"]
         default_delivery_alias()  # a misconfigured backend fails here, loudly
-        require_tables(options["database"])
-        counts = run_worker(
-            concurrency=concurrency,
-            using=options["database"],
-            listen=self.listen,
-            exit_when_idle=options["exit_when_idle"],
-        )
+        require_tables(using)
+        connections_wanted = concurrency or settings.CONCURRENCY
+        if processes is None:
+            processes = processes_for(connections_wanted, using) if can_fork() else 1
+        elif processes > 1 and not can_fork():
+            raise CommandError(
+                "--processes: worker processes are forked, which needs os.fork and no other "
+                "thread running in this process"
+            )
+        worker = {
+            "using": using,
+            "listen": self.listen,
+            "exit_when_idle": options["exit_when_idle"],
+        }
+        if processes > 1:
+            try:
+                counts = run_processes(run_worker, shares(connections_wanted, processes), **worker)
+            except WorkerProcessFailed as failed:
+                raise CommandError(str(failed)) from failed
+        else:
+            counts = run_worker(concurrency=concurrency, **worker)
         self.say(f"sent {counts.sent}, deferred {counts.deferred}, failed {counts.failed}")
 
 

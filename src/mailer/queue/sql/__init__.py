@@ -73,6 +73,9 @@ class Dialect(Protocol):
     def IGNORED_KEYS_LOCKED(self) -> bool: ...
 
     @property
+    def ONE_WRITER(self) -> bool: ...
+
+    @property
     def insert_from_json(self) -> InsertFromJson | None: ...
 
     @property

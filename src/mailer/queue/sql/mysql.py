@@ -20,6 +20,7 @@ from mailer.queue.sql import standard
 
 # The functions this database shares with every other (mailer.queue.sql.Dialect).
 from mailer.queue.sql.standard import CHANNEL as CHANNEL
+from mailer.queue.sql.standard import ONE_WRITER as ONE_WRITER
 from mailer.queue.sql.standard import any_of as any_of
 from mailer.queue.sql.standard import claim_rows as claim_rows
 from mailer.queue.sql.standard import insert_from_json as insert_from_json

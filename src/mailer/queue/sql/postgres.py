@@ -20,6 +20,7 @@ from mailer.queue.sql.returning import rows_returning, update_returning
 
 # The functions this database shares with every other (mailer.queue.sql.Dialect).
 from mailer.queue.sql.standard import IGNORED_KEYS_LOCKED as IGNORED_KEYS_LOCKED
+from mailer.queue.sql.standard import ONE_WRITER as ONE_WRITER
 from mailer.queue.sql.standard import insert_ignoring as insert_ignoring
 from mailer.queue.sql.standard import max_packet as max_packet
 from mailer.queue.sql.standard import max_params as max_params

@@ -38,6 +38,8 @@ from mailer.queue.sql.standard import retrying_deadlocks as retrying_deadlocks
 from mailer.queue.sql.standard import shared_value_sql as shared_value_sql
 from mailer.queue.states import DUE_STATUSES
 
+ONE_WRITER = True  # one write transaction at a time, for the whole database file
+
 if TYPE_CHECKING:
     from mailer.queue.message import MessageQuerySet
 

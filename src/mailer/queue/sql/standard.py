@@ -29,6 +29,10 @@ CHANNEL = ""
 # INSERT IGNORE does)? Then expired keys are deleted before inserting.
 IGNORED_KEYS_LOCKED = False
 
+# Does the database take one writer at a time (SQLite)? Then several worker processes
+# would only queue for its write lock: ``runmailer`` keeps to one by default.
+ONE_WRITER = False
+
 # PostgreSQL's one statement that deletes messages and inserts their log rows
 # (``mailer.queue.sql.postgres.insert_from_json``); None elsewhere.
 insert_from_json = None
