@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 from mailer.delivery.recorder import EXPOSED_LIMIT
 from mailer.models import Message, MessageLog, Status
 from mailer.models import Worker as WorkerRow
+from mailer.runner.worker import MailWorker
 
 from . import processes
 from .assertions import MailAssertions
@@ -125,6 +127,21 @@ class TestRunmailer(MailAssertions):
         assert done.returncode == 0, done.stderr
         assert not self.server.received
         assert Message.objects.claimed().count() == 3
+
+
+class TestStopping:
+    def test_a_second_stop_request_returns_at_once_whatever_the_first_holds(self) -> None:
+        # A second SIGTERM may interrupt the first one's handler inside stop.set(), holding
+        # its lock: the second handler must not wait for that lock (it would wait for ever).
+        worker = MailWorker(concurrency=1)
+        worker.request_stop()
+        assert worker.stop.is_set()
+        returned = threading.Event()
+        with worker.stop._cond:  # as the interrupted first handler would hold it
+            asker = threading.Thread(target=lambda: (worker.request_stop(), returned.set()))
+            asker.start()
+            assert returned.wait(timeout=10), "the second request waited for the first's lock"
+        asker.join()
 
 
 class TestManyWorkers(MailAssertions):

@@ -110,6 +110,23 @@ class TestWorkerProcesses(MailAssertions):
         assert MessageLog.objects.count() == len(arrived)
         assert Message.objects.count() == len([t for t in tokens if t not in set(arrived)])
 
+    def test_sigterm_to_the_whole_process_group_stops_every_process(self) -> None:
+        # As systemd stops a service, or a terminal's Ctrl-C: each worker process gets the
+        # signal twice, from the group and passed on by the parent.
+        self.server.faults.data_delay = 0.02
+        queue_many(300)
+        parent = self.start("--concurrency", "4", "--processes", "2")
+        processes.wait_until(lambda: len(worker_pids()) == 2, timeout=30)
+        processes.wait_until(lambda: len(self.server.received) >= 20, timeout=30)
+        os.killpg(parent.pid, signal.SIGTERM)
+        code, _, err = processes.wait(parent, timeout=60)
+        assert code == 0, err
+        processes.wait_until(lambda: not processes.session_processes(parent.pid), timeout=30)
+        assert not WorkerRow.objects.exists()
+        assert not Message.objects.claimed().exists()
+        arrived = self.server.tokens()
+        assert len(arrived) == len(set(arrived)), "nothing may be delivered twice"
+
     def test_exit_when_idle_adds_up_what_every_process_did(self) -> None:
         tokens = queue_many(60)
         parent = self.start("--concurrency", "4", "--processes", "2", "--exit-when-idle")

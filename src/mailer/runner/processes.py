@@ -80,11 +80,15 @@ def run_processes(run_worker: RunWorker, share: list[int], **options: Any) -> Se
     connections.close_all()  # each child opens its own
     parent = os.getpid()
     early = threading.Event()  # a signal a child got before its worker could listen
+    got_early: list[int] = []
     children: dict[int, int] = {}  # pid -> the read end of its pipe
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if os.getpid() != parent:
-            early.set()
+            # Set once: a second signal may interrupt this handler inside early.set().
+            if not got_early:
+                got_early.append(signum)
+                early.set()
             return
         for pid in list(children):
             _signal(pid, signum)

@@ -76,6 +76,7 @@ class MailWorker:
         self.using = using
         self.listen = can_listen(using) if listen is None else listen
         self.stop = stop or threading.Event()
+        self._stop_requested = False
         self.exit_when_idle = exit_when_idle
         self.identity = leases.current()
         self.waker = Waker(self.stop)
@@ -129,7 +130,15 @@ class MailWorker:
         self._look.set()
 
     def request_stop(self, *_: Any) -> None:
-        """Stop claiming; finish what is in hand (signal handler friendly)."""
+        """Stop claiming; finish what is in hand (signal handler friendly).
+
+        Asked once, a second time returns at once: a second signal (SIGTERM sent to the
+        process group and passed on by ``runmailer``'s parent process as well) may
+        interrupt the first one's handler while it holds the locks below, and waiting
+        for them there would never end."""
+        if self._stop_requested:
+            return
+        self._stop_requested = True
         if not self.stop.is_set():
             logger.info("worker %s stopping", self.identity.id)
         self.stop.set()
