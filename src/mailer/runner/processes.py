@@ -82,6 +82,7 @@ def run_processes(run_worker: RunWorker, share: list[int], **options: Any) -> Se
     early = threading.Event()  # a signal a child got before its worker could listen
     got_early: list[int] = []
     children: dict[int, int] = {}  # pid -> the read end of its pipe
+    received: list[int] = []  # the signals the parent got
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if os.getpid() != parent:
@@ -90,6 +91,7 @@ def run_processes(run_worker: RunWorker, share: list[int], **options: Any) -> Se
                 got_early.append(signum)
                 early.set()
             return
+        received.append(signum)
         for pid in list(children):
             _signal(pid, signum)
 
@@ -103,6 +105,9 @@ def run_processes(run_worker: RunWorker, share: list[int], **options: Any) -> Se
                 _child(run_worker, connections_of_child, early, write, options)
             os.close(write)
             children[pid] = read
+        for signum in received[:1]:  # got while forking: the children forked since get it too
+            for pid in list(children):
+                _signal(pid, signum)
         return _wait(children)
     finally:
         for sig, handler in previous.items():
