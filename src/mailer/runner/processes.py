@@ -105,9 +105,9 @@ def run_processes(run_worker: RunWorker, share: list[int], **options: Any) -> Se
                 _child(run_worker, connections_of_child, early, write, options)
             os.close(write)
             children[pid] = read
-        for signum in received[:1]:  # got while forking: the children forked since get it too
+        if received:  # got while forking: the children forked since get it too
             for pid in list(children):
-                _signal(pid, signum)
+                _signal(pid, received[0])
         return _wait(children)
     finally:
         for sig, handler in previous.items():
