@@ -42,6 +42,7 @@ from mailer.delivery.pool import Pool
 from mailer.delivery.recipients import blocked_recipients, dont_send_active, pending_recipients
 from mailer.delivery.recorder import Admission, Gate, Recorder
 from mailer.delivery.tally import SendCounts, Tally
+from mailer.delivery.taper import Taper
 from mailer.delivery.transport import ConnectionDown, NotHandedOver, Transport
 from mailer.exceptions import DatabaseUnreachable, UndecodableMessage
 from mailer.message.letter import Letter
@@ -82,6 +83,7 @@ class Engine:
         tally: Tally | None = None,
         recorder: Recorder | None = None,
         dont_send: bool | None = None,
+        taper: Taper | None = None,
     ) -> None:
         """``owner`` is the claim owner (see ``mailer.runner.leases``); ``before_send`` the rate
         limiter (``mailer.delivery.holds``); ``share`` how many engines of one worker drain the
@@ -90,8 +92,9 @@ class Engine:
         at the end of the queue, ``tally`` what they did together (the run's limits;
         ``on_result`` is told) and ``recorder`` what writes their results (without, each
         engine has its own); ``dont_send``: has the don't-send list entries (the caller just
-        asked, for the first run). With ``give_up_after``, a run that cannot reach the
-        database for that many seconds raises ``DatabaseUnreachable``; else it waits.
+        asked, for the first run); ``taper`` what sizes their claims at the queue's end.
+        With ``give_up_after``, a run that cannot reach the database for that many seconds
+        raises ``DatabaseUnreachable``; else it waits.
         An Engine may ``run()`` many times; its connections stay open until ``close()``.
         """
         self.owner = owner
@@ -126,6 +129,7 @@ class Engine:
         self._shared_recorder = recorder
         self._own_tally = tally is None
         self.tally = tally or Tally()
+        self.taper = taper  # smaller claims at the queue's end, while other workers drain it
         self._max_size = settings.MAX_MESSAGE_SIZE
         self.holds = Holds(owner, self.queue, self.outage, logger, done=self.pool.done)
 
@@ -254,6 +258,8 @@ class Engine:
             size = max(1, min(size, int(CLAIM_SECONDS / max(self._seconds_per_message, 1e-6))))
         if self.max_batch is not None:
             size = min(size, max(self.max_batch - self.tally.counts.sent, 1))
+        if self.taper is not None and self._seconds_per_message is not None:
+            size = self.taper.size(self.queue, size)
         return size
 
     def _limit_reached(self, *, start: bool = False) -> bool:
@@ -372,15 +378,9 @@ class Engine:
         self.counts += one
         level = logging.INFO if verdict is Verdict.SENT else logging.WARNING
         if logger.isEnabledFor(level):
-            logger.log(
-                level,
-                "%s message %s (%s) to %s: %s",
-                verdict.value,
-                message.pk,
-                outcome.message_id or "",
-                ", ".join(outcome.attempted),
-                outcome.reply,
-            )
+            to = ", ".join(outcome.attempted)
+            said = (verdict.value, message.pk, outcome.message_id or "", to, outcome.reply)
+            logger.log(level, "%s message %s (%s) to %s: %s", *said)
         self._handed.add(message.pk)
         admitted = self._admission is not None and self._admission.admitted
         self.recorder.add(message, outcome, self.owner, admitted=admitted)  # the recorder's now
@@ -422,12 +422,8 @@ class Engine:
             return undecodable(error)
         if not recipients:
             verdict = Verdict.SKIPPED if skipped else Verdict.SENT
-            reply = Reply(
-                None,
-                "every remaining recipient is on the don't-send list"
-                if skipped
-                else "nothing left to send",
-            )
+            why = "every remaining recipient is on the don't-send list" if skipped else ""
+            reply = Reply(None, why or "nothing left to send")
             return Outcome(verdict, reply, "", skipped, msgid)
         outcome = self._send(message, letter, recipients)
         outcome.message_id = msgid

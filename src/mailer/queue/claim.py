@@ -53,3 +53,9 @@ def _claimed(
     claimed = list(bounded(mine.filter(pk__in=ids).in_send_order(), settings.MAX_MESSAGE_SIZE))
     take_bounded(claimed)
     return claimed
+
+
+def due_left(queryset: MessageQuerySet, at_most: int) -> int:
+    """How many messages of ``queryset`` are due now, counted no further than ``at_most``:
+    one short read of the index the claim uses, that says how near the queue's end is."""
+    return queryset.due().values("pk")[:at_most].count()

@@ -62,6 +62,11 @@ class WorkerQuerySet(models.QuerySet["Worker"]):
         seconds = within if within is not None else settings.LEASE_SECONDS
         return self.filter(heartbeat_at__gte=timezone.now() - datetime.timedelta(seconds=seconds))
 
+    def connections(self) -> int:
+        """The delivery connections of the workers alive, all together."""
+        total: int | None = self.alive().aggregate(total=models.Sum("concurrency"))["total"]
+        return total or 0
+
 
 class Worker(_Reporter):
     """A running delivery process, as it last reported itself."""

@@ -29,6 +29,7 @@ from mailer.delivery.pool import Pool
 from mailer.delivery.recipients import dont_send_active
 from mailer.delivery.recorder import Gate, Recorder
 from mailer.delivery.tally import Tally
+from mailer.delivery.taper import Taper
 from mailer.exceptions import DatabaseUnreachable
 from mailer.queue.aliases import check_legacy_backend
 from mailer.queue.enqueue import tables_required
@@ -57,7 +58,9 @@ class Delivery:
     raises ``DatabaseUnreachable``; without, it waits (until ``stop``), and a
     failed start-up reclaim is only logged. ``first_claim``: what a connection
     claims before its speed is known; ``max_batch``: ``MAILER_EMAIL_MAX_BATCH``
-    for the run; ``log``: where an outage of the database is told.
+    for the run; ``log``: where an outage of the database is told. With ``taper`` (a
+    worker's), claims shrink at the queue's end while other workers drain it too, so
+    that all finish together (``mailer.delivery.taper``).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Delivery:
         first_claim: int | None = None,
         give_up_after: float | None = None,
         log: logging.Logger = logger,
+        taper: bool = False,
     ) -> None:
         self.queue = queue
         self.using = queue.db
@@ -96,6 +100,7 @@ class Delivery:
         self.recorder: Recorder | None = None  # the connections' one writer, while they run
         self._tally: Tally | None = None  # the run's limits, when its connections run once
         self._dont_send: bool | None = None  # asked for the connections' first run
+        self.taper = Taper(self.using, self.connections) if taper else None
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Delivery]:
@@ -147,6 +152,7 @@ class Delivery:
             tally=self._tally,
             recorder=self.recorder,
             dont_send=self._dont_send,
+            taper=self.taper,
         )
 
     def run(

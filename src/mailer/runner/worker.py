@@ -92,6 +92,7 @@ class MailWorker:
             stop=self.stop,
             first_claim=INITIAL_CLAIM,
             log=logger,
+            taper=True,
         )
         self.outage = self.delivery.outage
 
