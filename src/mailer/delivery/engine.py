@@ -422,8 +422,8 @@ class Engine:
             return undecodable(error)
         if not recipients:
             verdict = Verdict.SKIPPED if skipped else Verdict.SENT
-            why = "every remaining recipient is on the don't-send list" if skipped else ""
-            reply = Reply(None, why or "nothing left to send")
+            why = "every remaining recipient is on the don't-send list"
+            reply = Reply(None, why if skipped else "nothing left to send")
             return Outcome(verdict, reply, "", skipped, msgid)
         outcome = self._send(message, letter, recipients)
         outcome.message_id = msgid

@@ -27,6 +27,7 @@ from __future__ import annotations
 from django.db import connections
 
 from mailer.conf import settings
+from mailer.queue.claim import due_left
 from mailer.queue.message import MessageQuerySet
 
 MIN_SHARE = 10  # due messages that make another connection worth opening
@@ -37,7 +38,7 @@ def connections_for(queue: MessageQuerySet, wanted: int | None = None) -> int:
     wanted = settings.SEND_CONCURRENCY if wanted is None else wanted
     if wanted <= 1 or settings.EMAIL_THROTTLE or connections[queue.db].in_atomic_block:
         return 1
-    due = queue.due()[: wanted * MIN_SHARE].count()
+    due = due_left(queue, wanted * MIN_SHARE)
     return max(1, min(wanted, due // MIN_SHARE))
 
 
